@@ -1,0 +1,1 @@
+//! Switchyard load generator: open-loop SIP UAC and MGCP call agent (lands with the bench issue).

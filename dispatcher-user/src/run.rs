@@ -1,0 +1,324 @@
+//! Wires a backend, the core and the dispatcher thread together for `switchyard run`.
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use dispatcher_common::PortProto;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    core::Core,
+    loader::{AttachMode, XdpProgram},
+    stats::Published,
+    udp_shell::{self, Listener, UdpStats},
+    xdp_shell::{self, Idle, PortTable, XdpShellStats},
+    xsk::{XskConfig, XskQueue, XskStats, ZeroCopy},
+};
+
+/// Which I/O shell feeds the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// XDP when an interface is given and the process may load BPF, else UDP (says which).
+    Auto,
+    /// XDP program + AF_XDP sockets on `--iface`.
+    Xdp,
+    /// Plain UDP sockets with recvmmsg; no privileges needed.
+    Udp,
+}
+
+/// Everything `switchyard run` needs; built from the command line.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Requested backend.
+    pub backend: Backend,
+    /// Interface for the XDP backend.
+    pub iface: Option<String>,
+    /// Well-known SIP address.
+    pub sip: SocketAddr,
+    /// Well-known MGCP address.
+    pub mgcp: SocketAddr,
+    /// Core to pin the dispatcher thread to.
+    pub core: Option<usize>,
+    /// XDP attach mode.
+    pub xdp_mode: AttachMode,
+    /// Zero-copy request for AF_XDP.
+    pub zero_copy: ZeroCopy,
+    /// Number of rx queues to serve (default: all of the interface's).
+    pub queues: Option<u32>,
+    /// Idle strategy of the dispatcher thread.
+    pub idle: Idle,
+    /// Stop by itself after this long (for tests and scripted runs).
+    pub duration: Option<Duration>,
+    /// Where to write the exit counters as JSON.
+    pub stats_json: Option<PathBuf>,
+    /// Log a counters line this often (`None`: only at exit).
+    pub stats_interval: Option<Duration>,
+}
+
+/// Picks the backend for `auto`, saying why.
+pub fn resolve_backend(cfg: &RunConfig) -> Backend {
+    match cfg.backend {
+        Backend::Auto => {
+            // SAFETY: geteuid has no preconditions.
+            let root = unsafe { libc::geteuid() } == 0;
+            match (&cfg.iface, root) {
+                (Some(_), true) => {
+                    info!("backend auto: using xdp (interface given, running as root)");
+                    Backend::Xdp
+                }
+                (None, _) => {
+                    info!("backend auto: using udp (no --iface given)");
+                    Backend::Udp
+                }
+                (Some(_), false) => {
+                    warn!("backend auto: using udp (not root: cannot load XDP programs)");
+                    Backend::Udp
+                }
+            }
+        }
+        b => b,
+    }
+}
+
+/// Runs until SIGINT/SIGTERM (or `duration`), then prints and writes the counters.
+pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
+    }
+    if cfg.sip.port() == cfg.mgcp.port() {
+        bail!(
+            "--sip and --mgcp must use different ports (both are {})",
+            cfg.sip.port()
+        );
+    }
+    let backend = resolve_backend(&cfg);
+    if let Some(d) = cfg.duration {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let started = Instant::now();
+    let published = Arc::new(Published::default());
+    let report = match backend {
+        Backend::Xdp => run_xdp(&cfg, &stop, &published)?,
+        Backend::Udp | Backend::Auto => run_udp(&cfg, &stop, &published)?,
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    info!(
+        elapsed_s = format_args!("{elapsed:.1}"),
+        "switchyard stopped; counters follow"
+    );
+    for line in report.to_string().lines() {
+        info!("{line}");
+    }
+    if let Some(path) = &cfg.stats_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Logs one counters line per `stats_interval` until `stop` is set (the main thread's job while
+/// the dispatcher thread runs).
+fn report_while_running(
+    cfg: &RunConfig,
+    stop: &AtomicBool,
+    published: &Published,
+    prog: Option<&XdpProgram>,
+) {
+    let mut next = Instant::now() + cfg.stats_interval.unwrap_or(Duration::MAX / 4);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if Instant::now() < next {
+            continue;
+        }
+        next += cfg.stats_interval.unwrap_or(Duration::MAX / 4);
+        let s = published.load();
+        match prog.and_then(|p| p.counters().ok()) {
+            Some(x) => info!(
+                xdp_redirected = x.redirected,
+                xdp_passed = x.passed,
+                xdp_malformed = x.malformed,
+                rx = s.rx,
+                sip = s.sip,
+                mgcp = s.mgcp,
+                dropped = s.dropped,
+                "counters"
+            ),
+            None => info!(
+                rx = s.rx,
+                sip = s.sip,
+                mgcp = s.mgcp,
+                dropped = s.dropped,
+                "counters"
+            ),
+        }
+    }
+}
+
+fn pin(core: Option<usize>) {
+    let Some(id) = core else { return };
+    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        info!(core = id, "dispatcher thread pinned");
+    } else {
+        warn!(
+            core = id,
+            "could not pin the dispatcher thread (core does not exist?); running unpinned"
+        );
+    }
+}
+
+fn run_udp(
+    cfg: &RunConfig,
+    stop: &Arc<AtomicBool>,
+    published: &Arc<Published>,
+) -> anyhow::Result<serde_json::Value> {
+    let listeners = vec![
+        Listener::bind(cfg.sip, PortProto::Sip)
+            .with_context(|| format!("binding SIP socket {}", cfg.sip))?,
+        Listener::bind(cfg.mgcp, PortProto::Mgcp)
+            .with_context(|| format!("binding MGCP socket {}", cfg.mgcp))?,
+    ];
+    info!(
+        sip = %listeners[0].local_addr(),
+        mgcp = %listeners[1].local_addr(),
+        "udp backend listening"
+    );
+    let core_id = cfg.core;
+    let stop2 = Arc::clone(stop);
+    let pub2 = Arc::clone(published);
+    let handle = std::thread::Builder::new()
+        .name("dispatcher".into())
+        .spawn(move || -> anyhow::Result<(Core, UdpStats)> {
+            pin(core_id);
+            let mut core = Core::new();
+            let mut stats = UdpStats::default();
+            udp_shell::run(&listeners, &mut core, &stop2, &mut stats, &pub2)?;
+            Ok((core, stats))
+        })?;
+    report_while_running(cfg, stop, published, None);
+    let (core, stats) = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"))??;
+    let c = core.stats();
+    Ok(json!({
+        "backend": "udp",
+        "udp": { "rx_datagrams": stats.rx_datagrams, "rx_batches": stats.rx_batches, "truncated": stats.truncated },
+        "core": core_json(&c),
+    }))
+}
+
+fn core_json(c: &crate::core::CoreStats) -> serde_json::Value {
+    json!({
+        "sip": c.sip, "mgcp": c.mgcp, "bytes": c.bytes,
+        "dropped_not_routed": c.dropped_not_routed, "dropped_empty": c.dropped_empty,
+    })
+}
+
+/// Number of rx queues of `iface`, from sysfs.
+fn rx_queue_count(iface: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn run_xdp(
+    cfg: &RunConfig,
+    stop: &Arc<AtomicBool>,
+    published: &Arc<Published>,
+) -> anyhow::Result<serde_json::Value> {
+    let iface = cfg
+        .iface
+        .clone()
+        .context("--backend xdp needs --iface (the interface whose traffic to steer)")?;
+    let mut prog = XdpProgram::load().context("loading the XDP program")?;
+    prog.add_port(cfg.sip.port(), PortProto::Sip)?;
+    prog.add_port(cfg.mgcp.port(), PortProto::Mgcp)?;
+    let nq = cfg.queues.unwrap_or_else(|| rx_queue_count(&iface));
+    let xcfg = XskConfig {
+        zero_copy: cfg.zero_copy,
+        ..XskConfig::default()
+    };
+    let mut queues = Vec::with_capacity(nq as usize);
+    for q in 0..nq {
+        let xq = XskQueue::open(&iface, q, xcfg)?;
+        prog.register_socket(q, &xq.fd())?;
+        queues.push(xq);
+    }
+    let mode = prog.attach(&iface, cfg.xdp_mode)?;
+    let zc = queues.iter().all(XskQueue::zero_copy);
+    info!(
+        %iface,
+        queues = nq,
+        attach = ?mode,
+        copy_mode = if zc { "zero-copy" } else { "copy" },
+        sip_port = cfg.sip.port(),
+        mgcp_port = cfg.mgcp.port(),
+        "xdp backend running"
+    );
+    let ports = PortTable(vec![
+        (cfg.sip.port(), PortProto::Sip),
+        (cfg.mgcp.port(), PortProto::Mgcp),
+    ]);
+    let core_id = cfg.core;
+    let idle = cfg.idle;
+    let stop2 = Arc::clone(stop);
+    let pub2 = Arc::clone(published);
+    let handle = std::thread::Builder::new()
+        .name("dispatcher".into())
+        .spawn(move || {
+            pin(core_id);
+            let mut core = Core::new();
+            let mut stats = XdpShellStats::default();
+            xdp_shell::run(
+                &mut queues,
+                &ports,
+                &mut core,
+                idle,
+                &stop2,
+                &mut stats,
+                &pub2,
+            );
+            for q in queues.iter_mut() {
+                q.refresh_kernel_stats();
+            }
+            let qs: Vec<XskStats> = queues.iter().map(XskQueue::stats).collect();
+            (core, stats, qs)
+        })?;
+    report_while_running(cfg, stop, published, Some(&prog));
+    let (core, shell, qs) = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"))?;
+    let x = prog.counters()?;
+    drop(prog); // detaches
+    let sum = |f: fn(&XskStats) -> u64| qs.iter().map(f).sum::<u64>();
+    Ok(json!({
+        "backend": "xdp",
+        "attach_mode": format!("{mode:?}").to_lowercase(),
+        "zero_copy": zc,
+        "xdp": { "redirected": x.redirected, "passed": x.passed, "malformed": x.malformed, "no_socket": x.no_socket },
+        "afxdp": {
+            "rx_frames": sum(|s| s.rx_frames), "rx_bytes": sum(|s| s.rx_bytes),
+            "tx_frames": sum(|s| s.tx_frames), "tx_full": sum(|s| s.tx_full),
+            "fill_short": sum(|s| s.fill_short), "kernel_rx_dropped": sum(|s| s.kernel_rx_dropped),
+            "bad_frames": shell.bad_frames, "unknown_port": shell.unknown_port,
+        },
+        "core": core_json(&core.stats()),
+    }))
+}

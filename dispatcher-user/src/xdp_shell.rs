@@ -1,0 +1,120 @@
+//! The AF_XDP I/O shell: the dispatcher thread's loop over its queues' rx rings.
+//!
+//! Frames come from the XDP program's redirect, are located as UDP datagrams in place (no copy)
+//! and handed to the [`Core`]. When every ring is empty the thread sleeps in `poll()` on the
+//! sockets (or spins, for benchmarks), so an idle dispatcher costs no CPU.
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+use dispatcher_common::PortProto;
+
+use crate::{
+    core::{Action, Core, Inbound},
+    frame,
+    stats::{PublishTimer, Published},
+    xsk::XskQueue,
+};
+
+/// How the dispatcher thread waits when its rings are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Idle {
+    /// Sleep in `poll()` (default: no CPU when idle, one wake-up syscall per busy period).
+    Poll,
+    /// Busy-poll the rings (lowest latency, burns the pinned core).
+    Spin,
+}
+
+/// Counters of frames the shell could not hand to the core.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct XdpShellStats {
+    /// Frames that were not a readable UDP datagram (should not happen: the XDP program checked).
+    pub bad_frames: u64,
+    /// Datagrams to a port that is not configured (map and config disagree).
+    pub unknown_port: u64,
+}
+
+/// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
+#[derive(Debug, Clone)]
+pub struct PortTable(pub Vec<(u16, PortProto)>);
+
+impl PortTable {
+    fn lookup(&self, port: u16) -> Option<PortProto> {
+        self.0
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, proto)| *proto)
+    }
+}
+
+/// Runs until `stop` is set.
+pub fn run(
+    queues: &mut [XskQueue],
+    ports: &PortTable,
+    core: &mut Core,
+    idle: Idle,
+    stop: &AtomicBool,
+    stats: &mut XdpShellStats,
+    published: &Published,
+) {
+    let mut timer = PublishTimer::default();
+    let rx_total = |qs: &[XskQueue]| qs.iter().map(|q| q.stats().rx_frames).sum::<u64>();
+    let epoch = Instant::now();
+    let mut pfds: Vec<libc::pollfd> = queues
+        .iter()
+        .map(|q| libc::pollfd {
+            fd: q.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut empty_rounds = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = 0;
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        if timer.due(now_ns) {
+            published.store(&core.stats(), rx_total(queues));
+        }
+        for q in queues.iter_mut() {
+            got += q.rx_batch(64, |bytes, _tx| {
+                let f = match frame::parse(bytes) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        stats.bad_frames += 1;
+                        return;
+                    }
+                };
+                let Some(proto) = ports.lookup(f.dst.port()) else {
+                    stats.unknown_port += 1;
+                    return;
+                };
+                let msg = Inbound {
+                    proto,
+                    src: f.src,
+                    dst: SocketAddr::new(f.dst.ip(), f.dst.port()),
+                    payload: f.payload,
+                };
+                match core.handle(now_ns, &msg) {
+                    Action::Drop(_) => {}
+                }
+            });
+        }
+        if got > 0 {
+            empty_rounds = 0;
+            continue;
+        }
+        empty_rounds = empty_rounds.saturating_add(1);
+        for q in queues.iter_mut() {
+            q.idle_maintenance();
+        }
+        if idle == Idle::Poll && empty_rounds > 64 {
+            // SAFETY: pfds is a valid pollfd array for the call.
+            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    published.store(&core.stats(), rx_total(queues));
+}

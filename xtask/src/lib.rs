@@ -1,0 +1,4 @@
+//! Developer tooling shared by `cargo xtask` and the integration tests: toolchain setup and the
+//! network-namespace testbed. No product logic lives here.
+pub mod setup;
+pub mod testbed;

@@ -1,0 +1,265 @@
+//! `cargo xtask`: Switchyard's developer entry points. See the README for each command.
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+use xtask::{
+    setup,
+    testbed::{self, Testbed},
+};
+
+#[derive(Parser)]
+#[command(about = "Switchyard developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing: nightly rust-src, bpf-linker, Debian test packages.
+    Setup {
+        /// Skip Debian packages.
+        #[arg(long)]
+        no_apt: bool,
+    },
+    /// The full test suite, as CI runs it: setup, fmt, clippy, all tests (root tests included).
+    Test,
+    /// Build release, bring up the testbed, run Switchyard there under a bounded load, show counters.
+    Run {
+        /// Backend to run.
+        #[arg(long, default_value = "xdp")]
+        backend: String,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Datagrams per second offered (SIP INVITE and MGCP CRCX alternately).
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Keep the testbed afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Create or delete the veth/netns testbed.
+    Testbed {
+        /// up or down.
+        action: TestbedAction,
+        /// Name prefix of namespaces and interfaces.
+        #[arg(long, default_value = "sy")]
+        name: String,
+        /// Rx queues on the dispatcher-side veth.
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
+    },
+    /// Send a bounded stream of datagrams from inside a namespace (used by `run`).
+    #[command(hide = true)]
+    Send {
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        rate: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TestbedAction {
+    Up,
+    Down,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn check(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().with_context(|| format!("spawning {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup { no_apt } => setup::all(!no_apt),
+        Cmd::Test => test(),
+        Cmd::Run {
+            backend,
+            seconds,
+            rate,
+            keep,
+        } => run(&backend, seconds, rate, keep),
+        Cmd::Testbed {
+            action,
+            name,
+            queues,
+        } => match action {
+            TestbedAction::Up => {
+                let tb = Testbed::up(&name, queues)?.keep();
+                println!(
+                    "testbed up: netns {} ({} {}/{}) <-> netns {} ({} {}/{})",
+                    tb.app_ns,
+                    tb.app_if,
+                    testbed::APP_V4,
+                    testbed::APP_V6,
+                    tb.disp_ns,
+                    tb.disp_if,
+                    testbed::DISP_V4,
+                    testbed::DISP_V6
+                );
+                Ok(())
+            }
+            TestbedAction::Down => {
+                Testbed::named(&name).remove();
+                println!("testbed {name} removed");
+                Ok(())
+            }
+        },
+        Cmd::Send {
+            netns,
+            to,
+            count,
+            rate,
+        } => send(&netns, to, count, rate),
+    }
+}
+
+fn test() -> anyhow::Result<()> {
+    setup::all(true)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the test suite includes XDP/AF_XDP/netns tests that need root; run it as root");
+    }
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    check(fmt, "cargo fmt --check")?;
+    let mut clippy = cargo();
+    clippy
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .env("SWITCHYARD_REQUIRE_EBPF", "1");
+    check(clippy, "cargo clippy -D warnings")?;
+    let mut t = cargo();
+    t.args(["test", "--workspace"])
+        .env("SWITCHYARD_REQUIRE_EBPF", "1")
+        .env("SWITCHYARD_ROOT_TESTS", "1");
+    check(t, "cargo test --workspace")?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn run(backend: &str, seconds: u64, rate: u64, keep: bool) -> anyhow::Result<()> {
+    setup::all(true)?;
+    let mut b = cargo();
+    b.args(["build", "--release", "-p", "dispatcher-user"])
+        .env("SWITCHYARD_REQUIRE_EBPF", "1");
+    check(b, "cargo build --release")?;
+    let bin = workspace_root().join("target/release/switchyard");
+    let tb = Testbed::up("sy", 1)?;
+    let tb = if keep { tb.keep() } else { tb };
+    println!(
+        "testbed up: {} ({}) <-> {} ({}, {})",
+        tb.app_ns,
+        testbed::APP_V4,
+        tb.disp_ns,
+        testbed::DISP_V4,
+        tb.disp_if
+    );
+    let mut sw = Testbed::exec(&tb.disp_ns, bin.to_str().unwrap_or("switchyard"));
+    sw.args([
+        "run",
+        "--backend",
+        backend,
+        "--iface",
+        &tb.disp_if,
+        "--sip",
+        &format!("{}:5060", testbed::DISP_V4),
+        "--mgcp",
+        &format!("{}:2427", testbed::DISP_V4),
+        "--stats-interval",
+        "1",
+    ]);
+    let mut child = sw
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting switchyard")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let exe = std::env::current_exe()?;
+    let half = rate * seconds / 2;
+    let mut senders = Vec::new();
+    for port in [5060, 2427] {
+        let to = format!("{}:{port}", testbed::DISP_V4);
+        senders.push(
+            Command::new(&exe)
+                .args(["send", "--netns", &tb.app_ns, "--to", &to])
+                .args([
+                    "--count",
+                    &half.to_string(),
+                    "--rate",
+                    &(rate / 2).to_string(),
+                ])
+                .spawn()?,
+        );
+    }
+    for mut s in senders {
+        s.wait()?;
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("switchyard exited with {status}");
+    }
+    Ok(())
+}
+
+/// Sends `count` datagrams to `to` at `rate`/s from inside `netns`; stops by itself.
+fn send(netns: &str, to: SocketAddr, count: u64, rate: u64) -> anyhow::Result<()> {
+    let payload: &'static [u8] = if to.port() == 2427 {
+        b"CRCX 1001 ds/ss7-2/1@mgw.example.net MGCP 1.0\r\nC: A3C47F21456789F0\r\nL: p:10, a:PCMU\r\nM: recvonly\r\n"
+    } else {
+        b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK776asdhds\r\nMax-Forwards: 70\r\nTo: Bob <sip:bob@biloxi.example.com>\r\nFrom: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\nCall-ID: a84b4c76e66710@pc33.atlanta.example.com\r\nCSeq: 314159 INVITE\r\nContact: <sip:alice@198.18.0.2>\r\nContent-Length: 0\r\n\r\n"
+    };
+    let sock = testbed::in_netns(netns, || UdpSocket::bind("0.0.0.0:0"))??;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(60);
+    let rate = rate.max(1);
+    for i in 0..count {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        let now = Instant::now();
+        if now > deadline {
+            break;
+        }
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        sock.send_to(payload, to)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! A two-namespace veth testbed: an "app" namespace (the application server / load generator)
+//! and a "disp" namespace (where Switchyard runs), joined by one veth pair.
+//!
+//! ```text
+//!  netns <name>-app                      netns <name>-disp
+//!  <name>-a0  198.18.0.2/24   <--veth-->  <name>-d0  198.18.0.1/24
+//!             2001:db8:5e::2/64                      2001:db8:5e::1/64
+//! ```
+//! 198.18.0.0/15 is the benchmarking range (RFC 2544) and 2001:db8::/32 the documentation
+//! prefix: neither can collide with a real network, and neither leaves the namespaces.
+//!
+//! [`Testbed::up`] removes leftovers of the same name first; dropping an owned [`Testbed`]
+//! deletes both namespaces (and with them the veth pair), also when a test panics.
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context as _};
+
+/// Dispatcher-side IPv4 address.
+pub const DISP_V4: &str = "198.18.0.1";
+/// App-side IPv4 address.
+pub const APP_V4: &str = "198.18.0.2";
+/// Dispatcher-side IPv6 address.
+pub const DISP_V6: &str = "2001:db8:5e::1";
+/// App-side IPv6 address.
+pub const APP_V6: &str = "2001:db8:5e::2";
+
+/// A created testbed; deleted on drop when `owned`.
+#[derive(Debug)]
+pub struct Testbed {
+    /// Name prefix (at most 9 characters so interface names fit IFNAMSIZ).
+    pub name: String,
+    /// Namespace of the application side.
+    pub app_ns: String,
+    /// Namespace of the dispatcher side.
+    pub disp_ns: String,
+    /// Veth end inside `app_ns`.
+    pub app_if: String,
+    /// Veth end inside `disp_ns` (attach XDP here).
+    pub disp_if: String,
+    owned: bool,
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<Output> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running `ip` (iproute2 is required: apt-get install iproute2)")?;
+    Ok(out)
+}
+
+fn ip_ok(args: &[&str]) -> anyhow::Result<()> {
+    let out = ip(args)?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Testbed {
+    /// Names for testbed `name` without creating anything.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            app_ns: format!("{name}-app"),
+            disp_ns: format!("{name}-disp"),
+            app_if: format!("{name}-a0"),
+            disp_if: format!("{name}-d0"),
+            owned: false,
+        }
+    }
+
+    /// Creates the namespaces, the veth pair and the addresses; needs root (CAP_NET_ADMIN).
+    ///
+    /// `rx_queues` sets the dispatcher-side veth's number of rx queues (1 is the veth default).
+    pub fn up(name: &str, rx_queues: u32) -> anyhow::Result<Self> {
+        if name.is_empty() || name.len() > 9 {
+            bail!("testbed name must be 1..=9 characters (interface names are limited to 15)");
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("the testbed needs root (network namespaces and veth); run as root");
+        }
+        let mut tb = Self::named(name);
+        tb.remove();
+        tb.owned = true; // from here on, a failure cleans up what was made
+        let q = rx_queues.max(1).to_string();
+        ip_ok(&["netns", "add", &tb.app_ns])?;
+        ip_ok(&["netns", "add", &tb.disp_ns])?;
+        ip_ok(&[
+            "link",
+            "add",
+            &tb.app_if,
+            "netns",
+            &tb.app_ns,
+            "numrxqueues",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &tb.disp_if,
+            "netns",
+            &tb.disp_ns,
+            "numrxqueues",
+            &q,
+        ])?;
+        for (ns, ifname, v4, v6) in [
+            (&tb.app_ns, &tb.app_if, APP_V4, APP_V6),
+            (&tb.disp_ns, &tb.disp_if, DISP_V4, DISP_V6),
+        ] {
+            ip_ok(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip_ok(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname])?;
+            ip_ok(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                ifname,
+                "nodad",
+            ])?;
+            ip_ok(&["-n", ns, "link", "set", ifname, "up"])?;
+        }
+        Ok(tb)
+    }
+
+    /// Deletes the namespaces (and so the veth pair); ignores what does not exist.
+    pub fn remove(&self) {
+        for ns in [&self.app_ns, &self.disp_ns] {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+
+    /// Whether both namespaces exist.
+    pub fn exists(&self) -> bool {
+        ip(&["netns", "list"])
+            .map(|o| {
+                let s = String::from_utf8_lossy(&o.stdout);
+                [&self.app_ns, &self.disp_ns].iter().all(|ns| {
+                    s.lines()
+                        .any(|l| l.split_whitespace().next() == Some(ns.as_str()))
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    /// Keeps the namespaces after drop (for `cargo xtask testbed up`).
+    pub fn keep(mut self) -> Self {
+        self.owned = false;
+        self
+    }
+
+    /// A command that runs `program` inside namespace `ns` (`ip netns exec`; the PID of the
+    /// spawned child is the program's own, so it can be signalled directly).
+    pub fn exec(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// `ip -d link show` of the dispatcher-side interface (shows an attached XDP program).
+    pub fn disp_link_details(&self) -> anyhow::Result<String> {
+        let out = ip(&[
+            "-n",
+            &self.disp_ns,
+            "-d",
+            "link",
+            "show",
+            "dev",
+            &self.disp_if,
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if self.owned {
+            self.remove();
+        }
+    }
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`; sockets created inside `f`
+/// belong to that namespace and may be used from any thread afterwards.
+///
+/// Lets tests and the sender use ordinary `std::net` sockets on the app side of the testbed
+/// without spawning helper processes.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    std::thread::spawn(move || {
+        // SAFETY: valid namespace fd; setns only affects this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(anyhow::anyhow!(
+                "setns into {path}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread in netns panicked"))?
+}
