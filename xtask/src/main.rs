@@ -165,9 +165,8 @@ fn test() -> anyhow::Result<()> {
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(clippy, "cargo clippy -D warnings")?;
     let mut t = cargo();
-    t.args(["test", "--workspace"])
-        .env("SWITCHYARD_REQUIRE_EBPF", "1")
-        .env("SWITCHYARD_ROOT_TESTS", "1");
+    t.args(["test", "--workspace", "--", "--include-ignored"])
+        .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(t, "cargo test --workspace")?;
     eprintln!("xtask: all checks passed");
     Ok(())

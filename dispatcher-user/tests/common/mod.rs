@@ -1,0 +1,92 @@
+//! Helpers shared by the root integration tests (testbed, privileges, switchyard process).
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Panics (fails the test loudly) unless running as root: these tests need netns, veth and BPF.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root (network namespaces, veth, XDP, AF_XDP); run `cargo xtask test` as root");
+    }
+}
+
+/// A testbed name unique to this test process and `tag` (≤ 9 chars).
+pub fn tb_name(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 100_000)
+}
+
+/// Path of the `switchyard` binary built for this test run.
+pub fn switchyard_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+/// A running switchyard child, SIGINT-ed and reaped on drop so a failing test leaves nothing.
+pub struct Switchyard {
+    pub child: Child,
+    pub stats: PathBuf,
+}
+
+impl Switchyard {
+    /// Starts `cmd` (already carrying `run ...` args) with `--stats-json` added.
+    pub fn start(cmd: Command, tag: &str) -> Self {
+        Self::start_in(cmd, tag, &std::env::temp_dir())
+    }
+
+    /// Like [`Switchyard::start`], writing the stats file into `dir`.
+    pub fn start_in(mut cmd: Command, tag: &str, dir: &std::path::Path) -> Self {
+        let stats = dir.join(format!("switchyard-{tag}-{}.json", std::process::id()));
+        let _ = std::fs::remove_file(&stats);
+        cmd.arg("--stats-json").arg(&stats).stdin(Stdio::null());
+        let child = cmd.spawn().expect("spawning switchyard");
+        Self { child, stats }
+    }
+
+    /// Sends SIGINT and waits (at most 10 s) for a clean exit; returns the exit counters.
+    pub fn stop(mut self) -> serde_json::Value {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waiting for switchyard") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switchyard did not exit within 10 s of SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "switchyard exited with {status}");
+        let text = std::fs::read_to_string(&self.stats).expect("switchyard wrote no --stats-json");
+        serde_json::from_str(&text).expect("stats JSON parses")
+    }
+
+    /// Waits until the process has logged readiness, approximated by the stats of a started
+    /// process: we poll for `pred` (e.g. XDP attached) up to 10 s.
+    pub fn wait_until(&mut self, what: &str, mut pred: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pred() {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                panic!("switchyard exited early ({s}) while waiting for {what}");
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Switchyard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child by PID.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.stats);
+    }
+}
