@@ -1,0 +1,136 @@
+//! Messages shared by the criterion bench and `examples/compare.rs`.
+#![allow(dead_code)]
+
+/// A typical ~900 B INVITE with SDP, as a softphone behind one proxy sends it.
+pub const INVITE: &[u8] = b"INVITE sip:+15551234567@media.example.com;user=phone SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---77ba5c4a1e5c2b2d;rport\r\n\
+Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK3f2a.8c1d0e9b.0;received=198.51.100.7\r\n\
+Max-Forwards: 69\r\n\
+Record-Route: <sip:198.51.100.7;lr;ftag=as5e7c2a91>\r\n\
+Contact: <sip:alice@192.0.2.10:5060;transport=udp>\r\n\
+To: <sip:+15551234567@media.example.com;user=phone>\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=as5e7c2a91\r\n\
+Call-ID: 3c26a1f46e0b5d7a8f2e9c1b4a6d8e0f@192.0.2.10\r\n\
+CSeq: 102 INVITE\r\n\
+Allow: INVITE, ACK, CANCEL, OPTIONS, BYE, REFER, NOTIFY, INFO, UPDATE, PRACK\r\n\
+Supported: replaces, timer, 100rel\r\n\
+X-Session-Size: 2\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 247\r\n\
+\r\n\
+v=0\r\n\
+o=alice 2890844526 2890844527 IN IP4 192.0.2.10\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.10\r\n\
+t=0 0\r\n\
+b=AS:84\r\n\
+m=audio 49170 RTP/AVP 0 8 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-16\r\n\
+a=ptime:20\r\n\
+a=sendrecv\r\n";
+
+/// The processor's 200 OK to it.
+pub const OK200: &[u8] = b"SIP/2.0 200 OK\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---77ba5c4a1e5c2b2d;rport=5060;received=192.0.2.10\r\n\
+Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK3f2a.8c1d0e9b.0;received=198.51.100.7\r\n\
+Record-Route: <sip:198.51.100.7;lr;ftag=as5e7c2a91>\r\n\
+To: <sip:+15551234567@media.example.com;user=phone>;tag=0003000000000000002a1b2c3d4e\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=as5e7c2a91\r\n\
+Call-ID: 3c26a1f46e0b5d7a8f2e9c1b4a6d8e0f@192.0.2.10\r\n\
+CSeq: 102 INVITE\r\n\
+Contact: <sip:p3@10.0.0.3:5071>\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+/// An RFC 3435 style CRCX with SDP.
+pub const CRCX: &[u8] = b"CRCX 1204 aaln/1@rgw-2567.whatever.net MGCP 1.0\r\n\
+C: A3C47F21456789F0\r\n\
+L: p:10, a:PCMU\r\n\
+M: sendrecv\r\n\
+X: 0123456789AD\r\n\
+R: L/hd\r\n\
+S: L/rg\r\n\
+\r\n\
+v=0\r\n\
+o=- 25678 753849 IN IP4 128.96.41.1\r\n\
+s=-\r\n\
+c=IN IP4 128.96.41.1\r\n\
+t=0 0\r\n\
+m=audio 3456 RTP/AVP 0\r\n";
+
+pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
+
+/// The RFC 4475 `valid` messages, read via INDEX.tsv.
+pub fn valid_corpus() -> Vec<Vec<u8>> {
+    let index = std::fs::read_to_string(format!("{CORPUS}/INDEX.tsv"))
+        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {CORPUS}: {e}"));
+    index
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split('\t').nth(2) == Some("valid"))
+        .map(|l| {
+            let f = l.split('\t').next().unwrap_or_default();
+            std::fs::read(format!("{CORPUS}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"))
+        })
+        .collect()
+}
+
+fn wire_sip(m: &[u8]) -> bool {
+    wire::sip::Message::parse(std::hint::black_box(m), &wire::Limits::default()).is_ok()
+}
+
+fn rsip_sip(m: &[u8]) -> bool {
+    rsip::SipMessage::try_from(std::hint::black_box(m)).is_ok()
+}
+
+fn wire_mgcp(m: &[u8]) -> bool {
+    wire::mgcp::Message::parse(std::hint::black_box(m), &wire::Limits::default()).is_ok()
+}
+
+/// Mean ns per call of `f` over all `msgs`, timed with `Instant` over enough iterations.
+fn time_ns(msgs: &[&[u8]], f: fn(&[u8]) -> bool) -> f64 {
+    let mut iters = 1u64;
+    loop {
+        let t = std::time::Instant::now();
+        for _ in 0..iters {
+            for m in msgs {
+                std::hint::black_box(f(m));
+            }
+        }
+        let el = t.elapsed();
+        if el.as_millis() >= 300 {
+            return el.as_nanos() as f64 / (iters as f64 * msgs.len() as f64);
+        }
+        iters *= 2;
+    }
+}
+
+/// Prints `message | wire ns | rsip ns | ratio`, timing both parsers side by side.
+pub fn print_table() {
+    let corpus = valid_corpus();
+    let corpus: Vec<&[u8]> = corpus.iter().map(|v| v.as_slice()).collect();
+    let rows: [(&str, Vec<&[u8]>, bool); 4] = [
+        ("INVITE+SDP (969 B)", vec![INVITE], true),
+        ("200 OK", vec![OK200], true),
+        ("MGCP CRCX", vec![CRCX], false),
+        ("RFC 4475 valid set (per msg)", corpus, true),
+    ];
+    println!();
+    println!(
+        "{:<30} | {:>10} | {:>10} | {:>7}",
+        "message", "wire ns", "rsip ns", "ratio"
+    );
+    println!("{:-<30}-|-{:->10}-|-{:->10}-|-{:->7}", "", "", "", "");
+    for (name, msgs, is_sip) in rows {
+        let w = time_ns(&msgs, if is_sip { wire_sip } else { wire_mgcp });
+        if is_sip {
+            let r = time_ns(&msgs, rsip_sip);
+            println!("{name:<30} | {w:>10.1} | {r:>10.1} | {:>6.1}x", r / w);
+        } else {
+            println!("{name:<30} | {w:>10.1} | {:>10} | {:>7}", "n/a", "n/a");
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! MGCP (RFC 3435) message views: command/response line, parameter lines, SDP body, and
+//! splitting of piggybacked datagrams.
+//!
+//! Like the SIP view, [`Message::parse`] validates once and stores parameter lines as byte
+//! ranges in a fixed inline array; accessors return slices of the input.
+
+mod error;
+mod line;
+mod piggyback;
+mod response;
+
+pub use error::{MgcpError, MgcpErrorKind};
+pub use line::{Endpoint, Kind, Verb, Version};
+pub use piggyback::{split_piggybacked, Piggybacked};
+pub use response::write_response;
+
+use crate::scan::{eq_ic, is_ws, line_at, Span};
+use crate::session_size::{self, SessionSizeConfig};
+use crate::Limits;
+
+/// Default number of parameter lines a [`Message`] can hold.
+pub const DEFAULT_MAX_PARAMS: usize = 64;
+
+/// RFC 3435 parameter names (§3.2.2, plus the response-only ones). Anything else must be an
+/// `X-`/`X+` extension, otherwise the message is rejected with 511.
+const KNOWN_PARAMS: &[&[u8]] = &[
+    b"B", b"C", b"I", b"N", b"X", b"L", b"M", b"R", b"S", b"D", b"O", b"P", b"E", b"Z", b"Z2",
+    b"I2", b"F", b"Q", b"T", b"RM", b"RD", b"A", b"ES", b"PL", b"MD", b"K",
+];
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Param {
+    name: Span,
+    value: Span,
+}
+
+/// One parameter line: name as written and trimmed value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamField<'a> {
+    /// Parameter name (`I`, `ES`, `X-Size`, ...), as written.
+    pub name: &'a [u8],
+    /// Value, trimmed.
+    pub value: &'a [u8],
+}
+
+/// A scanned MGCP message (one piggyback segment).
+#[derive(Clone, Debug)]
+pub struct Message<'a, const N: usize = DEFAULT_MAX_PARAMS> {
+    buf: &'a [u8],
+    kind: Kind<'a>,
+    params: [Param; N],
+    count: u16,
+    sdp: Option<Span>,
+}
+
+fn fail<T>(kind: MgcpErrorKind, at: usize) -> Result<T, MgcpError> {
+    Err(MgcpError { kind, at })
+}
+
+impl<'a> Message<'a> {
+    /// Scans one MGCP message (split piggybacked datagrams first with
+    /// [`split_piggybacked`]). Never panics or allocates.
+    pub fn parse(buf: &'a [u8], limits: &Limits) -> Result<Self, MgcpError> {
+        Self::parse_with_capacity(buf, limits)
+    }
+}
+
+impl<'a, const N: usize> Message<'a, N> {
+    /// Like [`Message::parse`] with a parameter array of `N` entries.
+    pub fn parse_with_capacity(buf: &'a [u8], limits: &Limits) -> Result<Self, MgcpError> {
+        let cap = limits.message_cap();
+        if buf.len() > cap {
+            return fail(MgcpErrorKind::TooLarge, cap);
+        }
+        let max_params = limits.max_headers.min(N).min(u16::MAX as usize);
+        let max_line = limits.max_header_line;
+        let mut pos = 0;
+        while matches!(buf.get(pos), Some(b'\r' | b'\n')) {
+            pos += 1;
+        }
+        if pos >= buf.len() {
+            return fail(MgcpErrorKind::Empty, pos);
+        }
+        let (le, mut next) = line_at(buf, pos).unwrap_or((buf.len(), buf.len()));
+        if le - pos > max_line {
+            return fail(MgcpErrorKind::LineTooLong, pos);
+        }
+        let kind = line::parse(buf.get(pos..le).unwrap_or(&[]), pos)?;
+        let mut msg = Message {
+            buf,
+            kind,
+            params: [Param::default(); N],
+            count: 0,
+            sdp: None,
+        };
+        while next < buf.len() {
+            let ls = next;
+            let (le, nx) = line_at(buf, ls).unwrap_or((buf.len(), buf.len()));
+            next = nx;
+            if le == ls {
+                if nx < buf.len() {
+                    msg.sdp = Some(Span::new(nx, buf.len()));
+                }
+                break;
+            }
+            if le - ls > max_line {
+                return fail(MgcpErrorKind::LineTooLong, ls);
+            }
+            let line = buf.get(ls..le).unwrap_or(&[]);
+            let name_len = line
+                .iter()
+                .take_while(|&&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'+')
+                .count();
+            let name = line.get(..name_len).unwrap_or(&[]);
+            let rest = line.get(name_len..).unwrap_or(&[]);
+            let ws = rest.iter().take_while(|&&b| is_ws(b)).count();
+            if name_len == 0 || rest.get(ws) != Some(&b':') {
+                return fail(MgcpErrorKind::ParamLine, ls);
+            }
+            let is_ext = name.len() > 2
+                && (name.starts_with(b"X-")
+                    || name.starts_with(b"x-")
+                    || name.starts_with(b"X+")
+                    || name.starts_with(b"x+"));
+            if !is_ext && !KNOWN_PARAMS.iter().any(|k| eq_ic(k, name)) {
+                return fail(MgcpErrorKind::UnknownParam, ls);
+            }
+            let mut vs = ls + name_len + ws + 1;
+            while buf.get(vs).is_some_and(|&b| is_ws(b)) && vs < le {
+                vs += 1;
+            }
+            let mut ve = le;
+            while ve > vs && buf.get(ve - 1).is_some_and(|&b| is_ws(b)) {
+                ve -= 1;
+            }
+            let idx = msg.count as usize;
+            if idx >= max_params {
+                return fail(MgcpErrorKind::TooManyParams, ls);
+            }
+            if let Some(slot) = msg.params.get_mut(idx) {
+                *slot = Param {
+                    name: Span::new(ls, ls + name_len),
+                    value: Span::new(vs, ve),
+                };
+            }
+            msg.count += 1;
+        }
+        Ok(msg)
+    }
+
+    /// Command (verb, transaction id, endpoint, version) or response (code, tid, commentary).
+    pub fn kind(&self) -> Kind<'a> {
+        self.kind
+    }
+
+    /// The transaction id of a command or response: the retransmission-dedupe key.
+    pub fn tid(&self) -> u32 {
+        match self.kind {
+            Kind::Command { tid, .. } | Kind::Response { tid, .. } => tid,
+        }
+    }
+
+    /// The message bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// All parameter lines in order.
+    pub fn params(&self) -> impl Iterator<Item = ParamField<'a>> + '_ {
+        let buf = self.buf;
+        self.params
+            .iter()
+            .take(self.count as usize)
+            .map(move |p| ParamField {
+                name: p.name.get(buf),
+                value: p.value.get(buf),
+            })
+    }
+
+    /// The first value of a single-letter parameter (`b'I'` for ConnectionId, `b'C'` for
+    /// CallId, ...), case-insensitive.
+    pub fn param(&self, name: u8) -> Option<&'a [u8]> {
+        self.param_named(&[name])
+    }
+
+    /// The first value of a parameter by full name (`b"ES"`, `b"X-Size"`), case-insensitive.
+    pub fn param_named(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.params()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.value)
+    }
+
+    /// The session description after the blank line, if any.
+    pub fn sdp(&self) -> Option<&'a [u8]> {
+        self.sdp.map(|s| s.get(self.buf))
+    }
+
+    /// Session size in units: the configured extension parameter (default `X-Size`), else the
+    /// SDP formula of [`crate::session_size`], else 1.
+    pub fn session_size(&self, cfg: &SessionSizeConfig) -> u32 {
+        session_size::resolve(self.param_named(&cfg.mgcp_param), self.sdp(), cfg)
+    }
+}

@@ -1,0 +1,176 @@
+//! Byte-level helpers shared by the SIP, MGCP and SDP scanners. Everything here works on
+//! absolute offsets into one buffer and uses `get`, so no helper can panic.
+
+/// A byte range of the scanned buffer, stored as `u16` to keep views small (messages are
+/// capped at 65535 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u16,
+    pub(crate) end: u16,
+}
+
+impl Span {
+    /// Callers guarantee `start <= end <= 65535` (buffers are length-checked first).
+    #[inline]
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u16,
+            end: end as u16,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(self, buf: &[u8]) -> &[u8] {
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or(&[])
+    }
+
+    pub(crate) fn start(self) -> usize {
+        self.start as usize
+    }
+
+    pub(crate) fn end(self) -> usize {
+        self.end as usize
+    }
+}
+
+/// Byte classes, looked up from one table so the per-byte tests are a load and a mask.
+const C_TOKEN: u8 = 1;
+const C_LWS: u8 = 2;
+
+const fn build_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            t[i] |= C_TOKEN;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            t[i] |= C_LWS;
+        }
+        i += 1;
+    }
+    t
+}
+
+static CLASSES: [u8; 256] = build_classes();
+
+/// RFC 3261 `token` characters.
+#[inline(always)]
+pub(crate) fn is_token(b: u8) -> bool {
+    CLASSES[b as usize] & C_TOKEN != 0
+}
+
+/// SP or HT.
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Linear white space inside a header value: folding has already been validated by the line
+/// scanner, so any CR or LF found inside a value range is part of a fold.
+#[inline(always)]
+pub(crate) fn is_lws(b: u8) -> bool {
+    CLASSES[b as usize] & C_LWS != 0
+}
+
+#[inline]
+pub(crate) fn skip_lws(buf: &[u8], mut pos: usize, end: usize) -> usize {
+    while pos < end && buf.get(pos).is_some_and(|&b| is_lws(b)) {
+        pos += 1;
+    }
+    pos
+}
+
+#[inline]
+pub(crate) fn skip_while(buf: &[u8], mut pos: usize, end: usize, f: impl Fn(u8) -> bool) -> usize {
+    while pos < end && buf.get(pos).is_some_and(|&b| f(b)) {
+        pos += 1;
+    }
+    pos
+}
+
+/// Trims LWS on both sides of `start..end`.
+#[inline]
+pub(crate) fn trim_lws(buf: &[u8], start: usize, end: usize) -> (usize, usize) {
+    let s = skip_lws(buf, start, end);
+    let mut e = end;
+    while e > s && buf.get(e - 1).is_some_and(|&b| is_lws(b)) {
+        e -= 1;
+    }
+    (s, e)
+}
+
+#[inline]
+pub(crate) fn peek(buf: &[u8], pos: usize, end: usize) -> Option<u8> {
+    if pos < end {
+        buf.get(pos).copied()
+    } else {
+        None
+    }
+}
+
+/// Parses 1..=`max_digits` ASCII digits as the whole of `s`.
+#[inline]
+pub(crate) fn parse_digits(s: &[u8], max_digits: usize) -> Option<u64> {
+    if s.is_empty() || s.len() > max_digits {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Decimal formatting without allocation; returns the used tail of `tmp`.
+pub(crate) fn fmt_u64(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        if let Some(slot) = tmp.get_mut(i) {
+            *slot = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    tmp.get(i..).unwrap_or(&[])
+}
+
+/// Finds the end of the physical line starting at `pos`: returns (end of content excluding a
+/// trailing CR, offset after the LF). `None` when there is no LF before the end of `buf`.
+#[inline]
+pub(crate) fn line_at(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = buf.get(pos..)?;
+    let lf = memchr::memchr(b'\n', rest)? + pos;
+    let end = if lf > pos && buf.get(lf - 1) == Some(&b'\r') {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+/// Case-insensitive ASCII comparison that tolerates different lengths.
+#[inline]
+pub(crate) fn eq_ic(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Position of `needle` in `buf[start..end]`, as an absolute offset.
+#[inline]
+pub(crate) fn find(buf: &[u8], start: usize, end: usize, needle: u8) -> Option<usize> {
+    let s = buf.get(start..end)?;
+    memchr::memchr(needle, s).map(|i| i + start)
+}

@@ -1,0 +1,520 @@
+//! SIP (RFC 3261) message views.
+//!
+//! [`Message::parse`] scans a datagram once: start line, every header line (compact forms,
+//! folding, several values per line), and validates the headers a dispatcher routes on (Via,
+//! From, To, Contact, Call-ID, CSeq, Max-Forwards, Content-Length, Date). Header entries are
+//! kept as byte ranges in a fixed array inside the view, so scanning never allocates; the
+//! accessors then return sub-slices of the input.
+//!
+//! What the scanner deliberately accepts (RFC 4475 "application" class): missing To/From/
+//! Call-ID/Max-Forwards ([`Message::missing_mandatory`]), repeated single-value headers
+//! ([`Message::header_count`]), unknown URI schemes, `Max-Forwards: 0`. Those are the
+//! processor's business; the dispatcher only needs the message to be well-formed.
+
+mod error;
+mod headers;
+mod name_addr;
+mod params;
+mod response;
+mod rewrite;
+mod start_line;
+pub mod uri;
+mod via;
+
+pub use error::{SipError, SipErrorKind};
+pub use headers::{HeaderField, HeaderId};
+pub use name_addr::NameAddr;
+pub use response::{reason_phrase, Body, ResponseSpec};
+pub use rewrite::InsertAt;
+pub use start_line::{Kind, Method};
+pub use via::{Via, MAGIC_COOKIE};
+
+use crate::scan::{is_token, is_ws, line_at, parse_digits, skip_lws, skip_while, trim_lws, Span};
+use crate::session_size::{self, SessionSizeConfig};
+use crate::Limits;
+use name_addr::NameAddrRaw;
+use via::ViaRaw;
+
+/// Default number of header entries a [`Message`] can hold (`Limits::max_headers` default).
+pub const DEFAULT_MAX_HEADERS: usize = 64;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    id: HeaderId,
+    name: Span,
+    value: Span,
+}
+
+/// The CSeq header: transaction sequence number and method (RFC 3261 §20.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    /// Sequence number (< 2^31).
+    pub seq: u32,
+    /// Method, which for requests equals the start-line method (checked by the scanner).
+    pub method: Method<'a>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct CSeqRaw {
+    seq: u32,
+    method: Span,
+}
+
+/// A scanned SIP message: a checked view over the datagram bytes.
+///
+/// `N` is the capacity of the header-entry array kept inline (no allocation); messages with
+/// more header lines fail with [`SipErrorKind::TooManyHeaders`]. The view borrows the input and
+/// excludes octets after the Content-Length-delimited body (RFC 4475 dblreq).
+#[derive(Clone, Debug)]
+pub struct Message<'a, const N: usize = DEFAULT_MAX_HEADERS> {
+    buf: &'a [u8],
+    kind: Kind<'a>,
+    first_header: u16,
+    headers_end: u16,
+    body_start: u16,
+    entries: [Entry; N],
+    count: u16,
+    call_id: Option<Span>,
+    cseq: Option<CSeqRaw>,
+    top_via: Option<ViaRaw>,
+    from: Option<NameAddrRaw>,
+    to: Option<NameAddrRaw>,
+    contact: Option<NameAddrRaw>,
+    max_forwards: Option<u8>,
+    content_length: Option<(u32, u16)>,
+    content_type: Option<Span>,
+}
+
+impl<'a> Message<'a> {
+    /// Scans `buf` as one SIP message with the default header capacity.
+    ///
+    /// Returns a view whose accessors cannot fail, or the first rule the message breaks and
+    /// where. Never panics and never allocates, whatever the input.
+    pub fn parse(buf: &'a [u8], limits: &Limits) -> Result<Self, SipError> {
+        Self::parse_with_capacity(buf, limits)
+    }
+}
+
+fn err<T>(kind: SipErrorKind, at: usize) -> Result<T, SipError> {
+    Err(SipError::new(kind, at))
+}
+
+impl<'a, const N: usize> Message<'a, N> {
+    /// Like [`Message::parse`], with a header array of `N` entries (e.g. a smaller view for a
+    /// tighter stack, or a larger one for proxies that see long Via chains).
+    pub fn parse_with_capacity(buf: &'a [u8], limits: &Limits) -> Result<Self, SipError> {
+        let cap = limits.message_cap();
+        if buf.len() > cap {
+            return err(SipErrorKind::TooLarge, cap);
+        }
+        let max_headers = limits.max_headers.min(N).min(u16::MAX as usize);
+        let max_line = limits.max_header_line;
+        // RFC 3261 §7.5: ignore CRLFs before the start line (keep-alives).
+        let mut pos = 0;
+        while matches!(buf.get(pos), Some(b'\r' | b'\n')) {
+            pos += 1;
+        }
+        if pos >= buf.len() {
+            return err(SipErrorKind::Empty, pos);
+        }
+        let Some((sl_end, mut next)) = line_at(buf, pos) else {
+            return err(SipErrorKind::Truncated, buf.len());
+        };
+        if sl_end - pos > max_line {
+            return err(SipErrorKind::LineTooLong, pos);
+        }
+        let kind = start_line::parse(buf, pos, sl_end)?;
+        let mut msg = Message {
+            buf,
+            kind,
+            first_header: next as u16,
+            headers_end: 0,
+            body_start: 0,
+            entries: [Entry::default(); N],
+            count: 0,
+            call_id: None,
+            cseq: None,
+            top_via: None,
+            from: None,
+            to: None,
+            contact: None,
+            max_forwards: None,
+            content_length: None,
+            content_type: None,
+        };
+        loop {
+            let ls = next;
+            let Some((le, mut nx)) = line_at(buf, ls) else {
+                return err(SipErrorKind::Truncated, buf.len());
+            };
+            if le == ls {
+                msg.headers_end = ls as u16;
+                msg.body_start = nx as u16;
+                break;
+            }
+            if le - ls > max_line {
+                return err(SipErrorKind::LineTooLong, ls);
+            }
+            let mut vend = le;
+            while buf.get(nx).is_some_and(|&b| is_ws(b)) {
+                let Some((e2, n2)) = line_at(buf, nx) else {
+                    return err(SipErrorKind::Truncated, buf.len());
+                };
+                if e2 - nx > max_line {
+                    return err(SipErrorKind::LineTooLong, nx);
+                }
+                vend = e2;
+                nx = n2;
+            }
+            next = nx;
+            let ne = skip_while(buf, ls, le, is_token);
+            let colon = skip_while(buf, ne, le, is_ws);
+            if ne == ls || buf.get(colon) != Some(&b':') || colon >= le {
+                return err(SipErrorKind::HeaderLine, ls);
+            }
+            let (vs, ve) = trim_lws(buf, colon + 1, vend);
+            let id = HeaderId::classify(buf.get(ls..ne).unwrap_or(&[]));
+            let idx = msg.count as usize;
+            if idx >= max_headers {
+                return err(SipErrorKind::TooManyHeaders, ls);
+            }
+            msg.record(id, vs, ve)?;
+            if let Some(slot) = msg.entries.get_mut(idx) {
+                *slot = Entry {
+                    id,
+                    name: Span::new(ls, ne),
+                    value: Span::new(vs, ve),
+                };
+            }
+            msg.count += 1;
+        }
+        let body_start = msg.body_start as usize;
+        let end = match msg.content_length {
+            Some((cl, at)) => {
+                let e = body_start.saturating_add(cl as usize);
+                if e > buf.len() {
+                    return err(SipErrorKind::ContentLengthTooLarge, at as usize);
+                }
+                e
+            }
+            None => buf.len(),
+        };
+        msg.buf = buf.get(..end).unwrap_or(buf);
+        let Some(cseq) = msg.cseq else {
+            return err(
+                SipErrorKind::MissingHeader("CSeq"),
+                msg.headers_end as usize,
+            );
+        };
+        if msg.top_via.is_none() {
+            return err(SipErrorKind::MissingHeader("Via"), msg.headers_end as usize);
+        }
+        if let Kind::Request { method, .. } = msg.kind {
+            if method.as_bytes() != cseq.method.get(buf) {
+                return err(SipErrorKind::CSeqMethodMismatch, cseq.method.start());
+            }
+        }
+        Ok(msg)
+    }
+
+    /// Validates and remembers the headers the accessors expose (first occurrence wins).
+    fn record(&mut self, id: HeaderId, vs: usize, ve: usize) -> Result<(), SipError> {
+        let buf = self.buf;
+        let value = buf.get(vs..ve).unwrap_or(&[]);
+        match id {
+            HeaderId::Via => {
+                let v = via::parse_list(buf, vs, ve).or_else(|at| err(SipErrorKind::Via, at))?;
+                if self.top_via.is_none() {
+                    self.top_via = Some(v);
+                }
+            }
+            HeaderId::From | HeaderId::To | HeaderId::Contact => {
+                let (name, list) = match id {
+                    HeaderId::From => ("From", false),
+                    HeaderId::To => ("To", false),
+                    _ => ("Contact", true),
+                };
+                let na = name_addr::parse_value(buf, vs, ve, list)
+                    .or_else(|at| err(SipErrorKind::NameAddr(name), at))?;
+                let slot = match id {
+                    HeaderId::From => &mut self.from,
+                    HeaderId::To => &mut self.to,
+                    _ => &mut self.contact,
+                };
+                if slot.is_none() {
+                    *slot = Some(na);
+                }
+            }
+            HeaderId::CallId => {
+                if value.is_empty() || !value.iter().all(|&b| (0x21..0x7f).contains(&b)) {
+                    return err(SipErrorKind::CallId, vs);
+                }
+                if self.call_id.is_none() {
+                    self.call_id = Some(Span::new(vs, ve));
+                }
+            }
+            HeaderId::CSeq => {
+                let de = skip_while(buf, vs, ve, |b| b.is_ascii_digit());
+                let seq = match parse_digits(buf.get(vs..de).unwrap_or(&[]), 10) {
+                    Some(n) if n < (1 << 31) => n as u32,
+                    _ => return err(SipErrorKind::CSeq, vs),
+                };
+                let ms = skip_lws(buf, de, ve);
+                let me = skip_while(buf, ms, ve, is_token);
+                if ms == de || me == ms || me != ve {
+                    return err(SipErrorKind::CSeq, ms);
+                }
+                if self.cseq.is_none() {
+                    self.cseq = Some(CSeqRaw {
+                        seq,
+                        method: Span::new(ms, me),
+                    });
+                }
+            }
+            HeaderId::MaxForwards => match parse_digits(value, 10) {
+                Some(n) if n <= 255 => {
+                    if self.max_forwards.is_none() {
+                        self.max_forwards = Some(n as u8);
+                    }
+                }
+                _ => return err(SipErrorKind::MaxForwards, vs),
+            },
+            HeaderId::ContentLength => match parse_digits(value, 10) {
+                Some(n) if n <= u64::from(u32::MAX) => {
+                    if self.content_length.is_none() {
+                        self.content_length = Some((n as u32, vs as u16));
+                    }
+                }
+                _ => return err(SipErrorKind::ContentLength, vs),
+            },
+            HeaderId::ContentType if self.content_type.is_none() => {
+                self.content_type = Some(Span::new(vs, ve));
+            }
+            HeaderId::Date if !value.ends_with(b"GMT") => {
+                return err(SipErrorKind::Date, vs);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Request (method, Request-URI) or response (code, reason).
+    pub fn kind(&self) -> Kind<'a> {
+        self.kind
+    }
+
+    /// The request method, or `None` for a response; convenience for routing switches.
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self.kind {
+            Kind::Request { method, .. } => Some(method),
+            Kind::Response { .. } => None,
+        }
+    }
+
+    /// True for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self.kind, Kind::Request { .. })
+    }
+
+    /// The message bytes, from the start line to the end of the body (trailing datagram
+    /// octets beyond Content-Length excluded).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// The Call-ID value, or an empty slice when the header is absent (see
+    /// [`Message::missing_mandatory`]); the key for affinity and dialog lookups.
+    pub fn call_id(&self) -> &'a [u8] {
+        self.call_id.map(|s| s.get(self.buf)).unwrap_or(&[])
+    }
+
+    /// The first CSeq header (always present: the scanner requires it for transaction
+    /// matching).
+    pub fn cseq(&self) -> CSeq<'a> {
+        let c = self.cseq.unwrap_or_default();
+        CSeq {
+            seq: c.seq,
+            method: Method::from_bytes(c.method.get(self.buf)),
+        }
+    }
+
+    /// The first via-parm of the first Via header: where to answer and the transaction
+    /// branch (always present: the scanner requires a Via).
+    pub fn top_via(&self) -> Via<'a> {
+        Via::from_raw(self.buf, &self.top_via.unwrap_or_default())
+    }
+
+    /// Number of via-parms in the whole message (all Via lines, all comma-separated values),
+    /// so a proxy can detect loops or a UAS can tell it is the first hop.
+    pub fn via_count(&self) -> usize {
+        let mut n = 0;
+        let vias = self.entries.iter().take(self.count as usize);
+        for e in vias.filter(|e| e.id == HeaderId::Via) {
+            let mut next = Some(e.value.start());
+            while let Some(p) = next {
+                n += 1;
+                next = via::parse_parm(self.buf, p, e.value.end())
+                    .ok()
+                    .and_then(|(_, nx)| nx);
+            }
+        }
+        n
+    }
+
+    /// The first From value (dialog's remote tag lives here).
+    pub fn from(&self) -> Option<NameAddr<'a>> {
+        self.from.map(|r| NameAddr::from_raw(self.buf, &r))
+    }
+
+    /// The first To value; its tag, once issued by a processor, routes in-dialog requests.
+    pub fn to(&self) -> Option<NameAddr<'a>> {
+        self.to.map(|r| NameAddr::from_raw(self.buf, &r))
+    }
+
+    /// The first Contact value (`uri` is `*` for a wildcard REGISTER).
+    pub fn contact(&self) -> Option<NameAddr<'a>> {
+        self.contact.map(|r| NameAddr::from_raw(self.buf, &r))
+    }
+
+    /// Max-Forwards (0..=255), if present; 0 means the request must not be forwarded.
+    pub fn max_forwards(&self) -> Option<u8> {
+        self.max_forwards
+    }
+
+    /// The first Content-Length value, if present (the body was cut to it).
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length.map(|(n, _)| n)
+    }
+
+    /// The first Content-Type value as written.
+    pub fn content_type(&self) -> Option<&'a [u8]> {
+        self.content_type.map(|s| s.get(self.buf))
+    }
+
+    /// Whether the body is SDP (Content-Type `application/sdp`, parameters ignored).
+    pub fn has_sdp_body(&self) -> bool {
+        self.content_type().is_some_and(|ct| {
+            let mt = ct.split(|&b| b == b';').next().unwrap_or(&[]);
+            let (s, e) = trim_lws(mt, 0, mt.len());
+            mt.get(s..e)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))
+        }) && !self.body().is_empty()
+    }
+
+    /// The body: Content-Length octets after the blank line, or the rest of the datagram when
+    /// Content-Length is absent (allowed over UDP, RFC 3261 §18.3).
+    pub fn body(&self) -> &'a [u8] {
+        self.buf.get(self.body_start as usize..).unwrap_or(&[])
+    }
+
+    /// All header lines in message order.
+    pub fn headers(&self) -> impl Iterator<Item = HeaderField<'a>> + '_ {
+        let buf = self.buf;
+        self.entries
+            .iter()
+            .take(self.count as usize)
+            .map(move |e| HeaderField {
+                id: e.id,
+                name: e.name.get(buf),
+                value: e.value.get(buf),
+            })
+    }
+
+    fn headers_with<'s>(
+        &'s self,
+        id: HeaderId,
+        name: &'s [u8],
+    ) -> impl Iterator<Item = HeaderField<'a>> + 's {
+        self.headers().filter(move |h| {
+            if id == HeaderId::Other {
+                h.id == HeaderId::Other && h.name.eq_ignore_ascii_case(name)
+            } else {
+                h.id == id
+            }
+        })
+    }
+
+    /// All values of one header, in order; `name` may be a full or compact form in any case.
+    pub fn headers_named<'s>(
+        &'s self,
+        name: &'s [u8],
+    ) -> impl Iterator<Item = HeaderField<'a>> + 's {
+        self.headers_with(HeaderId::classify(name), name)
+    }
+
+    /// The first value of a header by name (full or compact, any case): generic lookup for
+    /// headers without a dedicated accessor.
+    pub fn header(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.headers_named(name).next().map(|h| h.value)
+    }
+
+    /// How many header lines carry this name: detects repeated single-value headers (RFC 4475
+    /// multi01, mcl01).
+    pub fn header_count(&self, name: &[u8]) -> usize {
+        self.headers_named(name).count()
+    }
+
+    /// Whether a Route header is present (a pre-loaded route set to honour).
+    pub fn has_route(&self) -> bool {
+        self.headers_with(HeaderId::Route, b"").next().is_some()
+    }
+
+    /// Whether a Record-Route header is present (a proxy wants to stay in the dialog).
+    pub fn has_record_route(&self) -> bool {
+        self.headers_with(HeaderId::RecordRoute, b"")
+            .next()
+            .is_some()
+    }
+
+    /// The first mandatory header (RFC 3261 §8.1.1) that is missing, so an element can answer
+    /// `400 Missing <name>`; `None` when all are there (RFC 4475 insuf).
+    pub fn missing_mandatory(&self) -> Option<&'static str> {
+        if self.to.is_none() {
+            Some("To")
+        } else if self.from.is_none() {
+            Some("From")
+        } else if self.call_id.is_none() {
+            Some("Call-ID")
+        } else if self.is_request() && self.max_forwards.is_none() {
+            Some("Max-Forwards")
+        } else {
+            None
+        }
+    }
+
+    /// The Request-URI scheme, so an element can answer 416 for schemes it does not serve
+    /// (RFC 4475 unkscm, novelsc); `None` for responses.
+    pub fn request_uri_scheme(&self) -> Option<&'a [u8]> {
+        match self.kind {
+            Kind::Request { uri, .. } => uri::scheme(uri),
+            Kind::Response { .. } => None,
+        }
+    }
+
+    /// Session size in units for size-based processor selection; see [`crate::session_size`]
+    /// for the rule and the SDP formula.
+    pub fn session_size(&self, cfg: &SessionSizeConfig) -> u32 {
+        let sdp = if self.has_sdp_body() {
+            Some(self.body())
+        } else {
+            None
+        };
+        session_size::resolve(self.header(&cfg.sip_header), sdp, cfg)
+    }
+
+    pub(crate) fn top_via_raw(&self) -> Option<&ViaRaw> {
+        self.top_via.as_ref()
+    }
+
+    pub(crate) fn to_raw(&self) -> Option<&NameAddrRaw> {
+        self.to.as_ref()
+    }
+
+    pub(crate) fn first_header_offset(&self) -> usize {
+        self.first_header as usize
+    }
+
+    pub(crate) fn headers_end_offset(&self) -> usize {
+        self.headers_end as usize
+    }
+}

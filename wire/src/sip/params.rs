@@ -1,0 +1,92 @@
+//! `*( SEMI generic-param )` as shared by Via, name-addr headers and Contact (RFC 3261 §25.1).
+
+use crate::scan::{is_lws, is_token, peek, skip_lws, skip_while, Span};
+
+/// One parsed `;name[=value]` parameter.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Param {
+    /// From the `;` to the end of the value (what a rewrite replaces).
+    pub(crate) whole: Span,
+    pub(crate) name: Span,
+    pub(crate) value: Option<Span>,
+}
+
+fn is_value_byte(b: u8) -> bool {
+    is_token(b) || matches!(b, b'[' | b']' | b':')
+}
+
+/// Skips a quoted string starting at the `"` at `pos`; returns the offset after the closing
+/// quote, or `Err(pos)` when it is unterminated.
+pub(crate) fn skip_quoted(buf: &[u8], pos: usize, end: usize) -> Result<usize, usize> {
+    let mut i = pos + 1;
+    loop {
+        match peek(buf, i, end) {
+            None => return Err(pos),
+            Some(b'\\') => i += 2,
+            Some(b'"') => return Ok(i + 1),
+            Some(_) => i += 1,
+        }
+    }
+}
+
+/// Parses parameters from `pos` until the end of the value or a `,` (when `list`).
+/// Returns the offset where parameters end (before trailing LWS) and the offset to resume
+/// at for the next list element (after the comma), if any.
+pub(crate) fn parse(
+    buf: &[u8],
+    mut pos: usize,
+    end: usize,
+    list: bool,
+    mut on_param: impl FnMut(Param),
+) -> Result<(usize, Option<usize>), usize> {
+    let mut last_end = pos;
+    loop {
+        pos = skip_lws(buf, pos, end);
+        match peek(buf, pos, end) {
+            None => return Ok((last_end, None)),
+            Some(b',') if list => return Ok((last_end, Some(pos + 1))),
+            Some(b';') => {
+                let semi = pos;
+                pos = skip_lws(buf, pos + 1, end);
+                let ns = pos;
+                pos = skip_while(buf, pos, end, is_token);
+                if pos == ns {
+                    return Err(pos);
+                }
+                let name = Span::new(ns, pos);
+                let after_name = pos;
+                pos = skip_lws(buf, pos, end);
+                let mut value = None;
+                if peek(buf, pos, end) == Some(b'=') {
+                    pos = skip_lws(buf, pos + 1, end);
+                    let vs = pos;
+                    if peek(buf, pos, end) == Some(b'"') {
+                        pos = skip_quoted(buf, pos, end)?;
+                    } else {
+                        pos = skip_while(buf, pos, end, is_value_byte);
+                    }
+                    if pos == vs {
+                        return Err(pos);
+                    }
+                    value = Some(Span::new(vs, pos));
+                    last_end = pos;
+                } else {
+                    last_end = after_name;
+                    pos = after_name;
+                }
+                on_param(Param {
+                    whole: Span::new(semi, last_end),
+                    name,
+                    value,
+                });
+                // A parameter must be followed by LWS, `;`, `,` or the end.
+                if let Some(b) = peek(buf, pos, end) {
+                    if !(is_lws(b) || b == b';' || b == b',') {
+                        return Err(pos);
+                    }
+                }
+            }
+            Some(_) => return Err(pos),
+        }
+    }
+}

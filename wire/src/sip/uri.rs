@@ -1,0 +1,56 @@
+//! Just enough URI checking for a dispatcher: a scheme, no white space or delimiters that
+//! RFC 3261 forbids, and no `?headers` in a SIP Request-URI. Full URI parsing is left to the
+//! processor, which owns the dialog.
+
+/// Returns the URI scheme (`sip`, `tel`, `nobodyKnowsThisScheme`, ...) when `uri` starts with a
+/// syntactically valid one; lets an element answer 416 for schemes it does not serve.
+pub fn scheme(uri: &[u8]) -> Option<&[u8]> {
+    let colon = memchr::memchr(b':', uri)?;
+    let s = uri.get(..colon)?;
+    let (first, rest) = s.split_first()?;
+    if !first.is_ascii_alphabetic() {
+        return None;
+    }
+    if rest
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        Some(s)
+    } else {
+        None
+    }
+}
+
+/// True for `sip` / `sips` (case-insensitive).
+pub(crate) fn is_sip_scheme(s: &[u8]) -> bool {
+    s.eq_ignore_ascii_case(b"sip") || s.eq_ignore_ascii_case(b"sips")
+}
+
+/// Bytes that may never appear unescaped in a URI carried in a SIP message.
+fn forbidden(b: u8) -> bool {
+    b <= b' ' || b >= 0x7f || matches!(b, b'<' | b'>' | b'"')
+}
+
+/// Validates a URI as found in a Request-URI or between `<` `>`.
+/// `allow_headers`: whether a SIP URI may carry `?headers` (only inside name-addr).
+pub(crate) fn check(uri: &[u8], allow_headers: bool) -> bool {
+    let Some(s) = scheme(uri) else {
+        return false;
+    };
+    let rest = uri.get(s.len() + 1..).unwrap_or(&[]);
+    if rest.is_empty() || rest.iter().any(|&b| forbidden(b)) {
+        return false;
+    }
+    if !allow_headers && is_sip_scheme(s) {
+        // `?` is legal inside the user part (RFC 4475 intmeth) but starts `headers` after the
+        // host part, which a Request-URI must not have (RFC 3261 §19.1.1, RFC 4475 escruri).
+        let host_part = match memchr::memrchr(b'@', rest) {
+            Some(at) => rest.get(at..).unwrap_or(&[]),
+            None => rest,
+        };
+        if host_part.contains(&b'?') {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,196 @@
+//! Via header values (RFC 3261 §20.42, §18.2.1; RFC 3581 `rport`). The dispatcher needs the top
+//! Via for transaction matching (branch) and for answering the source (sent-by, received,
+//! rport); the rewrite module needs the exact byte ranges of those parameters.
+
+use super::params::{self, Param};
+use crate::scan::{is_lws, is_token, parse_digits, peek, skip_lws, skip_while, Span};
+
+/// RFC 3261 §8.1.1.7: branches of compliant clients start with this cookie.
+pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ViaRaw {
+    pub(crate) parm: Span,
+    pub(crate) transport: Span,
+    pub(crate) host: Span,
+    pub(crate) port: Option<u16>,
+    pub(crate) branch: Option<Span>,
+    pub(crate) received: Option<Param>,
+    pub(crate) rport: Option<Param>,
+    pub(crate) rport_value: Option<u16>,
+}
+
+/// One `via-parm`: the hop that sent the message and how to answer it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    raw: &'a [u8],
+    transport: &'a [u8],
+    host: &'a [u8],
+    port: Option<u16>,
+    branch: Option<&'a [u8]>,
+    received: Option<&'a [u8]>,
+    rport: Option<Option<u16>>,
+}
+
+impl<'a> Via<'a> {
+    pub(crate) fn from_raw(buf: &'a [u8], r: &ViaRaw) -> Via<'a> {
+        Via {
+            raw: r.parm.get(buf),
+            transport: r.transport.get(buf),
+            host: r.host.get(buf),
+            port: r.port,
+            branch: r.branch.map(|s| s.get(buf)),
+            received: r.received.and_then(|p| p.value).map(|s| s.get(buf)),
+            rport: r.rport.map(|_| r.rport_value),
+        }
+    }
+
+    /// The whole via-parm as written, for logging and copying.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Transport token (`UDP`, `TCP`, `TLS`, `SCTP`, or an unknown one), as written.
+    pub fn transport(&self) -> &'a [u8] {
+        self.transport
+    }
+
+    /// `sent-by`: host (IPv6 references keep their brackets) and optional port; where the
+    /// sender asked responses to go absent `received`/`rport`.
+    pub fn sent_by(&self) -> (&'a [u8], Option<u16>) {
+        (self.host, self.port)
+    }
+
+    /// The `branch` parameter: the transaction key for matching retransmissions and CANCEL.
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.branch
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (plus at least one more byte); a
+    /// branch without it (RFC 4475 badbranch) needs RFC 2543 transaction matching.
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter, if an upstream element added one.
+    pub fn received(&self) -> Option<&'a [u8]> {
+        self.received
+    }
+
+    /// RFC 3581 `rport`: `None` when absent, `Some(None)` when requested without a value,
+    /// `Some(Some(p))` when a value is present.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.rport
+    }
+}
+
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+}
+
+/// Parses one token, then `SWS "/" SWS`; returns the token span and the position after.
+fn token_slash(buf: &[u8], pos: usize, end: usize) -> Result<(Span, usize), usize> {
+    let s = skip_lws(buf, pos, end);
+    let e = skip_while(buf, s, end, is_token);
+    if e == s {
+        return Err(s);
+    }
+    let p = skip_lws(buf, e, end);
+    if peek(buf, p, end) != Some(b'/') {
+        return Err(p);
+    }
+    Ok((Span::new(s, e), p + 1))
+}
+
+/// Parses one via-parm at `pos`; returns it and where the next one starts (after a comma).
+pub(crate) fn parse_parm(
+    buf: &[u8],
+    pos: usize,
+    end: usize,
+) -> Result<(ViaRaw, Option<usize>), usize> {
+    let start = skip_lws(buf, pos, end);
+    let (_name, p) = token_slash(buf, start, end)?;
+    let (_ver, p) = token_slash(buf, p, end)?;
+    let ts = skip_lws(buf, p, end);
+    let te = skip_while(buf, ts, end, is_token);
+    if te == ts {
+        return Err(ts);
+    }
+    // sent-protocol LWS sent-by: at least one white space.
+    let hs = skip_lws(buf, te, end);
+    if hs == te {
+        return Err(te);
+    }
+    let he = if peek(buf, hs, end) == Some(b'[') {
+        let close = crate::scan::find(buf, hs, end, b']').ok_or(hs)?;
+        let inner = buf.get(hs + 1..close).unwrap_or(&[]);
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err(hs);
+        }
+        close + 1
+    } else {
+        skip_while(buf, hs, end, is_host_byte)
+    };
+    if he == hs {
+        return Err(hs);
+    }
+    let mut raw = ViaRaw {
+        transport: Span::new(ts, te),
+        host: Span::new(hs, he),
+        ..ViaRaw::default()
+    };
+    let mut p = skip_lws(buf, he, end);
+    if peek(buf, p, end) == Some(b':') {
+        let ps = skip_lws(buf, p + 1, end);
+        let pe = skip_while(buf, ps, end, |b| b.is_ascii_digit());
+        match parse_digits(buf.get(ps..pe).unwrap_or(&[]), 5) {
+            Some(v) if v <= 65535 => raw.port = Some(v as u16),
+            _ => return Err(ps),
+        }
+        p = pe;
+    } else {
+        p = he;
+    }
+    if let Some(b) = peek(buf, p, end) {
+        if !(is_lws(b) || b == b';' || b == b',') {
+            return Err(p);
+        }
+    }
+    let mut bad_rport = None;
+    let (pend, next) = params::parse(buf, p, end, true, |prm| {
+        let name = prm.name.get(buf);
+        if name.eq_ignore_ascii_case(b"branch") {
+            raw.branch = prm.value;
+        } else if name.eq_ignore_ascii_case(b"received") {
+            raw.received = Some(prm);
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            raw.rport = Some(prm);
+            if let Some(v) = prm.value {
+                match parse_digits(v.get(buf), 5) {
+                    Some(n) if n <= 65535 => raw.rport_value = Some(n as u16),
+                    _ => bad_rport = Some(v.start()),
+                }
+            }
+        }
+    })?;
+    if let Some(at) = bad_rport {
+        return Err(at);
+    }
+    raw.parm = Span::new(start, pend.max(p));
+    Ok((raw, next))
+}
+
+/// Validates every via-parm in one Via header value and returns the first one.
+pub(crate) fn parse_list(buf: &[u8], start: usize, end: usize) -> Result<ViaRaw, usize> {
+    let (first, mut next) = parse_parm(buf, start, end)?;
+    while let Some(p) = next {
+        let (_, n) = parse_parm(buf, p, end)?;
+        next = n;
+    }
+    Ok(first)
+}
