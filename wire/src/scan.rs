@@ -37,6 +37,8 @@ impl Span {
 /// Byte classes, looked up from one table so the per-byte tests are a load and a mask.
 const C_TOKEN: u8 = 1;
 const C_LWS: u8 = 2;
+const C_VALUE: u8 = 4;
+const C_HOST: u8 = 8;
 
 const fn build_classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -49,7 +51,13 @@ const fn build_classes() -> [u8; 256] {
                 b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
             )
         {
-            t[i] |= C_TOKEN;
+            t[i] |= C_TOKEN | C_VALUE;
+        }
+        if matches!(b, b'[' | b']' | b':') {
+            t[i] |= C_VALUE;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+            t[i] |= C_HOST;
         }
         if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
             t[i] |= C_LWS;
@@ -67,6 +75,19 @@ pub(crate) fn is_token(b: u8) -> bool {
     CLASSES[b as usize] & C_TOKEN != 0
 }
 
+/// `token / "[" / "]" / ":"`: an unquoted generic-param value byte (RFC 3261 gen-value,
+/// plus the IPv6 reference characters).
+#[inline(always)]
+pub(crate) fn is_value_byte(b: u8) -> bool {
+    CLASSES[b as usize] & C_VALUE != 0
+}
+
+/// `alphanum / "-" / "." / "_"`: a hostname or IPv4 byte.
+#[inline(always)]
+pub(crate) fn is_host_byte(b: u8) -> bool {
+    CLASSES[b as usize] & C_HOST != 0
+}
+
 /// SP or HT.
 #[inline]
 pub(crate) fn is_ws(b: u8) -> bool {
@@ -81,30 +102,42 @@ pub(crate) fn is_lws(b: u8) -> bool {
 }
 
 #[inline]
-pub(crate) fn skip_lws(buf: &[u8], mut pos: usize, end: usize) -> usize {
-    while pos < end && buf.get(pos).is_some_and(|&b| is_lws(b)) {
-        pos += 1;
-    }
-    pos
+pub(crate) fn skip_lws(buf: &[u8], pos: usize, end: usize) -> usize {
+    skip_while(buf, pos, end, is_lws)
 }
 
-#[inline]
-pub(crate) fn skip_while(buf: &[u8], mut pos: usize, end: usize, f: impl Fn(u8) -> bool) -> usize {
-    while pos < end && buf.get(pos).is_some_and(|&b| f(b)) {
-        pos += 1;
+/// First offset in `pos..end` (clamped to `buf`) whose byte fails `f`; `pos` when the range
+/// is empty or inverted. Iterates a sub-slice, so the loop has no per-byte bounds checks.
+#[inline(always)]
+pub(crate) fn skip_while(buf: &[u8], pos: usize, end: usize, f: impl Fn(u8) -> bool) -> usize {
+    match buf.get(pos..end.min(buf.len())) {
+        Some(s) => pos + s.iter().position(|&b| !f(b)).unwrap_or(s.len()),
+        None => pos,
     }
-    pos
 }
 
 /// Trims LWS on both sides of `start..end`.
 #[inline]
 pub(crate) fn trim_lws(buf: &[u8], start: usize, end: usize) -> (usize, usize) {
     let s = skip_lws(buf, start, end);
-    let mut e = end;
-    while e > s && buf.get(e - 1).is_some_and(|&b| is_lws(b)) {
-        e -= 1;
-    }
+    let e = match buf.get(s..end) {
+        Some(v) => s + v.iter().rposition(|&b| !is_lws(b)).map_or(0, |i| i + 1),
+        None => end,
+    };
     (s, e)
+}
+
+/// True when no byte of `s` satisfies `f`. Folds without early exit over 16-byte chunks so
+/// LLVM can turn the predicate into vector compares (use only with arithmetic predicates).
+#[inline(always)]
+pub(crate) fn none_of(s: &[u8], f: impl Fn(u8) -> bool + Copy) -> bool {
+    let mut chunks = s.chunks_exact(16);
+    for c in &mut chunks {
+        if c.iter().fold(false, |a, &b| a | f(b)) {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().fold(false, |a, &b| a | f(b))
 }
 
 #[inline]

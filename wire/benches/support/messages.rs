@@ -82,6 +82,10 @@ fn wire_sip(m: &[u8]) -> bool {
     wire::sip::Message::parse(std::hint::black_box(m), &wire::Limits::default()).is_ok()
 }
 
+fn wire_routing(m: &[u8]) -> bool {
+    wire::sip::Message::parse_routing(std::hint::black_box(m), &wire::Limits::default()).is_ok()
+}
+
 fn rsip_sip(m: &[u8]) -> bool {
     rsip::SipMessage::try_from(std::hint::black_box(m)).is_ok()
 }
@@ -112,11 +116,14 @@ fn time_ns(msgs: &[&[u8]], f: fn(&[u8]) -> bool) -> f64 {
 pub fn print_table() {
     let corpus = valid_corpus();
     let corpus: Vec<&[u8]> = corpus.iter().map(|v| v.as_slice()).collect();
-    let rows: [(&str, Vec<&[u8]>, bool); 4] = [
-        ("INVITE+SDP (969 B)", vec![INVITE], true),
-        ("200 OK", vec![OK200], true),
-        ("MGCP CRCX", vec![CRCX], false),
-        ("RFC 4475 valid set (per msg)", corpus, true),
+    let rows: [(&str, Vec<&[u8]>, u8); 7] = [
+        ("INVITE+SDP (969 B)", vec![INVITE], SIP),
+        ("INVITE+SDP parse_routing", vec![INVITE], ROUTING),
+        ("200 OK", vec![OK200], SIP),
+        ("200 OK parse_routing", vec![OK200], ROUTING),
+        ("MGCP CRCX", vec![CRCX], MGCP),
+        ("RFC 4475 valid set (per msg)", corpus.clone(), SIP),
+        ("RFC 4475 valid parse_routing", corpus, ROUTING),
     ];
     println!();
     println!(
@@ -124,13 +131,22 @@ pub fn print_table() {
         "message", "wire ns", "rsip ns", "ratio"
     );
     println!("{:-<30}-|-{:->10}-|-{:->10}-|-{:->7}", "", "", "", "");
-    for (name, msgs, is_sip) in rows {
-        let w = time_ns(&msgs, if is_sip { wire_sip } else { wire_mgcp });
-        if is_sip {
+    for (name, msgs, what) in rows {
+        let f = match what {
+            SIP => wire_sip,
+            ROUTING => wire_routing,
+            _ => wire_mgcp,
+        };
+        let w = time_ns(&msgs, f);
+        if what == MGCP {
+            println!("{name:<30} | {w:>10.1} | {:>10} | {:>7}", "n/a", "n/a");
+        } else {
             let r = time_ns(&msgs, rsip_sip);
             println!("{name:<30} | {w:>10.1} | {r:>10.1} | {:>6.1}x", r / w);
-        } else {
-            println!("{name:<30} | {w:>10.1} | {:>10} | {:>7}", "n/a", "n/a");
         }
     }
 }
+
+const SIP: u8 = 0;
+const ROUTING: u8 = 1;
+const MGCP: u8 = 2;

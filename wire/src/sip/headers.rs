@@ -1,7 +1,7 @@
 //! Header-name classification: full and compact forms (RFC 3261 §7.3.3 and later RFCs) map to
 //! one id, so lookups compare a byte instead of re-comparing names case-insensitively.
 
-use crate::scan::eq_ic;
+use crate::scan::is_token;
 
 /// Identity of a header the scanner knows by name.
 ///
@@ -43,66 +43,88 @@ impl HeaderId {
     /// Classifies a header name, accepting any case and the compact forms
     /// `i v f t m l c k s e o r u x b y a j d`.
     pub fn classify(name: &[u8]) -> HeaderId {
+        // Every known name is made of token characters, so a name holding anything else
+        // cannot match one case-insensitively; the fast path below relies on that.
+        if name.iter().all(|&b| is_token(b)) {
+            Self::classify_token(name)
+        } else {
+            HeaderId::Other
+        }
+    }
+
+    /// [`HeaderId::classify`] for a name already known to be a non-empty token (the
+    /// scanner's case). Dispatches on length and folded first byte, then compares the name
+    /// folded with `| 0x20` word by word: for token bytes that fold is exact against a
+    /// lowercase letters-and-`-` name (the only non-letter byte folding onto `-` is CR).
+    #[inline]
+    pub(crate) fn classify_token(name: &[u8]) -> HeaderId {
         use HeaderId::*;
-        if let [c] = name {
-            return match c.to_ascii_lowercase() {
-                b'i' => CallId,
-                b'v' => Via,
-                b'f' => From,
-                b't' => To,
-                b'm' => Contact,
-                b'l' => ContentLength,
-                b'c' => ContentType,
-                b'k' => Supported,
-                b's' => Subject,
-                b'e' => ContentEncoding,
-                b'o' => Event,
-                b'r' => ReferTo,
-                b'u' => AllowEvents,
-                b'x' => SessionExpires,
-                b'b' => ReferredBy,
-                b'y' => Identity,
-                b'a' => AcceptContact,
-                b'j' => RejectContact,
-                b'd' => RequestDisposition,
-                _ => Other,
-            };
-        }
-        let cands: &[(&[u8], HeaderId)] = match name.len() {
-            2 => &[(b"to", To)],
-            3 => &[(b"via", Via)],
-            4 => &[(b"from", From), (b"cseq", CSeq), (b"date", Date)],
-            5 => &[(b"route", Route), (b"event", Event)],
-            7 => &[
-                (b"call-id", CallId),
-                (b"contact", Contact),
-                (b"subject", Subject),
-            ],
-            8 => &[(b"refer-to", ReferTo), (b"identity", Identity)],
-            9 => &[(b"supported", Supported)],
-            11 => &[(b"referred-by", ReferredBy)],
-            12 => &[
-                (b"max-forwards", MaxForwards),
-                (b"content-type", ContentType),
-                (b"record-route", RecordRoute),
-                (b"allow-events", AllowEvents),
-            ],
-            14 => &[
-                (b"content-length", ContentLength),
-                (b"accept-contact", AcceptContact),
-                (b"reject-contact", RejectContact),
-            ],
-            15 => &[(b"session-expires", SessionExpires)],
-            16 => &[(b"content-encoding", ContentEncoding)],
-            19 => &[(b"request-disposition", RequestDisposition)],
-            _ => &[],
+        let first = match name.first() {
+            Some(&c) => c | 0x20,
+            None => return Other,
         };
-        for (n, id) in cands {
-            if eq_ic(name, n) {
-                return *id;
+        let cand: (&[u8], HeaderId) = match (name.len(), first) {
+            (1, c) => {
+                return match c {
+                    b'i' => CallId,
+                    b'v' => Via,
+                    b'f' => From,
+                    b't' => To,
+                    b'm' => Contact,
+                    b'l' => ContentLength,
+                    b'c' => ContentType,
+                    b'k' => Supported,
+                    b's' => Subject,
+                    b'e' => ContentEncoding,
+                    b'o' => Event,
+                    b'r' => ReferTo,
+                    b'u' => AllowEvents,
+                    b'x' => SessionExpires,
+                    b'b' => ReferredBy,
+                    b'y' => Identity,
+                    b'a' => AcceptContact,
+                    b'j' => RejectContact,
+                    b'd' => RequestDisposition,
+                    _ => Other,
+                }
             }
+            (2, b't') => (b"to", To),
+            (3, b'v') => (b"via", Via),
+            (4, b'f') => (b"from", From),
+            (4, b'c') => (b"cseq", CSeq),
+            (4, b'd') => (b"date", Date),
+            (5, b'r') => (b"route", Route),
+            (5, b'e') => (b"event", Event),
+            (7, b'c') => {
+                // call-id / contact: the second byte decides.
+                if name.get(1).is_some_and(|&b| b | 0x20 == b'a') {
+                    (b"call-id", CallId)
+                } else {
+                    (b"contact", Contact)
+                }
+            }
+            (7, b's') => (b"subject", Subject),
+            (8, b'r') => (b"refer-to", ReferTo),
+            (8, b'i') => (b"identity", Identity),
+            (9, b's') => (b"supported", Supported),
+            (11, b'r') => (b"referred-by", ReferredBy),
+            (12, b'm') => (b"max-forwards", MaxForwards),
+            (12, b'c') => (b"content-type", ContentType),
+            (12, b'r') => (b"record-route", RecordRoute),
+            (12, b'a') => (b"allow-events", AllowEvents),
+            (14, b'c') => (b"content-length", ContentLength),
+            (14, b'a') => (b"accept-contact", AcceptContact),
+            (14, b'r') => (b"reject-contact", RejectContact),
+            (15, b's') => (b"session-expires", SessionExpires),
+            (16, b'c') => (b"content-encoding", ContentEncoding),
+            (19, b'r') => (b"request-disposition", RequestDisposition),
+            _ => return Other,
+        };
+        if eq_folded(name, cand.0) {
+            cand.1
+        } else {
+            Other
         }
-        Other
     }
 
     /// The full header name, used when builders emit a header the scanner classified.
@@ -150,4 +172,49 @@ pub struct HeaderField<'a> {
     pub name: &'a [u8],
     /// The trimmed value.
     pub value: &'a [u8],
+}
+
+/// `name | 0x20` (bytewise) equals `lower` (same length, 2..=19 bytes, lowercase letters and
+/// `-`), compared as overlapping little-endian words instead of byte by byte.
+#[inline(always)]
+fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
+    #[inline(always)]
+    fn w8(s: &[u8], at: usize) -> u64 {
+        match s.get(at..at + 8) {
+            Some(&[a, b, c, d, e, f, g, h]) => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+            _ => 0,
+        }
+    }
+    #[inline(always)]
+    fn w4(s: &[u8], at: usize) -> u32 {
+        match s.get(at..at + 4) {
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        }
+    }
+    #[inline(always)]
+    fn w2(s: &[u8], at: usize) -> u16 {
+        match s.get(at..at + 2) {
+            Some(&[a, b]) => u16::from_le_bytes([a, b]),
+            _ => 0,
+        }
+    }
+    const F8: u64 = 0x2020_2020_2020_2020;
+    const F4: u32 = 0x2020_2020;
+    const F2: u16 = 0x2020;
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    match n {
+        0 | 1 => name.eq_ignore_ascii_case(lower),
+        2..=3 => (w2(name, 0) | F2) == w2(lower, 0) && (w2(name, n - 2) | F2) == w2(lower, n - 2),
+        4..=7 => (w4(name, 0) | F4) == w4(lower, 0) && (w4(name, n - 4) | F4) == w4(lower, n - 4),
+        8..=16 => (w8(name, 0) | F8) == w8(lower, 0) && (w8(name, n - 8) | F8) == w8(lower, n - 8),
+        _ => {
+            (w8(name, 0) | F8) == w8(lower, 0)
+                && (w8(name, 8) | F8) == w8(lower, 8)
+                && (w8(name, n - 8) | F8) == w8(lower, n - 8)
+        }
+    }
 }

@@ -17,6 +17,7 @@ mod name_addr;
 mod params;
 mod response;
 mod rewrite;
+mod routing;
 mod start_line;
 pub mod uri;
 mod via;
@@ -26,10 +27,13 @@ pub use headers::{HeaderField, HeaderId};
 pub use name_addr::NameAddr;
 pub use response::{reason_phrase, Body, ResponseSpec};
 pub use rewrite::InsertAt;
+pub use routing::{RoutingView, DEFAULT_SESSION_SIZE_HEADER};
 pub use start_line::{Kind, Method};
 pub use via::{Via, MAGIC_COOKIE};
 
-use crate::scan::{is_token, is_ws, line_at, parse_digits, skip_lws, skip_while, trim_lws, Span};
+use crate::scan::{
+    is_token, is_ws, line_at, none_of, parse_digits, skip_lws, skip_while, trim_lws, Span,
+};
 use crate::session_size::{self, SessionSizeConfig};
 use crate::Limits;
 use name_addr::NameAddrRaw;
@@ -55,9 +59,9 @@ pub struct CSeq<'a> {
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct CSeqRaw {
-    seq: u32,
-    method: Span,
+pub(crate) struct CSeqRaw {
+    pub(crate) seq: u32,
+    pub(crate) method: Span,
 }
 
 /// A scanned SIP message: a checked view over the datagram bytes.
@@ -99,31 +103,163 @@ fn err<T>(kind: SipErrorKind, at: usize) -> Result<T, SipError> {
     Err(SipError::new(kind, at))
 }
 
+/// One step of the header-section scanner.
+pub(crate) enum Line {
+    /// The blank line ending the header section; the body starts at `body_start`.
+    End { body_start: usize },
+    /// A header line (with its continuation lines) starting at the scanned offset: the name
+    /// ends at `ne`, the LWS-trimmed value is `vs..ve`, the next line starts at `next`.
+    Header {
+        ne: usize,
+        vs: usize,
+        ve: usize,
+        next: usize,
+    },
+}
+
+/// Frames the header line at `ls` (shared by [`Message::parse`] and [`RoutingView::parse`]).
+///
+/// Fast path: `token *WS ":"` at the line start. Neither a token byte nor WS is a line
+/// terminator, so the colon lies on this physical line and the LF search can start after it;
+/// the name bytes are read once. Anything else (blank line, malformed name) takes the general
+/// path, which reports errors in a fixed order: Truncated, LineTooLong (first line, then
+/// continuation lines), then HeaderLine.
+#[inline(always)]
+pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line, SipError> {
+    let rest = buf.get(ls..).unwrap_or(&[]);
+    let name_len = rest
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(rest.len());
+    let ne = ls + name_len;
+    let colon = skip_while(buf, ne, buf.len(), is_ws);
+    let (le, mut nx) = if name_len > 0 && buf.get(colon) == Some(&b':') {
+        match line_at(buf, colon + 1) {
+            Some(l) => l,
+            None => return err(SipErrorKind::Truncated, buf.len()),
+        }
+    } else {
+        let Some((le, nx)) = line_at(buf, ls) else {
+            return err(SipErrorKind::Truncated, buf.len());
+        };
+        if le == ls {
+            return Ok(Line::End { body_start: nx });
+        }
+        if le - ls > max_line {
+            return err(SipErrorKind::LineTooLong, ls);
+        }
+        let mut n2 = nx;
+        while buf.get(n2).is_some_and(|&b| is_ws(b)) {
+            let Some((e2, n3)) = line_at(buf, n2) else {
+                return err(SipErrorKind::Truncated, buf.len());
+            };
+            if e2 - n2 > max_line {
+                return err(SipErrorKind::LineTooLong, n2);
+            }
+            n2 = n3;
+        }
+        return err(SipErrorKind::HeaderLine, ls);
+    };
+    if le - ls > max_line {
+        return err(SipErrorKind::LineTooLong, ls);
+    }
+    let mut vend = le;
+    while buf.get(nx).is_some_and(|&b| is_ws(b)) {
+        let Some((e2, n2)) = line_at(buf, nx) else {
+            return err(SipErrorKind::Truncated, buf.len());
+        };
+        if e2 - nx > max_line {
+            return err(SipErrorKind::LineTooLong, nx);
+        }
+        vend = e2;
+        nx = n2;
+    }
+    let (vs, ve) = trim_lws(buf, colon + 1, vend);
+    Ok(Line::Header {
+        ne,
+        vs,
+        ve,
+        next: nx,
+    })
+}
+
+/// Skips leading CRLF keep-alives and scans the start line; returns it and where the first
+/// header line starts.
+#[inline(always)]
+pub(crate) fn start<'a>(buf: &'a [u8], limits: &Limits) -> Result<(Kind<'a>, usize), SipError> {
+    let cap = limits.message_cap();
+    if buf.len() > cap {
+        return err(SipErrorKind::TooLarge, cap);
+    }
+    // RFC 3261 §7.5: ignore CRLFs before the start line (keep-alives).
+    let mut pos = 0;
+    while matches!(buf.get(pos), Some(b'\r' | b'\n')) {
+        pos += 1;
+    }
+    if pos >= buf.len() {
+        return err(SipErrorKind::Empty, pos);
+    }
+    let Some((sl_end, next)) = line_at(buf, pos) else {
+        return err(SipErrorKind::Truncated, buf.len());
+    };
+    if sl_end - pos > limits.max_header_line {
+        return err(SipErrorKind::LineTooLong, pos);
+    }
+    Ok((start_line::parse(buf, pos, sl_end)?, next))
+}
+
+/// Whether a Content-Type value is `application/sdp` (parameters ignored).
+pub(crate) fn is_sdp_content_type(ct: &[u8]) -> bool {
+    let mt = ct.split(|&b| b == b';').next().unwrap_or(&[]);
+    let (s, e) = trim_lws(mt, 0, mt.len());
+    mt.get(s..e)
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))
+}
+
+/// Validates a Call-ID value (RFC 3261 `word`: visible ASCII, non-empty).
+#[inline(always)]
+pub(crate) fn check_call_id(value: &[u8], vs: usize) -> Result<(), SipError> {
+    if value.is_empty() || !none_of(value, |b| b.wrapping_sub(0x21) >= 0x7f - 0x21) {
+        return err(SipErrorKind::CallId, vs);
+    }
+    Ok(())
+}
+
+/// Validates a CSeq value `1*DIGIT LWS token` (number < 2^31).
+#[inline(always)]
+pub(crate) fn parse_cseq(buf: &[u8], vs: usize, ve: usize) -> Result<CSeqRaw, SipError> {
+    let de = skip_while(buf, vs, ve, |b| b.is_ascii_digit());
+    let seq = match parse_digits(buf.get(vs..de).unwrap_or(&[]), 10) {
+        Some(n) if n < (1 << 31) => n as u32,
+        _ => return err(SipErrorKind::CSeq, vs),
+    };
+    let ms = skip_lws(buf, de, ve);
+    let me = skip_while(buf, ms, ve, is_token);
+    if ms == de || me == ms || me != ve {
+        return err(SipErrorKind::CSeq, ms);
+    }
+    Ok(CSeqRaw {
+        seq,
+        method: Span::new(ms, me),
+    })
+}
+
+/// Validates a Content-Length value (decimal, fits in u32).
+#[inline(always)]
+pub(crate) fn parse_content_length(value: &[u8], vs: usize) -> Result<u32, SipError> {
+    match parse_digits(value, 10) {
+        Some(n) if n <= u64::from(u32::MAX) => Ok(n as u32),
+        _ => err(SipErrorKind::ContentLength, vs),
+    }
+}
+
 impl<'a, const N: usize> Message<'a, N> {
     /// Like [`Message::parse`], with a header array of `N` entries (e.g. a smaller view for a
     /// tighter stack, or a larger one for proxies that see long Via chains).
     pub fn parse_with_capacity(buf: &'a [u8], limits: &Limits) -> Result<Self, SipError> {
-        let cap = limits.message_cap();
-        if buf.len() > cap {
-            return err(SipErrorKind::TooLarge, cap);
-        }
+        let (kind, mut next) = start(buf, limits)?;
         let max_headers = limits.max_headers.min(N).min(u16::MAX as usize);
         let max_line = limits.max_header_line;
-        // RFC 3261 §7.5: ignore CRLFs before the start line (keep-alives).
-        let mut pos = 0;
-        while matches!(buf.get(pos), Some(b'\r' | b'\n')) {
-            pos += 1;
-        }
-        if pos >= buf.len() {
-            return err(SipErrorKind::Empty, pos);
-        }
-        let Some((sl_end, mut next)) = line_at(buf, pos) else {
-            return err(SipErrorKind::Truncated, buf.len());
-        };
-        if sl_end - pos > max_line {
-            return err(SipErrorKind::LineTooLong, pos);
-        }
-        let kind = start_line::parse(buf, pos, sl_end)?;
         let mut msg = Message {
             buf,
             kind,
@@ -144,36 +280,16 @@ impl<'a, const N: usize> Message<'a, N> {
         };
         loop {
             let ls = next;
-            let Some((le, mut nx)) = line_at(buf, ls) else {
-                return err(SipErrorKind::Truncated, buf.len());
-            };
-            if le == ls {
-                msg.headers_end = ls as u16;
-                msg.body_start = nx as u16;
-                break;
-            }
-            if le - ls > max_line {
-                return err(SipErrorKind::LineTooLong, ls);
-            }
-            let mut vend = le;
-            while buf.get(nx).is_some_and(|&b| is_ws(b)) {
-                let Some((e2, n2)) = line_at(buf, nx) else {
-                    return err(SipErrorKind::Truncated, buf.len());
-                };
-                if e2 - nx > max_line {
-                    return err(SipErrorKind::LineTooLong, nx);
+            let (ne, vs, ve, nx) = match header_line(buf, ls, max_line)? {
+                Line::End { body_start } => {
+                    msg.headers_end = ls as u16;
+                    msg.body_start = body_start as u16;
+                    break;
                 }
-                vend = e2;
-                nx = n2;
-            }
+                Line::Header { ne, vs, ve, next } => (ne, vs, ve, next),
+            };
             next = nx;
-            let ne = skip_while(buf, ls, le, is_token);
-            let colon = skip_while(buf, ne, le, is_ws);
-            if ne == ls || buf.get(colon) != Some(&b':') || colon >= le {
-                return err(SipErrorKind::HeaderLine, ls);
-            }
-            let (vs, ve) = trim_lws(buf, colon + 1, vend);
-            let id = HeaderId::classify(buf.get(ls..ne).unwrap_or(&[]));
+            let id = HeaderId::classify_token(buf.get(ls..ne).unwrap_or(&[]));
             let idx = msg.count as usize;
             if idx >= max_headers {
                 return err(SipErrorKind::TooManyHeaders, ls);
@@ -246,29 +362,15 @@ impl<'a, const N: usize> Message<'a, N> {
                 }
             }
             HeaderId::CallId => {
-                if value.is_empty() || !value.iter().all(|&b| (0x21..0x7f).contains(&b)) {
-                    return err(SipErrorKind::CallId, vs);
-                }
+                check_call_id(value, vs)?;
                 if self.call_id.is_none() {
                     self.call_id = Some(Span::new(vs, ve));
                 }
             }
             HeaderId::CSeq => {
-                let de = skip_while(buf, vs, ve, |b| b.is_ascii_digit());
-                let seq = match parse_digits(buf.get(vs..de).unwrap_or(&[]), 10) {
-                    Some(n) if n < (1 << 31) => n as u32,
-                    _ => return err(SipErrorKind::CSeq, vs),
-                };
-                let ms = skip_lws(buf, de, ve);
-                let me = skip_while(buf, ms, ve, is_token);
-                if ms == de || me == ms || me != ve {
-                    return err(SipErrorKind::CSeq, ms);
-                }
+                let c = parse_cseq(buf, vs, ve)?;
                 if self.cseq.is_none() {
-                    self.cseq = Some(CSeqRaw {
-                        seq,
-                        method: Span::new(ms, me),
-                    });
+                    self.cseq = Some(c);
                 }
             }
             HeaderId::MaxForwards => match parse_digits(value, 10) {
@@ -279,14 +381,12 @@ impl<'a, const N: usize> Message<'a, N> {
                 }
                 _ => return err(SipErrorKind::MaxForwards, vs),
             },
-            HeaderId::ContentLength => match parse_digits(value, 10) {
-                Some(n) if n <= u64::from(u32::MAX) => {
-                    if self.content_length.is_none() {
-                        self.content_length = Some((n as u32, vs as u16));
-                    }
+            HeaderId::ContentLength => {
+                let n = parse_content_length(value, vs)?;
+                if self.content_length.is_none() {
+                    self.content_length = Some((n, vs as u16));
                 }
-                _ => return err(SipErrorKind::ContentLength, vs),
-            },
+            }
             HeaderId::ContentType if self.content_type.is_none() => {
                 self.content_type = Some(Span::new(vs, ve));
             }
@@ -393,12 +493,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// Whether the body is SDP (Content-Type `application/sdp`, parameters ignored).
     pub fn has_sdp_body(&self) -> bool {
-        self.content_type().is_some_and(|ct| {
-            let mt = ct.split(|&b| b == b';').next().unwrap_or(&[]);
-            let (s, e) = trim_lws(mt, 0, mt.len());
-            mt.get(s..e)
-                .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))
-        }) && !self.body().is_empty()
+        self.content_type().is_some_and(is_sdp_content_type) && !self.body().is_empty()
     }
 
     /// The body: Content-Length octets after the blank line, or the rest of the datagram when

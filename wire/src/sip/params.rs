@@ -1,6 +1,6 @@
 //! `*( SEMI generic-param )` as shared by Via, name-addr headers and Contact (RFC 3261 §25.1).
 
-use crate::scan::{is_lws, is_token, peek, skip_lws, skip_while, Span};
+use crate::scan::{is_lws, is_token, is_value_byte, peek, skip_lws, skip_while, Span};
 
 /// One parsed `;name[=value]` parameter.
 #[derive(Clone, Copy, Debug)]
@@ -9,10 +9,6 @@ pub(crate) struct Param {
     pub(crate) whole: Span,
     pub(crate) name: Span,
     pub(crate) value: Option<Span>,
-}
-
-fn is_value_byte(b: u8) -> bool {
-    is_token(b) || matches!(b, b'[' | b']' | b':')
 }
 
 /// Skips a quoted string starting at the `"` at `pos`; returns the offset after the closing

@@ -3,7 +3,7 @@
 //! rport); the rewrite module needs the exact byte ranges of those parameters.
 
 use super::params::{self, Param};
-use crate::scan::{is_lws, is_token, parse_digits, peek, skip_lws, skip_while, Span};
+use crate::scan::{is_host_byte, is_lws, is_token, parse_digits, peek, skip_lws, skip_while, Span};
 
 /// RFC 3261 §8.1.1.7: branches of compliant clients start with this cookie.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -83,10 +83,6 @@ impl<'a> Via<'a> {
     pub fn rport(&self) -> Option<Option<u16>> {
         self.rport
     }
-}
-
-fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
 }
 
 /// Parses one token, then `SWS "/" SWS`; returns the token span and the position after.

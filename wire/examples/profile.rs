@@ -1,0 +1,29 @@
+//! `cargo run --release -p wire --example profile -- [invite|ok|crcx|routing|routing-ok] [iters]`: parses one
+//! benchmark message in a loop, for `valgrind --tool=callgrind` instruction counts.
+
+#[path = "../benches/support/messages.rs"]
+mod messages;
+
+use std::hint::black_box;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "invite".into());
+    let iters: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let limits = wire::Limits::default();
+    let mut ok = 0u32;
+    for _ in 0..iters {
+        ok += match which.as_str() {
+            "ok" => wire::sip::Message::parse(black_box(messages::OK200), &limits).is_ok(),
+            "routing" => {
+                wire::sip::Message::parse_routing(black_box(messages::INVITE), &limits).is_ok()
+            }
+            "routing-ok" => {
+                wire::sip::Message::parse_routing(black_box(messages::OK200), &limits).is_ok()
+            }
+            "crcx" => wire::mgcp::Message::parse(black_box(messages::CRCX), &limits).is_ok(),
+            _ => wire::sip::Message::parse(black_box(messages::INVITE), &limits).is_ok(),
+        } as u32;
+    }
+    println!("{which}: {ok}/{iters} ok");
+}
