@@ -1,0 +1,386 @@
+//! The switch fabric (claim 3): one bounded, lock-free single-producer/single-consumer queue per
+//! processor between the dispatcher thread and that processor, plus a wake-up path and the load
+//! board processors report through (claim 7).
+//!
+//! Why our own queue rather than `crossbeam::ArrayQueue` or `rtrb`: a slot holds a whole
+//! datagram (up to [`SLOT_BYTES`]), and both of those move values in and out by copy, i.e. 4 KiB
+//! per message. Here the producer writes only the message's bytes straight into the slot, many
+//! slots are published with one release store ([`Producer::commit`]), and the consumer reads in
+//! place. The dispatcher never blocks: a full queue is reported to it so it can pick another
+//! processor or answer 503 itself.
+//!
+//! Wake-up: a consumer with nothing to do parks in `poll()` on an eventfd after setting a
+//! `parked` flag; the producer writes the eventfd only when it sees that flag after a commit,
+//! i.e. at most one syscall per batch and none while the consumer is busy.
+use std::{
+    cell::UnsafeCell,
+    net::{Ipv4Addr, SocketAddr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+/// Largest message a slot holds. AF_XDP frames are 2 KiB, and RFC 3261 §18.1.1 asks senders to
+/// keep UDP requests under ~1300 bytes; larger datagrams are answered 513 by the dispatcher.
+pub const SLOT_BYTES: usize = 4000;
+
+/// Which protocol a handed-off message speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// SIP (RFC 3261).
+    Sip,
+    /// MGCP (RFC 3435).
+    Mgcp,
+}
+
+/// One message in flight from the dispatcher to a processor.
+pub struct Slot {
+    len: u16,
+    /// Protocol of the message.
+    pub proto: Proto,
+    /// The packet's source address: where responses go (subject to Via rules for SIP).
+    pub src: SocketAddr,
+    /// The well-known address it was sent to.
+    pub dst: SocketAddr,
+    /// Dispatcher clock (ns) when it was received, for queueing-latency accounting.
+    pub received_ns: u64,
+    buf: [u8; SLOT_BYTES],
+}
+
+impl Slot {
+    fn empty() -> Self {
+        let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        Self {
+            len: 0,
+            proto: Proto::Sip,
+            src: any,
+            dst: any,
+            received_ns: 0,
+            buf: [0; SLOT_BYTES],
+        }
+    }
+
+    /// The message bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// The whole buffer, to write a message of up to [`SLOT_BYTES`] in place; finish with
+    /// [`Slot::set_len`].
+    pub fn buf_mut(&mut self) -> &mut [u8; SLOT_BYTES] {
+        &mut self.buf
+    }
+
+    /// Sets the message length after writing into [`Slot::buf_mut`] (clamped to the buffer).
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(SLOT_BYTES) as u16;
+    }
+
+    /// Copies `msg` in; false (and nothing written) when it does not fit.
+    pub fn fill(&mut self, msg: &[u8]) -> bool {
+        match self.buf.get_mut(..msg.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(msg);
+                self.len = msg.len() as u16;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Cache-line padding so head and tail do not false-share.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+struct Ring {
+    slots: Box<[UnsafeCell<Slot>]>,
+    mask: usize,
+    /// Next slot the consumer reads (written by the consumer).
+    head: Padded<AtomicUsize>,
+    /// Next slot the producer writes (written by the producer).
+    tail: Padded<AtomicUsize>,
+    parked: AtomicBool,
+    eventfd: OwnedFd,
+}
+
+// SAFETY: slots are only accessed by the single producer (indices in [tail, head+cap)) or the
+// single consumer (indices in [head, tail)); the Acquire/Release pair on head/tail orders the
+// slot contents with the index hand-over.
+unsafe impl Sync for Ring {}
+// SAFETY: as above; the ring owns its slots.
+unsafe impl Send for Ring {}
+
+/// Creates a queue of at least `capacity` slots (rounded up to a power of two).
+pub fn channel(capacity: usize) -> std::io::Result<(Producer, Consumer)> {
+    let cap = capacity.max(2).next_power_of_two();
+    // SAFETY: plain eventfd creation; checked below.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let ring = Arc::new(Ring {
+        slots: (0..cap).map(|_| UnsafeCell::new(Slot::empty())).collect(),
+        mask: cap - 1,
+        head: Padded(AtomicUsize::new(0)),
+        tail: Padded(AtomicUsize::new(0)),
+        parked: AtomicBool::new(false),
+        // SAFETY: fd is a fresh, owned descriptor.
+        eventfd: unsafe { OwnedFd::from_raw_fd(fd) },
+    });
+    Ok((
+        Producer {
+            ring: Arc::clone(&ring),
+            tail: 0,
+            head_cache: 0,
+        },
+        Consumer {
+            ring,
+            head: 0,
+            tail_cache: 0,
+        },
+    ))
+}
+
+/// The dispatcher's end of one processor's queue.
+pub struct Producer {
+    ring: Arc<Ring>,
+    /// Local tail: slots written but maybe not yet published.
+    tail: usize,
+    head_cache: usize,
+}
+
+impl Producer {
+    /// Writes one message in place with `write` (return false to abandon the slot). Returns
+    /// false when the queue is full (counting is the caller's job). Not visible to the consumer
+    /// until [`Producer::commit`].
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Slot) -> bool) -> bool {
+        let cap = self.ring.mask + 1;
+        if self.tail.wrapping_sub(self.head_cache) >= cap {
+            self.head_cache = self.ring.head.0.load(Ordering::Acquire);
+            if self.tail.wrapping_sub(self.head_cache) >= cap {
+                return false;
+            }
+        }
+        // SAFETY: slot `tail` is outside [head, tail) so the consumer does not touch it.
+        let slot = unsafe { &mut *self.ring.slots[self.tail & self.ring.mask].get() };
+        if !write(slot) {
+            return false;
+        }
+        self.tail = self.tail.wrapping_add(1);
+        true
+    }
+
+    /// Publishes everything pushed so far and wakes the consumer if it is parked.
+    pub fn commit(&mut self) {
+        if self.ring.tail.0.load(Ordering::Relaxed) == self.tail {
+            return;
+        }
+        self.ring.tail.0.store(self.tail, Ordering::Release);
+        // Pairs with the consumer's SeqCst store of `parked` before its final emptiness check.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.ring.parked.load(Ordering::Relaxed) {
+            let one: u64 = 1;
+            // SAFETY: writing 8 bytes to our eventfd. EAGAIN (counter saturated) is harmless.
+            unsafe {
+                libc::write(
+                    self.ring.eventfd.as_raw_fd(),
+                    (&one as *const u64).cast(),
+                    8,
+                )
+            };
+        }
+    }
+
+    /// Messages published or pending and not yet consumed (the queue depth).
+    pub fn depth(&self) -> usize {
+        self.tail
+            .wrapping_sub(self.ring.head.0.load(Ordering::Relaxed))
+    }
+
+    /// Slots in the queue.
+    pub fn capacity(&self) -> usize {
+        self.ring.mask + 1
+    }
+}
+
+/// A processor's end of its queue.
+pub struct Consumer {
+    ring: Arc<Ring>,
+    head: usize,
+    tail_cache: usize,
+}
+
+impl Consumer {
+    /// Calls `f` for up to `max` published messages, in order, then releases their slots.
+    /// Returns how many were handled.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&Slot)) -> usize {
+        if self.head == self.tail_cache {
+            self.tail_cache = self.ring.tail.0.load(Ordering::Acquire);
+        }
+        let mut n = 0;
+        while n < max && self.head != self.tail_cache {
+            // SAFETY: slot `head` is in [head, tail): published and not reused until released.
+            let slot = unsafe { &*self.ring.slots[self.head & self.ring.mask].get() };
+            f(slot);
+            self.head = self.head.wrapping_add(1);
+            n += 1;
+        }
+        if n > 0 {
+            self.ring.head.0.store(self.head, Ordering::Release);
+        }
+        n
+    }
+
+    /// Whether a published message is waiting.
+    pub fn is_empty(&mut self) -> bool {
+        self.tail_cache = self.ring.tail.0.load(Ordering::Acquire);
+        self.head == self.tail_cache
+    }
+
+    /// The eventfd to `poll()` on while parked.
+    pub fn wake_fd(&self) -> RawFd {
+        self.ring.eventfd.as_raw_fd()
+    }
+
+    /// Announces that the consumer is about to sleep; returns false (and stays unparked) when a
+    /// message arrived meanwhile, in which case the caller must not sleep.
+    pub fn park(&mut self) -> bool {
+        self.ring.parked.store(true, Ordering::SeqCst);
+        if !self.is_empty() {
+            self.ring.parked.store(false, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Clears the parked flag and the eventfd counter after waking.
+    pub fn unpark(&mut self) {
+        self.ring.parked.store(false, Ordering::Relaxed);
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes from our non-blocking eventfd; EAGAIN when nothing was written.
+        unsafe {
+            libc::read(
+                self.ring.eventfd.as_raw_fd(),
+                (&mut v as *mut u64).cast(),
+                8,
+            )
+        };
+    }
+}
+
+/// The clock the load board speaks: `CLOCK_MONOTONIC` in nanoseconds, the same for every thread
+/// of the machine, so a processor's heartbeat can be compared with the dispatcher's "now".
+/// Read through the vDSO: no syscall.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// What one processor reports about its load (claim 7), shared with the dispatcher.
+///
+/// Counters are monotonic so the dispatcher can combine them with what it has itself sent
+/// without races: units in use = units the dispatcher assigned − [`LoadReport::released_units`].
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Dialogs/connections currently active on the processor.
+    pub active: AtomicU32,
+    /// Capacity units released by ended sessions, ever (monotonic).
+    pub released_units: AtomicU64,
+    /// Capacity units of sessions the processor refused or failed before they started (monotonic;
+    /// also released).
+    pub rejected_units: AtomicU64,
+    /// The processor's capacity in units (0 = unlimited).
+    pub capacity_units: AtomicU32,
+    /// [`monotonic_ns`] of the processor's last report: a stale value means a stuck processor.
+    pub heartbeat_ns: AtomicU64,
+}
+
+impl LoadReport {
+    /// A fresh report for a processor with `capacity_units`.
+    pub fn new(capacity_units: u32) -> Arc<Self> {
+        let r = Self::default();
+        r.capacity_units.store(capacity_units, Ordering::Relaxed);
+        Arc::new(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(p: &mut Producer, msg: &[u8]) -> bool {
+        p.push_with(|s| s.fill(msg))
+    }
+
+    #[test]
+    fn fifo_and_full() {
+        let (mut p, mut c) = channel(4).unwrap();
+        for i in 0..4u8 {
+            assert!(push(&mut p, &[i; 3]));
+        }
+        assert!(!push(&mut p, b"x"), "fifth push must report full");
+        assert_eq!(c.drain(10, |_| {}), 0, "nothing visible before commit");
+        p.commit();
+        assert_eq!(p.depth(), 4);
+        let mut seen = vec![];
+        c.drain(10, |s| seen.push(s.bytes().to_vec()));
+        assert_eq!(seen, (0..4u8).map(|i| vec![i; 3]).collect::<Vec<_>>());
+        assert!(push(&mut p, b"again"));
+    }
+
+    #[test]
+    fn oversized_message_is_refused() {
+        let (mut p, _c) = channel(2).unwrap();
+        assert!(!push(&mut p, &[0u8; SLOT_BYTES + 1]));
+        assert!(push(&mut p, &[0u8; SLOT_BYTES]));
+    }
+
+    #[test]
+    fn two_threads_keep_order_and_lose_nothing() {
+        let (mut p, mut c) = channel(64).unwrap();
+        const N: u32 = 200_000;
+        let t = std::thread::spawn(move || {
+            let mut next = 0u32;
+            while next < N {
+                if c.drain(32, |s| {
+                    assert_eq!(s.bytes(), &next.to_le_bytes());
+                    next += 1;
+                }) == 0
+                    && c.park()
+                {
+                    let mut pfd = libc::pollfd {
+                        fd: c.wake_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut pfd, 1, 100) };
+                    c.unpark();
+                }
+            }
+            next
+        });
+        let mut i = 0u32;
+        while i < N {
+            if push(&mut p, &i.to_le_bytes()) {
+                i += 1;
+                if i % 16 == 0 {
+                    p.commit();
+                }
+            } else {
+                p.commit();
+                std::thread::yield_now();
+            }
+        }
+        p.commit();
+        assert_eq!(t.join().unwrap(), N);
+    }
+}

@@ -1,0 +1,67 @@
+//! Load accounting shared by the SIP UAS and the MGCP gateway of one processor (claim 7).
+//!
+//! The dispatcher assigns each new session its size in units; the processor reports back
+//! monotonic counters so the dispatcher can compute units in use without races.
+use std::sync::{atomic::Ordering, Arc};
+
+use crate::fabric::LoadReport;
+
+/// Handle on a processor's [`LoadReport`]; cheap to clone, shared by its state machines.
+#[derive(Debug, Clone)]
+pub struct LoadAccount {
+    report: Arc<LoadReport>,
+}
+
+impl LoadAccount {
+    /// Wraps the shared report.
+    pub fn new(report: Arc<LoadReport>) -> Self {
+        Self { report }
+    }
+
+    /// The shared report.
+    pub fn report(&self) -> &Arc<LoadReport> {
+        &self.report
+    }
+
+    /// A session became active.
+    pub fn started(&self) {
+        self.report.active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An active session ended normally: its units go back.
+    pub fn ended(&self, units: u32) {
+        let _ = self
+            .report
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                Some(a.saturating_sub(1))
+            });
+        self.report
+            .released_units
+            .fetch_add(u64::from(units), Ordering::Relaxed);
+    }
+
+    /// An active session failed before it was established (CANCEL, ...): released and
+    /// counted as rejected.
+    pub fn failed(&self, units: u32) {
+        self.ended(units);
+        self.report
+            .rejected_units
+            .fetch_add(u64::from(units), Ordering::Relaxed);
+    }
+
+    /// A session was refused before it became active (never counted in `active`).
+    pub fn rejected(&self, units: u32) {
+        self.report
+            .released_units
+            .fetch_add(u64::from(units), Ordering::Relaxed);
+        self.report
+            .rejected_units
+            .fetch_add(u64::from(units), Ordering::Relaxed);
+    }
+
+    /// Records the processor clock as its heartbeat.
+    pub fn heartbeat(&self, now_ns: u64) {
+        self.report.heartbeat_ns.store(now_ns, Ordering::Relaxed);
+    }
+}
