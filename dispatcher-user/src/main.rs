@@ -4,11 +4,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use dispatcher_user::{
     loader::AttachMode,
-    run::{run, Backend, RunConfig},
+    route::{select::Policy, MarkPort, OptionsMode, OtherMode, RouterConfig},
+    run::{run, Backend, ProcessorsConfig, RunConfig},
     xdp_shell::Idle,
     xsk::ZeroCopy,
 };
 use tracing_subscriber::EnvFilter;
+use wire::SessionSizeConfig;
 
 /// Switchyard: a kernel-bypass dispatcher for SIP and MGCP session signalling.
 #[derive(Parser, Debug)]
@@ -62,9 +64,83 @@ struct RunArgs {
     /// Write the exit counters as JSON to this file.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    /// Number of in-chassis processor threads.
+    #[arg(long, default_value_t = 2)]
+    processors: u16,
+    /// Processor k listens on port START+k (SIP and MGCP), and names it in its answers.
+    #[arg(long, value_name = "START", default_value_t = 5070)]
+    processor_ports: u16,
+    /// Address processors bind and name in Contact / endpoint ids (default: the --sip address,
+    /// or 127.0.0.1 when that is 0.0.0.0).
+    #[arg(long)]
+    processor_ip: Option<std::net::IpAddr>,
+    /// CPU cores for processor threads, comma-separated, used round-robin (default: unpinned).
+    #[arg(long, value_delimiter = ',')]
+    processor_cores: Vec<usize>,
+    /// How new dialogs are spread: least-loaded, size-aware, round-robin, hash (Call-ID).
+    #[arg(long, value_enum, default_value = "least-loaded")]
+    policy: Policy,
+    /// Capacity of each processor in session units (0: unlimited). Beyond it: 503 / 403.
+    #[arg(long, default_value_t = 0)]
+    capacity: u32,
+    /// Fabric queue slots per processor; a full queue means the next candidate, or 503.
+    #[arg(long, default_value_t = 4096)]
+    queue_depth: usize,
+    /// Claim 2: forwarded INVITE/CRCX carry the chosen processor's port (and Via received/rport).
+    #[arg(long)]
+    mark_port: bool,
+    /// SIP header carrying the processor port with --mark-port.
+    #[arg(long, default_value = "X-Switchyard-Port")]
+    mark_header: String,
+    /// MGCP extension parameter carrying the processor port with --mark-port.
+    #[arg(long, default_value = "X-SY-Port")]
+    mark_param: String,
+    /// SIP header with an explicit session size (units); else derived from SDP; else 1.
+    #[arg(long, default_value = "X-Session-Size")]
+    session_size_header: String,
+    /// MGCP extension parameter with an explicit session size.
+    #[arg(long, default_value = "X-Size")]
+    session_size_param: String,
+    /// OPTIONS outside a dialog: answer here (200) or forward to a processor.
+    #[arg(long, value_enum, default_value = "answer")]
+    options: OptionsMode,
+    /// Other out-of-dialog methods (REGISTER, MESSAGE, ...): reject (405/501) or forward.
+    #[arg(long, value_enum, default_value = "reject")]
+    other_methods: OtherMode,
+    /// Retry-After seconds in the dispatcher's 503 answers.
+    #[arg(long, default_value_t = 5)]
+    retry_after: u32,
+    /// Affinity table entries (INVITE transactions remembered for retransmissions/CANCEL/ACK).
+    #[arg(long, default_value_t = 1 << 21)]
+    affinity_capacity: usize,
+    /// Affinity entry lifetime in seconds (≥ 64·T1 = 32 s plus margin).
+    #[arg(long, default_value_t = 72)]
+    affinity_ttl: u32,
+    /// Processor answers with 180 Ringing before 200 OK.
+    #[arg(long)]
+    send_180: bool,
+    /// Milliseconds the processor waits before answering 200 OK.
+    #[arg(long, default_value_t = 0)]
+    answer_delay_ms: u64,
+    /// RTP port range processors allocate from, split evenly between them.
+    #[arg(long, default_value = "20000-59999", value_parser = parse_range)]
+    media_ports: (u16, u16),
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
     #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
     log_level: String,
+}
+
+/// Parses `LO-HI` into an inclusive port range.
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or("expected LO-HI, e.g. 20000-59999")?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
+    if lo > hi {
+        return Err(format!("empty range {lo}-{hi}"));
+    }
+    Ok((lo, hi))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +165,35 @@ fn main() -> anyhow::Result<()> {
                 stats_json: a.stats_json,
                 stats_interval: (a.stats_interval > 0.0)
                     .then(|| Duration::from_secs_f64(a.stats_interval)),
+                router: RouterConfig {
+                    policy: a.policy,
+                    session_size: SessionSizeConfig {
+                        sip_header: a.session_size_header.into_bytes(),
+                        mgcp_param: a.session_size_param.into_bytes(),
+                        ..SessionSizeConfig::default()
+                    },
+                    affinity_capacity: a.affinity_capacity,
+                    affinity_ttl_s: a.affinity_ttl,
+                    options: a.options,
+                    other: a.other_methods,
+                    retry_after_s: a.retry_after,
+                    mark_port: a.mark_port.then_some(MarkPort {
+                        sip_header: a.mark_header,
+                        mgcp_param: a.mark_param,
+                    }),
+                    ..RouterConfig::default()
+                },
+                processors: ProcessorsConfig {
+                    count: a.processors,
+                    first_port: a.processor_ports,
+                    ip: a.processor_ip,
+                    capacity: a.capacity,
+                    queue_depth: a.queue_depth,
+                    media_ports: a.media_ports,
+                    answer_delay: Duration::from_millis(a.answer_delay_ms),
+                    send_180: a.send_180,
+                    cores: a.processor_cores,
+                },
             })
         }
     }

@@ -15,8 +15,9 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    core::Core,
     loader::{AttachMode, XdpProgram},
+    processors::Processors,
+    route::{Router, RouterConfig},
     stats::Published,
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
@@ -61,6 +62,34 @@ pub struct RunConfig {
     pub stats_json: Option<PathBuf>,
     /// Log a counters line this often (`None`: only at exit).
     pub stats_interval: Option<Duration>,
+    /// The routing core's configuration.
+    pub router: RouterConfig,
+    /// The in-chassis processors to start.
+    pub processors: ProcessorsConfig,
+}
+
+/// In-chassis processor threads (claim 3): how many, where they listen, what they can take.
+#[derive(Debug, Clone)]
+pub struct ProcessorsConfig {
+    /// Number of processor threads.
+    pub count: u16,
+    /// Processor k listens on `ip:(first_port + k)`, where ip is the SIP address's (or, when
+    /// that is unspecified, the interface's first IPv4 address / 127.0.0.1).
+    pub first_port: u16,
+    /// Address processors bind and name in their Contact / endpoint ids; `None`: derived.
+    pub ip: Option<std::net::IpAddr>,
+    /// Capacity of each processor in session units (0: unlimited).
+    pub capacity: u32,
+    /// Fabric queue slots per processor.
+    pub queue_depth: usize,
+    /// RTP port range, split evenly between processors.
+    pub media_ports: (u16, u16),
+    /// Delay before the 200 OK (0: answer at once).
+    pub answer_delay: Duration,
+    /// Send 180 Ringing before the 200 OK.
+    pub send_180: bool,
+    /// CPU cores to pin processor threads to, round-robin (empty: unpinned).
+    pub cores: Vec<usize>,
 }
 
 /// Picks the backend for `auto`, saying why.
@@ -190,40 +219,50 @@ fn run_udp(
         Listener::bind(cfg.mgcp, PortProto::Mgcp)
             .with_context(|| format!("binding MGCP socket {}", cfg.mgcp))?,
     ];
+    let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
     info!(
         sip = %listeners[0].local_addr(),
         mgcp = %listeners[1].local_addr(),
+        processors = procs.len(),
+        policy = ?cfg.router.policy,
         "udp backend listening"
     );
+    let mut router = Router::new(cfg.router.clone(), procs.members()?, 0);
     let core_id = cfg.core;
     let stop2 = Arc::clone(stop);
     let pub2 = Arc::clone(published);
     let handle = std::thread::Builder::new()
         .name("dispatcher".into())
-        .spawn(move || -> anyhow::Result<(Core, UdpStats)> {
+        .spawn(move || -> anyhow::Result<(Router, UdpStats)> {
             pin(core_id);
-            let mut core = Core::new();
             let mut stats = UdpStats::default();
-            udp_shell::run(&listeners, &mut core, &stop2, &mut stats, &pub2)?;
-            Ok((core, stats))
+            udp_shell::run(&listeners, &mut router, &stop2, &mut stats, &pub2)?;
+            Ok((router, stats))
         })?;
     report_while_running(cfg, stop, published, None);
-    let (core, stats) = handle
+    let joined = handle
         .join()
-        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"))??;
-    let c = core.stats();
+        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
+    let procs_json = procs.stop();
+    let (router, stats) = joined??;
     Ok(json!({
         "backend": "udp",
-        "udp": { "rx_datagrams": stats.rx_datagrams, "rx_batches": stats.rx_batches, "truncated": stats.truncated },
-        "core": core_json(&c),
+        "udp": {
+            "rx_datagrams": stats.rx_datagrams, "rx_batches": stats.rx_batches,
+            "truncated": stats.truncated, "tx_replies": stats.tx_replies, "tx_errors": stats.tx_errors,
+        },
+        "router": router_json(&router),
+        "processors": procs_json,
     }))
 }
 
-fn core_json(c: &crate::core::CoreStats) -> serde_json::Value {
-    json!({
-        "sip": c.sip, "mgcp": c.mgcp, "bytes": c.bytes,
-        "dropped_not_routed": c.dropped_not_routed, "dropped_empty": c.dropped_empty,
-    })
+/// The address processors bind: `--processor-ip`, else the SIP address's, else loopback.
+fn processor_ip(cfg: &RunConfig) -> std::net::IpAddr {
+    match cfg.processors.ip {
+        Some(ip) => ip,
+        None if !cfg.sip.ip().is_unspecified() => cfg.sip.ip(),
+        None => std::net::Ipv4Addr::LOCALHOST.into(),
+    }
 }
 
 /// Number of rx queues of `iface`, from sysfs.
@@ -261,6 +300,8 @@ fn run_xdp(
         prog.register_socket(q, &xq.fd())?;
         queues.push(xq);
     }
+    let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
+    let mut router = Router::new(cfg.router.clone(), procs.members()?, 0);
     let mode = prog.attach(&iface, cfg.xdp_mode)?;
     let zc = queues.iter().all(XskQueue::zero_copy);
     info!(
@@ -270,6 +311,8 @@ fn run_xdp(
         copy_mode = if zc { "zero-copy" } else { "copy" },
         sip_port = cfg.sip.port(),
         mgcp_port = cfg.mgcp.port(),
+        processors = procs.len(),
+        policy = ?cfg.router.policy,
         "xdp backend running"
     );
     let ports = PortTable(vec![
@@ -284,12 +327,11 @@ fn run_xdp(
         .name("dispatcher".into())
         .spawn(move || {
             pin(core_id);
-            let mut core = Core::new();
             let mut stats = XdpShellStats::default();
             xdp_shell::run(
                 &mut queues,
                 &ports,
-                &mut core,
+                &mut router,
                 idle,
                 &stop2,
                 &mut stats,
@@ -299,14 +341,16 @@ fn run_xdp(
                 q.refresh_kernel_stats();
             }
             let qs: Vec<XskStats> = queues.iter().map(XskQueue::stats).collect();
-            (core, stats, qs)
+            (router, stats, qs)
         })?;
     report_while_running(cfg, stop, published, Some(&prog));
-    let (core, shell, qs) = handle
+    let joined = handle
         .join()
-        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"))?;
+        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
     let x = prog.counters()?;
     drop(prog); // detaches
+    let procs_json = procs.stop();
+    let (router, shell, qs) = joined?;
     let sum = |f: fn(&XskStats) -> u64| qs.iter().map(f).sum::<u64>();
     Ok(json!({
         "backend": "xdp",
@@ -318,7 +362,30 @@ fn run_xdp(
             "tx_frames": sum(|s| s.tx_frames), "tx_full": sum(|s| s.tx_full),
             "fill_short": sum(|s| s.fill_short), "kernel_rx_dropped": sum(|s| s.kernel_rx_dropped),
             "bad_frames": shell.bad_frames, "unknown_port": shell.unknown_port,
+            "reply_not_sent": shell.reply_not_sent,
         },
-        "core": core_json(&core.stats()),
+        "router": router_json(&router),
+        "processors": procs_json,
     }))
+}
+
+fn router_json(router: &Router) -> serde_json::Value {
+    let r = router.stats();
+    let (aff, aff_bytes) = router.affinity();
+    json!({
+        "sip": r.sip, "mgcp": r.mgcp, "bytes": r.bytes,
+        "new_dialogs": r.new_dialogs, "retransmissions": r.retransmissions, "cancels": r.cancels,
+        "acks_affinity": r.acks_affinity, "in_dialog": r.in_dialog,
+        "options_answered": r.options_answered, "rejected_method": r.rejected_method,
+        "no_transaction": r.no_transaction, "bad_request": r.bad_request, "too_large": r.too_large,
+        "overload": r.overload, "queue_full": r.queue_full,
+        "dropped_empty": r.dropped_empty, "dropped_response": r.dropped_response,
+        "dropped_unparseable": r.dropped_unparseable, "dropped_ack": r.dropped_ack,
+        "dropped_reply_too_large": r.dropped_reply_too_large,
+        "mgcp_stateless": r.mgcp_stateless, "mgcp_retransmissions": r.mgcp_retransmissions,
+        "mgcp_answered": r.mgcp_answered,
+        "affinity": { "inserted": aff.inserted, "evicted": aff.evicted, "hits": aff.hits,
+                      "misses": aff.misses, "memory_bytes": aff_bytes },
+        "forwarded_per_processor": router.members().iter().map(|m| m.forwarded).collect::<Vec<_>>(),
+    })
 }

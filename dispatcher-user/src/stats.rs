@@ -5,7 +5,7 @@
 //! a few milliseconds stale, never torn per counter, and costs the hot path nothing per packet.
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::core::CoreStats;
+use crate::route::RouterStats;
 
 /// How often the dispatcher thread publishes (100 ms).
 pub const PUBLISH_EVERY_NS: u64 = 100_000_000;
@@ -15,6 +15,9 @@ pub const PUBLISH_EVERY_NS: u64 = 100_000_000;
 pub struct Published {
     sip: AtomicU64,
     mgcp: AtomicU64,
+    forwarded: AtomicU64,
+    answered: AtomicU64,
+    overload: AtomicU64,
     dropped: AtomicU64,
     rx: AtomicU64,
 }
@@ -26,7 +29,13 @@ pub struct Snapshot {
     pub sip: u64,
     /// MGCP datagrams seen by the core.
     pub mgcp: u64,
-    /// Datagrams the core dropped (all reasons).
+    /// New dialogs handed to processors.
+    pub forwarded: u64,
+    /// Requests the dispatcher answered itself (OPTIONS, 4xx, MGCP errors).
+    pub answered: u64,
+    /// Dialogs refused for overload (503 / 403 / 409).
+    pub overload: u64,
+    /// Datagrams dropped (all reasons).
     pub dropped: u64,
     /// Frames/datagrams the shell received.
     pub rx: u64,
@@ -34,11 +43,28 @@ pub struct Snapshot {
 
 impl Published {
     /// Stores the dispatcher thread's current counters.
-    pub fn store(&self, core: &CoreStats, rx: u64) {
-        self.sip.store(core.sip, Relaxed);
-        self.mgcp.store(core.mgcp, Relaxed);
-        self.dropped
-            .store(core.dropped_not_routed + core.dropped_empty, Relaxed);
+    pub fn store(&self, r: &RouterStats, rx: u64) {
+        self.sip.store(r.sip, Relaxed);
+        self.mgcp.store(r.mgcp, Relaxed);
+        self.forwarded.store(r.new_dialogs, Relaxed);
+        self.answered.store(
+            r.options_answered
+                + r.rejected_method
+                + r.no_transaction
+                + r.bad_request
+                + r.too_large
+                + r.mgcp_answered,
+            Relaxed,
+        );
+        self.overload.store(r.overload, Relaxed);
+        self.dropped.store(
+            r.dropped_empty
+                + r.dropped_response
+                + r.dropped_unparseable
+                + r.dropped_ack
+                + r.dropped_reply_too_large,
+            Relaxed,
+        );
         self.rx.store(rx, Relaxed);
     }
 
@@ -47,6 +73,9 @@ impl Published {
         Snapshot {
             sip: self.sip.load(Relaxed),
             mgcp: self.mgcp.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            answered: self.answered.load(Relaxed),
+            overload: self.overload.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             rx: self.rx.load(Relaxed),
         }

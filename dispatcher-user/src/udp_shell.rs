@@ -1,18 +1,18 @@
 //! The plain-socket I/O shell: `recvmmsg` batches from one UDP socket per well-known port, fed
-//! to the same [`Core`] as the AF_XDP shell. For machines without XDP or without privileges.
+//! to the same [`Router`] as the AF_XDP shell; the dispatcher's own answers go out with `sendto`
+//! (they are the exception: OPTIONS, 4xx/5xx, overload). For machines without XDP or without privileges.
 use std::{
     io,
     mem::MaybeUninit,
     net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     sync::atomic::{AtomicBool, Ordering},
-    time::Instant,
 };
 
 use dispatcher_common::PortProto;
 
 use crate::{
-    core::{Action, Core, Inbound},
+    route::{Action, Inbound, Router, REPLY_BYTES},
     stats::{PublishTimer, Published},
 };
 
@@ -30,6 +30,10 @@ pub struct UdpStats {
     pub rx_batches: u64,
     /// Datagrams longer than the receive buffer (dropped, counted).
     pub truncated: u64,
+    /// Replies sent by the dispatcher itself.
+    pub tx_replies: u64,
+    /// Replies the kernel refused (buffer full, unreachable), counted.
+    pub tx_errors: u64,
 }
 
 /// One bound well-known socket and its protocol.
@@ -158,7 +162,7 @@ fn sockaddr_to_std(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// hand every datagram to `core`.
 pub fn run(
     listeners: &[Listener],
-    core: &mut Core,
+    router: &mut Router,
     stop: &AtomicBool,
     stats: &mut UdpStats,
     published: &Published,
@@ -173,10 +177,10 @@ pub fn run(
             revents: 0,
         })
         .collect();
-    let epoch = Instant::now();
+    let mut reply = vec![0u8; REPLY_BYTES];
     while !stop.load(Ordering::Relaxed) {
-        if timer.due(epoch.elapsed().as_nanos() as u64) {
-            published.store(&core.stats(), stats.rx_datagrams);
+        if timer.due(processor::fabric::monotonic_ns()) {
+            published.store(&router.stats(), stats.rx_datagrams);
         }
         // SAFETY: pfds is a valid array of pollfd for the call.
         let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
@@ -194,7 +198,7 @@ pub fn run(
                     break;
                 }
                 stats.rx_batches += 1;
-                let now_ns = epoch.elapsed().as_nanos() as u64;
+                let now_ns = processor::fabric::monotonic_ns();
                 for i in 0..n {
                     let h = &batch.hdrs[i];
                     stats.rx_datagrams += 1;
@@ -212,16 +216,20 @@ pub fn run(
                         dst: l.local,
                         payload: &batch.bufs[i][..len],
                     };
-                    match core.handle(now_ns, &msg) {
-                        Action::Drop(_) => {}
+                    if let Action::Reply(len) = router.handle(now_ns, &msg, &mut reply) {
+                        match l.sock.send_to(&reply[..len], src) {
+                            Ok(_) => stats.tx_replies += 1,
+                            Err(_) => stats.tx_errors += 1,
+                        }
                     }
                 }
+                router.flush();
                 if n < BATCH {
                     break;
                 }
             }
         }
     }
-    published.store(&core.stats(), stats.rx_datagrams);
+    published.store(&router.stats(), stats.rx_datagrams);
     Ok(())
 }

@@ -1,19 +1,19 @@
 //! The AF_XDP I/O shell: the dispatcher thread's loop over its queues' rx rings.
 //!
 //! Frames come from the XDP program's redirect, are located as UDP datagrams in place (no copy)
-//! and handed to the [`Core`]. When every ring is empty the thread sleeps in `poll()` on the
+//! and handed to the [`Router`]; its own answers are built in UMEM frames and sent from the tx
+//! ring in the same batch. When every ring is empty the thread sleeps in `poll()` on the
 //! sockets (or spins, for benchmarks), so an idle dispatcher costs no CPU.
 use std::{
     net::SocketAddr,
     sync::atomic::{AtomicBool, Ordering},
-    time::Instant,
 };
 
 use dispatcher_common::PortProto;
 
 use crate::{
-    core::{Action, Core, Inbound},
-    frame,
+    frame::{self, FrameAddr},
+    route::{Action, Inbound, Router, REPLY_BYTES},
     stats::{PublishTimer, Published},
     xsk::XskQueue,
 };
@@ -34,6 +34,8 @@ pub struct XdpShellStats {
     pub bad_frames: u64,
     /// Datagrams to a port that is not configured (map and config disagree).
     pub unknown_port: u64,
+    /// Replies that could not be queued for transmit (no free frame or ring slot).
+    pub reply_not_sent: u64,
 }
 
 /// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
@@ -53,7 +55,7 @@ impl PortTable {
 pub fn run(
     queues: &mut [XskQueue],
     ports: &PortTable,
-    core: &mut Core,
+    router: &mut Router,
     idle: Idle,
     stop: &AtomicBool,
     stats: &mut XdpShellStats,
@@ -61,7 +63,6 @@ pub fn run(
 ) {
     let mut timer = PublishTimer::default();
     let rx_total = |qs: &[XskQueue]| qs.iter().map(|q| q.stats().rx_frames).sum::<u64>();
-    let epoch = Instant::now();
     let mut pfds: Vec<libc::pollfd> = queues
         .iter()
         .map(|q| libc::pollfd {
@@ -71,14 +72,15 @@ pub fn run(
         })
         .collect();
     let mut empty_rounds = 0u32;
+    let mut reply = vec![0u8; REPLY_BYTES];
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
-        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let now_ns = processor::fabric::monotonic_ns();
         if timer.due(now_ns) {
-            published.store(&core.stats(), rx_total(queues));
+            published.store(&router.stats(), rx_total(queues));
         }
         for q in queues.iter_mut() {
-            got += q.rx_batch(64, |bytes, _tx| {
+            got += q.rx_batch(64, |bytes, tx| {
                 let f = match frame::parse(bytes) {
                     Ok(f) => f,
                     Err(_) => {
@@ -96,10 +98,19 @@ pub fn run(
                     dst: SocketAddr::new(f.dst.ip(), f.dst.port()),
                     payload: f.payload,
                 };
-                match core.handle(now_ns, &msg) {
-                    Action::Drop(_) => {}
+                if let Action::Reply(len) = router.handle(now_ns, &msg, &mut reply) {
+                    let addr = FrameAddr::reply_to(&f);
+                    let h = frame::header_len(&addr);
+                    let body = &reply[..len];
+                    if !tx.send(|buf| {
+                        buf.get_mut(h..h + body.len())?.copy_from_slice(body);
+                        frame::write_headers(buf, &addr, body.len()).ok()
+                    }) {
+                        stats.reply_not_sent += 1;
+                    }
                 }
             });
+            router.flush();
         }
         if got > 0 {
             empty_rounds = 0;
@@ -116,5 +127,5 @@ pub fn run(
             std::hint::spin_loop();
         }
     }
-    published.store(&core.stats(), rx_total(queues));
+    published.store(&router.stats(), rx_total(queues));
 }

@@ -88,7 +88,7 @@ fn xdp_backend_receives_every_well_known_datagram_and_passes_the_rest() {
     std::thread::sleep(Duration::from_millis(300));
 
     let stats = sy.stop();
-    let core = &stats["core"];
+    let core = &stats["router"];
     assert_eq!(stats["backend"], "xdp");
     assert_eq!(
         core["sip"], 700,

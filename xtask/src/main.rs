@@ -168,7 +168,56 @@ fn test() -> anyhow::Result<()> {
     t.args(["test", "--workspace", "--", "--include-ignored"])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(t, "cargo test --workspace")?;
+    fuzz_smoke()?;
     eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+/// The wire crate's fuzz targets, each run for a bounded time (`SWITCHYARD_FUZZ_SECS`, default
+/// 30) from the RFC 4475 corpus as seed. A crash fails the run and leaves the input in
+/// `wire/fuzz/artifacts/<target>/`.
+fn fuzz_smoke() -> anyhow::Result<()> {
+    setup::cargo_fuzz()?;
+    let secs: u64 = std::env::var("SWITCHYARD_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let fuzz_dir = workspace_root().join("wire");
+    let corpus_src = workspace_root().join("../shared/corpus/rfc4475");
+    let targets = [
+        "sip_scan",
+        "mgcp_scan",
+        "sip_rewrite_received",
+        "sip_insert_header",
+        "sip_to_tag",
+        "sip_response",
+    ];
+    let mut build = Command::new("cargo");
+    build
+        .current_dir(&fuzz_dir)
+        .args(["+nightly", "fuzz", "build"]);
+    check(build, "cargo fuzz build")?;
+    for t in targets {
+        let corpus = fuzz_dir.join("fuzz/corpus").join(t);
+        std::fs::create_dir_all(&corpus)?;
+        if t.starts_with("sip") {
+            for e in std::fs::read_dir(&corpus_src).with_context(|| {
+                format!("reading {} (the RFC 4475 corpus)", corpus_src.display())
+            })? {
+                let e = e?;
+                if e.path().extension().is_some_and(|x| x == "dat") {
+                    std::fs::copy(e.path(), corpus.join(e.file_name()))?;
+                }
+            }
+        }
+        let mut run = Command::new("cargo");
+        run.current_dir(&fuzz_dir)
+            .args(["+nightly", "fuzz", "run", t])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={secs}"));
+        check(run, &format!("fuzz {t} for {secs} s"))?;
+    }
     Ok(())
 }
 

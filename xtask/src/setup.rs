@@ -14,7 +14,13 @@ pub const NIGHTLY: &str = "nightly";
 /// bpf-linker version that links with these aya pins; see README "Build".
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the test suite needs, with the program each provides.
-pub const APT_PACKAGES: &[(&str, &str)] = &[("iproute2", "ip")];
+pub const APT_PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip"),
+    // SIPp, the real SIP peer the end-to-end tests drive Switchyard with.
+    ("sip-tester", "sipp"),
+    // tshark decodes the captures the tests take (SIP/MGCP on the wire, which port got what).
+    ("tshark", "tshark"),
+];
 
 fn have(program: &str) -> bool {
     Command::new("sh")
@@ -190,6 +196,30 @@ pub fn bpf_linker() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// cargo-fuzz version used for the fuzz smoke run.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Ensures `cargo fuzz` (for the bounded fuzz smoke run of the wire scanners).
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    let ok = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        eprintln!("setup: cargo-fuzz present");
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION} (~1 min)");
+    run(Command::new("cargo").args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
 }
 
 /// Installs missing Debian packages (`(package, program)` pairs; a present program skips it).

@@ -1,0 +1,192 @@
+//! Starts the in-chassis processor threads (claim 3) and hands the router their fabric queues
+//! and load reports.
+//!
+//! Processor k owns `ip:(first_port + k)` for both SIP and MGCP: it receives initial messages
+//! from its queue and the rest of its dialogs on that socket, and answers from it.
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    sync::{atomic::AtomicBool, Arc, Mutex},
+    thread::JoinHandle,
+};
+
+use anyhow::Context as _;
+use processor::{
+    fabric::{self, LoadReport},
+    thread::{ProcessorConfig, ProcessorStats},
+};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::{
+    route::{Member, RouterConfig},
+    run::ProcessorsConfig,
+};
+
+/// The running processor threads.
+pub struct Processors {
+    members: Mutex<Option<Vec<Member>>>,
+    handles: Vec<(SocketAddr, JoinHandle<ProcessorStats>)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Splits `range` into `n` equal, even-aligned parts; part `k`.
+fn share(range: (u16, u16), n: u16, k: u16) -> (u16, u16) {
+    let span = u32::from(range.1 - range.0) + 1;
+    let each = (span / u32::from(n.max(1))) & !1;
+    let lo = u32::from(range.0) + each * u32::from(k);
+    (
+        lo as u16,
+        (lo + each.max(2) - 1).min(u32::from(range.1)) as u16,
+    )
+}
+
+impl Processors {
+    /// Binds and starts `cfg.count` processors on `ip`.
+    pub fn start(
+        cfg: &ProcessorsConfig,
+        ip: IpAddr,
+        router: &RouterConfig,
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut members = Vec::new();
+        let mut handles = Vec::new();
+        let n = cfg.count;
+        if usize::from(n) > crate::route::select::MAX_PROCESSORS {
+            anyhow::bail!(
+                "at most {} processors",
+                crate::route::select::MAX_PROCESSORS
+            );
+        }
+        for k in 0..n {
+            let port = cfg
+                .first_port
+                .checked_add(k)
+                .context("--processor-ports + --processors exceeds 65535")?;
+            let addr = SocketAddr::new(ip, port);
+            let socket = UdpSocket::bind(addr).with_context(|| {
+                format!("binding processor {k} on {addr} (see --processor-ports)")
+            })?;
+            let (producer, consumer) =
+                fabric::channel(cfg.queue_depth).context("creating the fabric queue")?;
+            let load = LoadReport::new(cfg.capacity);
+            let media = share(cfg.media_ports, n, k);
+            let (sip_media, mgcp_media) = {
+                let mid = media.0 + (((media.1 - media.0) / 2) & !1);
+                (
+                    (media.0, mid.saturating_sub(1).max(media.0)),
+                    (mid, media.1),
+                )
+            };
+            let mut pc = ProcessorConfig::new(k, n, addr);
+            pc.sip.media_ports = sip_media;
+            pc.sip.answer_delay = cfg.answer_delay;
+            pc.sip.send_180 = cfg.send_180;
+            pc.sip.session_size = router.session_size.clone();
+            pc.sip.capacity_units = cfg.capacity;
+            pc.sip.tag_key = router.tag_key;
+            pc.mgcp.media_ports = mgcp_media;
+            pc.mgcp.answer_delay = cfg.answer_delay;
+            pc.mgcp.session_size = router.session_size.clone();
+            pc.mgcp.capacity_units = cfg.capacity;
+            pc.mgcp.tag_key = router.tag_key;
+            pc.core = (!cfg.cores.is_empty()).then(|| cfg.cores[usize::from(k) % cfg.cores.len()]);
+            let handle = processor::thread::try_spawn(
+                pc,
+                consumer,
+                Arc::clone(&load),
+                socket,
+                Arc::clone(&stop),
+            )
+            .with_context(|| format!("starting processor thread {k}"))?;
+            members.push(Member::new(port, cfg.capacity, producer, load));
+            handles.push((addr, handle));
+        }
+        if n == 0 {
+            warn!("no processors: every new dialog will be answered 503 / 403");
+        } else {
+            info!(count = n, first = %handles[0].0, capacity = cfg.capacity, "processors started");
+        }
+        Ok(Self {
+            members: Mutex::new(Some(members)),
+            handles,
+            stop,
+        })
+    }
+
+    /// Number of processors.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The router's view of the processors; can be taken once.
+    pub fn members(&self) -> anyhow::Result<Vec<Member>> {
+        self.members
+            .lock()
+            .map_err(|_| anyhow::anyhow!("processor list poisoned"))?
+            .take()
+            .context("processor members already taken")
+    }
+
+    /// Stops the threads (after the dispatcher has stopped) and returns their counters.
+    pub fn stop(self) -> serde_json::Value {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut out = Vec::new();
+        for (k, (addr, h)) in self.handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(s) => out.push(stats_json(k, addr, &s)),
+                Err(_) => out.push(json!({ "id": k, "addr": addr.to_string(), "panicked": true })),
+            }
+        }
+        serde_json::Value::Array(out)
+    }
+}
+
+fn stats_json(k: usize, addr: SocketAddr, s: &ProcessorStats) -> serde_json::Value {
+    let u = &s.sip;
+    let g = &s.mgcp;
+    json!({
+        "id": k,
+        "addr": addr.to_string(),
+        "queue_messages": s.queue_messages,
+        "socket_messages": s.socket_messages,
+        "sent": s.sent,
+        "send_errors": s.send_errors,
+        "recv_errors": s.recv_errors,
+        "sip": {
+            "dialogs_started": u.dialogs_started, "dialogs_confirmed": u.dialogs_confirmed,
+            "dialogs_ended": u.dialogs_ended, "timeouts": u.timeouts, "cancels": u.cancels,
+            "rejected": u.rejected, "not_found_481": u.not_found_481,
+            "bad_request_400": u.bad_request_400, "dropped": u.dropped,
+            "retransmissions_sent": u.retransmissions_sent,
+            "retransmissions_absorbed": u.retransmissions_absorbed, "ignored": u.ignored,
+        },
+        "mgcp": {
+            "commands": g.commands, "connections_created": g.connections_created,
+            "connections_deleted": g.connections_deleted,
+            "retransmissions_absorbed": g.retransmissions_absorbed,
+            "retransmissions_sent": g.retransmissions_sent, "errors": g.errors,
+            "malformed": g.malformed, "dropped": g.dropped,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn media_ranges_do_not_overlap() {
+        let parts: Vec<_> = (0..3).map(|k| share((20000, 59999), 3, k)).collect();
+        for w in parts.windows(2) {
+            assert!(w[0].1 < w[1].0, "{parts:?}");
+        }
+        assert!(parts
+            .iter()
+            .all(|(lo, hi)| lo % 2 == 0 && lo < hi && *hi <= 59999));
+    }
+}

@@ -1,0 +1,228 @@
+//! MGCP at the well-known gateway port (claims 6 and 14).
+//!
+//! - `CRCX` (new) goes to the processor the policy selects, honouring the session size;
+//! - a retransmitted command (same source and transaction id, RFC 3435 §3.5.6) follows the
+//!   processor that got the original;
+//! - `MDCX`/`DLCX`/`AUCX`/`RQNT`/`AUEP` that reach this port anyway go to the processor encoded in
+//!   the connection id (`I:`) it issued, or named by the port in the specific endpoint name it
+//!   returned (`name@[ip]:port`), with no table state;
+//! - `AUEP`/`EPCF` for the whole gateway (wildcard endpoint) and `RSIP` are answered here `200`;
+//! - responses arriving here are dropped and counted; unparseable commands get `510`;
+//! - when no processor can take a connection: `403` (insufficient resources now) when they are
+//!   at capacity, `409` (internal overload) when their queues are full.
+//!
+//! Piggybacked datagrams are split and each message is routed on its own; the dispatcher's own
+//! answers to one datagram are piggybacked into one reply.
+use wire::mgcp::{self, Kind, Message, Verb};
+
+use super::{affinity, Action, Counted, DropReason, Inbound, Router};
+
+/// Inserts `name: port` as the first parameter line of an MGCP command (claim 2 for MGCP).
+pub fn mark_port(msg: &[u8], name: &[u8], port: u16, out: &mut [u8]) -> Option<usize> {
+    let eol = msg.iter().position(|&b| b == b'\n')?;
+    let (first, rest) = msg.split_at(eol + 1);
+    let mut line = [0u8; 96];
+    let n = super::fmt_header(&mut line, name, b": ", port)?;
+    let mut len = 0;
+    for part in [first, &line[..n], b"\r\n", rest] {
+        out.get_mut(len..len + part.len())?.copy_from_slice(part);
+        len += part.len();
+    }
+    Some(len)
+}
+
+/// Transaction key of an MGCP command: source address and transaction id.
+fn tkey(src: std::net::SocketAddr, tid: u32) -> u64 {
+    let mut ip = [0u8; 16];
+    match src.ip() {
+        std::net::IpAddr::V4(a) => ip[..4].copy_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => ip.copy_from_slice(&a.octets()),
+    }
+    affinity::key(&ip, &src.port().to_be_bytes(), &tid.to_be_bytes())
+}
+
+impl Router {
+    pub(super) fn mgcp(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
+        let mut reply_len = 0;
+        let mut last = Action::Drop(DropReason::Empty);
+        let mut segments = 0;
+        for seg in mgcp::split_piggybacked(msg.payload) {
+            segments += 1;
+            let one = Inbound {
+                payload: seg,
+                ..*msg
+            };
+            let sep = if reply_len > 0 { 3 } else { 0 };
+            let room = reply.len().saturating_sub(reply_len + sep);
+            let mut tmp = [0u8; 1024];
+            let a = self.mgcp_one(now_ns, &one, &mut tmp[..room.min(1024)]);
+            match a {
+                Action::Reply(n) => {
+                    if sep > 0 {
+                        reply[reply_len..reply_len + 3].copy_from_slice(b".\r\n");
+                        reply_len += 3;
+                    }
+                    reply[reply_len..reply_len + n].copy_from_slice(&tmp[..n]);
+                    reply_len += n;
+                }
+                other => last = other,
+            }
+        }
+        if segments == 0 {
+            self.stats.dropped_empty += 1;
+        }
+        if reply_len > 0 {
+            Action::Reply(reply_len)
+        } else {
+            last
+        }
+    }
+
+    fn mgcp_reply(&mut self, code: u16, tid: u32, commentary: &[u8], reply: &mut [u8]) -> Action {
+        self.stats.mgcp_answered += 1;
+        match mgcp::write_response(code, tid.max(1), commentary, &[], None, reply) {
+            Ok(n) => Action::Reply(n),
+            Err(_) => {
+                self.stats.dropped_reply_too_large += 1;
+                Action::Drop(DropReason::ReplyTooLarge)
+            }
+        }
+    }
+
+    fn mgcp_one(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
+        let m = match Message::parse(msg.payload, &self.cfg.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                // 510 "protocol error" needs a transaction id to be matched by the call agent.
+                return match leading_tid(msg.payload) {
+                    Some(tid) if !msg.payload.first().is_some_and(u8::is_ascii_digit) => {
+                        self.stats.bad_request += 1;
+                        let mut text = [0u8; 100];
+                        let n = write_display(&mut text, &e);
+                        self.mgcp_reply(510, tid, &text[..n], reply)
+                    }
+                    _ => {
+                        self.stats.dropped_unparseable += 1;
+                        Action::Drop(DropReason::Unparseable)
+                    }
+                };
+            }
+        };
+        let (verb, tid, endpoint) = match m.kind() {
+            Kind::Response { .. } => {
+                self.stats.dropped_response += 1;
+                return Action::Drop(DropReason::Response);
+            }
+            Kind::Command {
+                verb,
+                tid,
+                endpoint,
+                ..
+            } => (verb, tid, endpoint),
+        };
+        let now_s = (now_ns / 1_000_000_000) as u32;
+        let key = tkey(msg.src, tid);
+        if let Some(k) = self.affinity.get(key, now_s) {
+            return self.forward_existing(k, now_ns, msg, Counted::MgcpRetransmission);
+        }
+        let n = self.members.len() as u16;
+        let by_conn = m
+            .param(b'I')
+            .and_then(|i| wire::tag::decode_keyed(self.cfg.tag_key, i, n));
+        let by_port = endpoint
+            .port
+            .and_then(|p| self.members.iter().position(|mm| mm.port == p))
+            .map(|k| k as u16);
+        match verb {
+            Verb::Crcx => {
+                // A CRCX naming a processor's specific endpoint belongs to that processor.
+                if let Some(k) = by_port {
+                    let r = self.forward_existing(k, now_ns, msg, Counted::MgcpStateless);
+                    if matches!(r, Action::Forwarded(_)) {
+                        self.affinity.insert(key, k, now_s);
+                        self.members[usize::from(k)].assigned_units +=
+                            u64::from(m.session_size(&self.cfg.session_size));
+                    }
+                    return r;
+                }
+                let size = m.session_size(&self.cfg.session_size);
+                let mark = self.cfg.mark_port.is_some();
+                match self.place(now_ns, size, key, msg, mark) {
+                    Ok(Some(k)) => {
+                        self.affinity.insert(key, k, now_s);
+                        self.stats.new_dialogs += 1;
+                        Action::Forwarded(k)
+                    }
+                    Ok(None) => {
+                        self.stats.overload += 1;
+                        let all_queues_full = (0..self.members.len()).all(|k| {
+                            let s = self.member_state(k, now_ns);
+                            s.depth >= s.queue_capacity
+                        });
+                        if all_queues_full && !self.members.is_empty() {
+                            self.mgcp_reply(409, tid, b"Internal overload", reply)
+                        } else {
+                            self.mgcp_reply(403, tid, b"Insufficient resources now", reply)
+                        }
+                    }
+                    Err(()) => {
+                        self.stats.too_large += 1;
+                        self.mgcp_reply(505, tid, b"Message too large", reply)
+                    }
+                }
+            }
+            Verb::Auep | Verb::Epcf if endpoint.is_wildcard() || by_port.is_none() => {
+                self.mgcp_reply(200, tid, b"OK", reply)
+            }
+            Verb::Rsip => self.mgcp_reply(200, tid, b"OK", reply),
+            Verb::Mdcx | Verb::Dlcx | Verb::Aucx | Verb::Rqnt | Verb::Auep | Verb::Epcf => {
+                match by_conn.or(by_port) {
+                    Some(k) => {
+                        let r = self.forward_existing(k, now_ns, msg, Counted::MgcpStateless);
+                        if matches!(r, Action::Forwarded(_)) {
+                            self.affinity.insert(key, k, now_s);
+                        }
+                        r
+                    }
+                    None if m.param(b'I').is_some() => {
+                        self.stats.no_transaction += 1;
+                        self.mgcp_reply(515, tid, b"Incorrect connection-id", reply)
+                    }
+                    None => {
+                        self.stats.no_transaction += 1;
+                        self.mgcp_reply(500, tid, b"Endpoint unknown", reply)
+                    }
+                }
+            }
+            Verb::Ntfy | Verb::Other(_) => {
+                self.stats.rejected_method += 1;
+                self.mgcp_reply(504, tid, b"Unknown or unsupported command", reply)
+            }
+        }
+    }
+}
+
+/// The transaction id of a command line `VERB tid ...`, when readable.
+fn leading_tid(msg: &[u8]) -> Option<u32> {
+    let line = msg.split(|&b| b == b'\n').next()?;
+    let mut words = line
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|w| !w.is_empty());
+    let _verb = words.next()?;
+    let tid = words.next()?;
+    if tid.is_empty() || tid.len() > 9 || !tid.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    tid.iter()
+        .try_fold(0u32, |a, &d| Some(a * 10 + u32::from(d - b'0')))
+        .filter(|&t| t > 0)
+}
+
+/// Formats an error's Display into `out` without allocating; truncates.
+pub(super) fn write_display(out: &mut [u8], e: &dyn std::fmt::Display) -> usize {
+    use std::io::Write;
+    let cap = out.len();
+    let mut cur = std::io::Cursor::new(out);
+    let _ = write!(cur, "{e}");
+    (cur.position() as usize).min(cap)
+}

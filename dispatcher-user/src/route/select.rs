@@ -1,0 +1,316 @@
+//! Selection policies (claims 7, 8, 15, 16): which processor gets a new dialog.
+//!
+//! Every policy honours two hard limits, whatever it optimises: a processor's capacity in
+//! session units, and its queue having room. A processor that fits neither is skipped; when no
+//! processor fits, the caller answers 503 (SIP) / 403 or 409 (MGCP) itself.
+//!
+//! The router calls [`Selector::select`] again with a growing exclusion mask when a push into
+//! the chosen processor's queue fails, so "next candidate" is each policy's own second choice,
+//! not Kamailio's "next in the list" (which dumps a failed member's whole load on its neighbour).
+
+/// Most processors one dispatcher serves (the exclusion mask is a `u64`).
+pub const MAX_PROCESSORS: usize = 64;
+
+/// How new dialogs are spread over processors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Lowest reported load (units in use relative to capacity, plus queue depth), chosen by
+    /// power-of-two-choices so that stale reports do not make every dispatcher herd onto the
+    /// same processor.
+    LeastLoaded,
+    /// The session size the message announces must fit; among those that fit, the processor
+    /// with the most free capacity wins (the OpenSIPS `load_balancer` model).
+    SizeAware,
+    /// Each processor in turn.
+    RoundRobin,
+    /// Rendezvous hash of the Call-ID: identical on every dispatcher without shared state, and
+    /// adding or removing a processor moves only that processor's share of keys.
+    Hash,
+}
+
+/// What the selector needs to know about one processor right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberState {
+    /// Session units assigned and not yet released.
+    pub in_use: u64,
+    /// Capacity in units; 0 means unlimited.
+    pub capacity: u32,
+    /// Messages waiting in its queue.
+    pub depth: usize,
+    /// Queue slots.
+    pub queue_capacity: usize,
+    /// Reporting load recently (a silent processor is out of selection).
+    pub alive: bool,
+}
+
+impl MemberState {
+    fn fits(&self, size: u32) -> bool {
+        self.alive
+            && self.depth < self.queue_capacity
+            && (self.capacity == 0 || self.in_use + u64::from(size) <= u64::from(self.capacity))
+    }
+
+    /// Load in parts per million of capacity (or absolute units when unlimited), queue included.
+    fn load(&self) -> u64 {
+        let busy = self.in_use + self.depth as u64;
+        if self.capacity == 0 {
+            busy
+        } else {
+            busy.saturating_mul(1_000_000) / u64::from(self.capacity)
+        }
+    }
+
+    fn free(&self) -> u64 {
+        if self.capacity == 0 {
+            u64::MAX
+        } else {
+            u64::from(self.capacity).saturating_sub(self.in_use)
+        }
+    }
+}
+
+/// Policy state: a round-robin cursor and a cheap PRNG for power-of-two-choices.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    policy: Policy,
+    next: usize,
+    rng: u64,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Rendezvous score of `key` on processor `k`: the processor with the highest score owns it.
+pub fn rendezvous_score(key: u64, k: usize) -> u64 {
+    mix(key ^ mix(k as u64 ^ 0x5ca1_ab1e))
+}
+
+impl Selector {
+    /// A selector for `policy`; `seed` decorrelates dispatchers' random choices.
+    pub fn new(policy: Policy, seed: u64) -> Self {
+        Self {
+            policy,
+            next: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    fn rand(&mut self, n: usize) -> usize {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize % n.max(1)
+    }
+
+    /// Picks a processor among `n` for a session of `size` units, skipping those in `excluded`
+    /// (bit k set) and those that do not fit. `key` is the Call-ID hash (for [`Policy::Hash`]).
+    pub fn select(
+        &mut self,
+        n: usize,
+        size: u32,
+        key: u64,
+        excluded: u64,
+        state: impl Fn(usize) -> MemberState,
+    ) -> Option<usize> {
+        let n = n.min(MAX_PROCESSORS);
+        let usable = |k: usize| excluded & (1 << k) == 0 && state(k).fits(size);
+        match self.policy {
+            Policy::RoundRobin => {
+                let found = (0..n).map(|i| (self.next + i) % n).find(|&k| usable(k))?;
+                self.next = (found + 1) % n;
+                Some(found)
+            }
+            Policy::Hash => (0..n)
+                .filter(|&k| usable(k))
+                .max_by_key(|&k| rendezvous_score(key, k)),
+            Policy::SizeAware => (0..n)
+                .filter(|&k| usable(k))
+                // Most free capacity; among equals the least loaded, then the lowest index.
+                .max_by_key(|&k| {
+                    let s = state(k);
+                    (s.free(), u64::MAX - s.load(), usize::MAX - k)
+                }),
+            Policy::LeastLoaded => {
+                let a = self.rand(n);
+                let b = (a + 1 + self.rand(n.saturating_sub(1).max(1))) % n;
+                let pick = match (usable(a), usable(b) && a != b) {
+                    (true, true) => Some(if state(b).load() < state(a).load() {
+                        b
+                    } else {
+                        a
+                    }),
+                    (true, false) => Some(a),
+                    (false, true) => Some(b),
+                    (false, false) => None,
+                };
+                // Both samples unusable: fall back to the least loaded of all that fit.
+                pick.or_else(|| {
+                    (0..n)
+                        .filter(|&k| usable(k))
+                        .min_by_key(|&k| state(k).load())
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(in_use: u64, capacity: u32) -> MemberState {
+        MemberState {
+            in_use,
+            capacity,
+            depth: 0,
+            queue_capacity: 1024,
+            alive: true,
+        }
+    }
+
+    #[test]
+    fn round_robin_cycles_and_skips_full() {
+        let mut s = Selector::new(Policy::RoundRobin, 1);
+        let states = [st(0, 10), st(10, 10), st(0, 10)];
+        let picks: Vec<_> = (0..4)
+            .map(|_| s.select(3, 1, 0, 0, |k| states[k]).unwrap())
+            .collect();
+        assert_eq!(picks, [0, 2, 0, 2], "processor 1 is at capacity");
+    }
+
+    #[test]
+    fn size_aware_respects_capacities() {
+        let mut s = Selector::new(Policy::SizeAware, 1);
+        // Simulate: capacities 10, 20, 30 units; sessions of size 1..=5 until nothing fits.
+        let caps = [10u32, 20, 30];
+        let mut used = [0u64; 3];
+        let mut placed = 0u64;
+        for i in 0..200 {
+            let size = 1 + (i % 5) as u32;
+            let snapshot = used;
+            if let Some(k) = s.select(3, size, 0, 0, |k| st(snapshot[k], caps[k])) {
+                used[k] += u64::from(size);
+                placed += u64::from(size);
+            }
+        }
+        for k in 0..3 {
+            assert!(
+                used[k] <= u64::from(caps[k]),
+                "processor {k} over capacity: {used:?}"
+            );
+        }
+        assert!(placed >= 57, "packing left too much unused: {used:?}");
+        // Most-free-first keeps the relative fill even.
+        let fill: Vec<f64> = (0..3)
+            .map(|k| used[k] as f64 / f64::from(caps[k]))
+            .collect();
+        assert!(fill.iter().all(|f| *f > 0.8), "uneven fill {fill:?}");
+    }
+
+    #[test]
+    fn least_loaded_prefers_the_idle_processor() {
+        let mut s = Selector::new(Policy::LeastLoaded, 7);
+        let states = [st(90, 100), st(10, 100), st(95, 100), st(99, 100)];
+        let mut counts = [0; 4];
+        for _ in 0..4000 {
+            counts[s.select(4, 1, 0, 0, |k| states[k]).unwrap()] += 1;
+        }
+        // Processor 1 wins every pair it is in (about half of all pairs).
+        assert!(
+            counts[1] > counts[0] && counts[1] > counts[2] && counts[1] > counts[3],
+            "{counts:?}"
+        );
+        assert!(
+            counts[3] < counts[0],
+            "the most loaded one wins least: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn least_loaded_falls_back_when_samples_do_not_fit() {
+        let mut s = Selector::new(Policy::LeastLoaded, 3);
+        let states = [st(100, 100), st(100, 100), st(100, 100), st(5, 100)];
+        for _ in 0..100 {
+            assert_eq!(s.select(4, 1, 0, 0, |k| states[k]), Some(3));
+        }
+    }
+
+    #[test]
+    fn hash_moves_only_the_removed_share() {
+        let mut s = Selector::new(Policy::Hash, 1);
+        let keys: Vec<u64> = (0..20_000u64).map(mix).collect();
+        let all = |k: usize| st(0, 0).with_alive(k != usize::MAX);
+        let before: Vec<usize> = keys
+            .iter()
+            .map(|&h| s.select(8, 1, h, 0, all).unwrap())
+            .collect();
+        // Remove processor 5 (excluded); only keys that were on 5 may move.
+        let after: Vec<usize> = keys
+            .iter()
+            .map(|&h| s.select(8, 1, h, 1 << 5, all).unwrap())
+            .collect();
+        let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        let on5 = before.iter().filter(|&&k| k == 5).count();
+        assert_eq!(moved, on5, "only processor 5's keys move");
+        assert!(
+            (moved as f64) < keys.len() as f64 / 8.0 * 1.15,
+            "moved {moved} of {} (≤ ~1/N expected)",
+            keys.len()
+        );
+        // Adding a ninth processor moves only the keys it now owns.
+        let grown: Vec<usize> = keys
+            .iter()
+            .map(|&h| s.select(9, 1, h, 0, all).unwrap())
+            .collect();
+        for (b, g) in before.iter().zip(&grown) {
+            assert!(b == g || *g == 8, "a key moved between old processors");
+        }
+        // Same answer on another dispatcher instance: no shared state.
+        let mut other = Selector::new(Policy::Hash, 999);
+        assert!(keys
+            .iter()
+            .zip(&before)
+            .all(|(&h, &k)| other.select(8, 1, h, 0, all) == Some(k)));
+    }
+
+    #[test]
+    fn nothing_fits_means_none() {
+        for p in [
+            Policy::LeastLoaded,
+            Policy::SizeAware,
+            Policy::RoundRobin,
+            Policy::Hash,
+        ] {
+            let mut s = Selector::new(p, 1);
+            assert_eq!(s.select(3, 5, 1, 0, |_| st(8, 10)), None, "{p:?}");
+            let mut full = st(0, 0);
+            full.depth = full.queue_capacity;
+            assert_eq!(
+                s.select(3, 1, 1, 0, |_| full),
+                None,
+                "{p:?} with full queues"
+            );
+            assert_eq!(
+                s.select(3, 1, 1, 0b111, |_| st(0, 0)),
+                None,
+                "{p:?} all excluded"
+            );
+        }
+    }
+
+    impl MemberState {
+        fn with_alive(mut self, alive: bool) -> Self {
+            self.alive = alive;
+            self
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! SIP dispatch end to end with a real peer: SIPp (Debian `sip-tester`) as the application
+//! server's UAC, Switchyard with in-chassis processor threads as the far end.
+//!
+//! - UDP backend on loopback and XDP backend on the testbed veth;
+//! - `../shared/sipp/uac-follow-contact.xml` (ACK and BYE go to the Contact = a processor port)
+//!   and SIPp's built-in `-sn uac` (ACK and BYE go to the well-known port and are routed by the
+//!   processor id in the To-tag);
+//! - ≥ 2,000 calls, 0 failed, 0 unexpected messages; on the veth a capture (tshark) shows the
+//!   ACK/BYE of the first scenario going to processor ports and the 200s coming from them;
+//! - overload: capped processors, excess INVITEs get 503 with Retry-After, none times out.
+mod common;
+
+use std::{
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::Switchyard;
+use xtask::testbed::{self, Testbed};
+
+const CALLS: u32 = 2000;
+
+fn shared() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(
+        p.join("sipp/uac-follow-contact.xml").exists(),
+        "../shared/sipp/uac-follow-contact.xml not found beside the checkout ({})",
+        p.display()
+    );
+    p
+}
+
+fn require_sipp() {
+    let ok = Command::new("sipp").arg("-v").output().is_ok();
+    assert!(
+        ok,
+        "SIPp is required (Debian sip-tester): run `cargo xtask setup`"
+    );
+}
+
+/// The summary line of a SIPp `-trace_stat` CSV: (successful, failed, unexpected).
+fn sipp_totals(csv: &Path) -> (u64, u64, u64) {
+    let text =
+        std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("reading {}: {e}", csv.display()));
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().expect("stat header").split(';').collect();
+    let last: Vec<&str> = lines.next_back().expect("stat row").split(';').collect();
+    let col = |name: &str| -> u64 {
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name} in SIPp stats"));
+        last[i].trim().parse().unwrap_or(0)
+    };
+    (
+        col("SuccessfulCall(C)"),
+        col("FailedCall(C)"),
+        col("FailedUnexpectedMessage(C)"),
+    )
+}
+
+/// Runs SIPp to completion (bounded by -timeout); returns its exit status and the stats file.
+fn run_sipp(mut cmd: Command, tag: &str) -> (std::process::ExitStatus, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sy-sipp-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stf = dir.join("stats.csv");
+    cmd.current_dir(&dir)
+        .args(["-m", &CALLS.to_string(), "-r", "400", "-l", "400"])
+        .args([
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+        ])
+        .args(["-trace_stat", "-fd", "1", "-trace_err"])
+        .arg("-stf")
+        .arg(&stf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let status = cmd.status().expect("running sipp");
+    (status, stf)
+}
+
+fn assert_sipp_clean(status: std::process::ExitStatus, stf: &Path, what: &str) {
+    let (ok, failed, unexpected) = sipp_totals(stf);
+    let errs = std::fs::read_dir(stf.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with("errors.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(
+        status.success() && ok == u64::from(CALLS) && failed == 0 && unexpected == 0,
+        "{what}: sipp {status}, {ok} successful, {failed} failed, {unexpected} unexpected\n{}",
+        errs.lines().take(30).collect::<Vec<_>>().join("\n")
+    );
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two consecutive free ports for two processors.
+fn free_pair() -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        if p < 65000 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+fn udp_switchyard(extra: &[&str], tag: &str) -> (Switchyard, u16, u16) {
+    let (sip, mgcp, procs) = (free_port(), free_port(), free_pair());
+    let mut cmd = Command::new(common::switchyard_bin());
+    cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
+        .args([
+            "--sip",
+            &format!("127.0.0.1:{sip}"),
+            "--mgcp",
+            &format!("127.0.0.1:{mgcp}"),
+        ])
+        .args(["--processors", "2", "--processor-ports", &procs.to_string()])
+        .args(extra);
+    let mut sy = Switchyard::start(cmd, tag);
+    sy.wait_until("the SIP socket to be bound", || {
+        UdpSocket::bind(("127.0.0.1", sip)).is_err()
+            && UdpSocket::bind(("127.0.0.1", procs + 1)).is_err()
+    });
+    (sy, sip, procs)
+}
+
+#[test]
+#[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
+fn sipp_follow_contact_over_udp_backend() {
+    require_sipp();
+    let scenario = shared().join("sipp/uac-follow-contact.xml");
+    let (sy, sip, procs) = udp_switchyard(&[], "fc-udp");
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(&scenario)
+        .arg(format!("127.0.0.1:{sip}"))
+        .args(["-i", "127.0.0.1"]);
+    let (status, stf) = run_sipp(cmd, "fc-udp");
+    let stats = sy.stop();
+    assert_sipp_clean(status, &stf, "follow-contact over udp");
+    let r = &stats["router"];
+    assert_eq!(r["new_dialogs"], CALLS, "{stats}");
+    assert_eq!(
+        r["in_dialog"], 0,
+        "ACK/BYE must bypass the dispatcher: {stats}"
+    );
+    let byes: u64 = stats["processors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sip"]["dialogs_ended"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        byes,
+        u64::from(CALLS),
+        "every BYE reached a processor port {procs}..: {stats}"
+    );
+}
+
+#[test]
+#[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
+fn sipp_builtin_uac_over_udp_backend() {
+    require_sipp();
+    let (sy, sip, _) = udp_switchyard(&[], "uac-udp");
+    let mut cmd = Command::new("sipp");
+    cmd.args(["-sn", "uac"])
+        .arg(format!("127.0.0.1:{sip}"))
+        .args(["-i", "127.0.0.1"]);
+    let (status, stf) = run_sipp(cmd, "uac-udp");
+    let stats = sy.stop();
+    assert_sipp_clean(status, &stf, "built-in uac over udp");
+    let r = &stats["router"];
+    assert_eq!(r["new_dialogs"], CALLS, "{stats}");
+    // ACK and BYE of every call came to the well-known port and were routed by To-tag.
+    assert_eq!(r["in_dialog"], 2 * CALLS, "{stats}");
+}
+
+/// One capture on the app side of the testbed (XDP-redirected frames are invisible to pcap on
+/// the dispatcher side, so we watch what the application server sends and receives).
+struct Capture {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(ns: &str, iface: &str, tag: &str) -> Self {
+        let file = std::env::temp_dir().join(format!("sy-cap-{tag}-{}.pcapng", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let child = Testbed::exec(ns, "tshark")
+            .args(["-q", "-i", iface, "-f", "udp", "-w"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tshark is required (cargo xtask setup)");
+        // tshark needs a moment to open the interface.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !file.exists() {
+            assert!(Instant::now() < deadline, "tshark did not start capturing");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Self { child, file }
+    }
+
+    fn stop(mut self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.file.clone()
+    }
+}
+
+/// `tshark -r file -Y filter -T fields -e field...` as rows.
+fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+fn xdp_switchyard(tb: &Testbed, extra: &[&str], tag: &str) -> Switchyard {
+    let mut cmd = Testbed::exec(&tb.disp_ns, common::switchyard_bin().to_str().unwrap());
+    cmd.args([
+        "run",
+        "--backend",
+        "xdp",
+        "--iface",
+        &tb.disp_if,
+        "--log-level",
+        "warn",
+    ])
+    .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
+    .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
+    .args(["--processors", "2", "--processor-ports", "5070"])
+    .args(extra);
+    let mut sy = Switchyard::start(cmd, tag);
+    sy.wait_until("the XDP program to be attached", || {
+        tb.disp_link_details().unwrap().contains("prog/xdp")
+    });
+    sy
+}
+
+#[test]
+#[ignore = "needs root, netns, SIPp and tshark: run `cargo xtask test`"]
+fn sipp_over_xdp_backend_with_capture() {
+    common::require_root();
+    require_sipp();
+    let tb = Testbed::up(&common::tb_name("sx"), 1).expect("testbed");
+    let scenario = shared().join("sipp/uac-follow-contact.xml");
+
+    // Scenario 1: follow Contact, with a capture on the application server's side.
+    let sy = xdp_switchyard(&tb, &[], "sx1");
+    let cap = Capture::start(&tb.app_ns, &tb.app_if, "sx1");
+    let mut cmd = Testbed::exec(&tb.app_ns, "sipp");
+    cmd.arg("-sf")
+        .arg(&scenario)
+        .arg(format!("{}:5060", testbed::DISP_V4))
+        .args(["-i", testbed::APP_V4, "-p", "5060"]);
+    let (status, stf) = run_sipp(cmd, "sx1");
+    let pcap = cap.stop();
+    let stats = sy.stop();
+    assert_sipp_clean(status, &stf, "follow-contact over xdp");
+    assert_eq!(stats["router"]["new_dialogs"], CALLS, "{stats}");
+    assert_eq!(stats["router"]["in_dialog"], 0, "{stats}");
+    assert_eq!(
+        stats["afxdp"]["rx_frames"], CALLS,
+        "only the INVITEs reach the AF_XDP socket: {stats}"
+    );
+
+    let processor_ports = ["5070", "5071"];
+    let acks_byes = tshark_fields(
+        &pcap,
+        "sip.Method == \"ACK\" || sip.Method == \"BYE\"",
+        &["udp.dstport"],
+    );
+    assert_eq!(
+        acks_byes.len(),
+        2 * CALLS as usize,
+        "capture holds every ACK and BYE"
+    );
+    assert!(
+        acks_byes
+            .iter()
+            .all(|r| processor_ports.contains(&r[0].as_str())),
+        "an ACK/BYE went somewhere other than a processor port"
+    );
+    let invites = tshark_fields(&pcap, "sip.Method == \"INVITE\"", &["udp.dstport"]);
+    assert!(invites.iter().all(|r| r[0] == "5060") && invites.len() >= CALLS as usize);
+    let oks = tshark_fields(
+        &pcap,
+        "sip.Status-Code == 200 && sip.CSeq.method == \"INVITE\"",
+        &["udp.srcport"],
+    );
+    assert!(oks.len() >= CALLS as usize);
+    assert!(
+        oks.iter().all(|r| processor_ports.contains(&r[0].as_str())),
+        "a 200 OK did not come straight from a processor port"
+    );
+    let malformed = tshark_fields(
+        &pcap,
+        "_ws.malformed || _ws.expert.severity >= 8388608",
+        &["frame.number"],
+    );
+    assert!(
+        malformed.is_empty(),
+        "tshark found malformed packets: {malformed:?}"
+    );
+    let _ = std::fs::remove_file(&pcap);
+
+    // Scenario 2: built-in UAC, ACK/BYE to the well-known port, over AF_XDP.
+    let sy = xdp_switchyard(&tb, &[], "sx2");
+    let mut cmd = Testbed::exec(&tb.app_ns, "sipp");
+    cmd.args(["-sn", "uac"])
+        .arg(format!("{}:5060", testbed::DISP_V4))
+        .args(["-i", testbed::APP_V4, "-p", "5060"]);
+    let (status, stf) = run_sipp(cmd, "sx2");
+    let stats = sy.stop();
+    assert_sipp_clean(status, &stf, "built-in uac over xdp");
+    assert_eq!(stats["router"]["in_dialog"], 2 * CALLS, "{stats}");
+}
+
+#[test]
+fn overload_gets_503_with_retry_after_and_nothing_times_out() {
+    // 2 processors × 10 units, calls never hang up: exactly 20 dialogs fit.
+    let (sy, sip, _) = udp_switchyard(&["--capacity", "10", "--retry-after", "7"], "ovl");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    const N: usize = 60;
+    for i in 0..N {
+        let msg = format!(
+            "INVITE sip:svc@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ovl{i}\r\nMax-Forwards: 70\r\nFrom: <sip:ovl@{me}>;tag=ovl{i}\r\nTo: <sip:svc@127.0.0.1>\r\nCall-ID: ovl-{i}@test\r\nCSeq: 1 INVITE\r\nContact: <sip:ovl@{me}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(msg.as_bytes(), ("127.0.0.1", sip)).unwrap();
+    }
+    // Collect final answers per Call-ID until every INVITE has one (or 5 s pass).
+    let mut finals = std::collections::HashMap::<String, String>::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while finals.len() < N && Instant::now() < deadline {
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let code: u16 = text[8..11].parse().unwrap();
+        if code < 200 {
+            continue;
+        }
+        let call = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        if code == 503 {
+            assert!(
+                text.contains("\r\nRetry-After: 7\r\n"),
+                "503 without Retry-After: {text}"
+            );
+        }
+        finals.insert(call, text);
+    }
+    let stats = sy.stop();
+    assert_eq!(
+        finals.len(),
+        N,
+        "every INVITE got a final answer (no timeouts): {stats}"
+    );
+    let ok = finals
+        .values()
+        .filter(|t| t.starts_with("SIP/2.0 200"))
+        .count();
+    let busy = finals
+        .values()
+        .filter(|t| t.starts_with("SIP/2.0 503"))
+        .count();
+    assert_eq!((ok, busy), (20, N - 20), "{stats}");
+    assert_eq!(stats["router"]["overload"], (N - 20) as u64);
+}
