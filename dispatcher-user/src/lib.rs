@@ -5,6 +5,7 @@
 //! owns the XDP program; [`xsk`] owns the AF_XDP rings; [`frame`] reads and writes the
 //! Ethernet/IP/UDP headers around datagrams; [`run`] wires them for the `switchyard` binary.
 pub mod frame;
+pub mod lan;
 pub mod loader;
 pub mod processors;
 pub mod route;

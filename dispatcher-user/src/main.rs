@@ -125,6 +125,24 @@ struct RunArgs {
     /// RTP port range processors allocate from, split evenly between them.
     #[arg(long, default_value = "20000-59999", value_parser = parse_range)]
     media_ports: (u16, u16),
+    /// A processor on another host (repeatable; ids follow the local processors in this
+    /// order): `HOST:PORT[,capacity=N][,health=reports|options]`. `reports`: a
+    /// switchyard-processor sending signed load reports; `options`: any SIP server, probed with
+    /// OPTIONS.
+    #[arg(long = "remote-processor", value_name = "SPEC")]
+    remote_processors: Vec<dispatcher_user::lan::RemoteSpec>,
+    /// Address remote processors send load reports to (OPTIONS answers come back here too).
+    #[arg(long)]
+    report_listen: Option<SocketAddr>,
+    /// File with the key shared with remote processors (reports are HMAC-SHA256 signed).
+    #[arg(long, env = "SWITCHYARD_REPORT_KEY_FILE")]
+    report_key_file: Option<PathBuf>,
+    /// A remote processor silent for this long is out of selection until it reports again.
+    #[arg(long, default_value_t = 800)]
+    report_timeout_ms: u64,
+    /// OPTIONS probe interval for health=options processors.
+    #[arg(long, default_value_t = 200)]
+    probe_interval_ms: u64,
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
     #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
     log_level: String,
@@ -181,6 +199,7 @@ fn main() -> anyhow::Result<()> {
                         sip_header: a.mark_header,
                         mgcp_param: a.mark_param,
                     }),
+                    report_timeout_ns: a.report_timeout_ms.saturating_mul(1_000_000),
                     ..RouterConfig::default()
                 },
                 processors: ProcessorsConfig {
@@ -193,6 +212,10 @@ fn main() -> anyhow::Result<()> {
                     answer_delay: Duration::from_millis(a.answer_delay_ms),
                     send_180: a.send_180,
                     cores: a.processor_cores,
+                    remote: a.remote_processors,
+                    report_listen: a.report_listen,
+                    report_key_file: a.report_key_file,
+                    probe_interval: Duration::from_millis(a.probe_interval_ms),
                 },
             })
         }

@@ -18,15 +18,19 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
-    route::{Member, RouterConfig},
+    lan::{Health, Lan},
+    route::{forward::Forwarder, Member, Router, RouterConfig},
     run::ProcessorsConfig,
 };
+use processor::report::ReportKey;
 
-/// The running processor threads.
+/// The running processor threads, and the listener for processors on other hosts.
 pub struct Processors {
     members: Mutex<Option<Vec<Member>>>,
     handles: Vec<(SocketAddr, JoinHandle<ProcessorStats>)>,
     stop: Arc<AtomicBool>,
+    lan: Option<Lan>,
+    remote_count: usize,
 }
 
 /// Splits `range` into `n` equal, even-aligned parts; part `k`.
@@ -51,7 +55,9 @@ impl Processors {
         let mut members = Vec::new();
         let mut handles = Vec::new();
         let n = cfg.count;
-        if usize::from(n) > crate::route::select::MAX_PROCESSORS {
+        let total = usize::from(n) + cfg.remote.len();
+        let pool = u16::try_from(total).unwrap_or(u16::MAX);
+        if total > crate::route::select::MAX_PROCESSORS {
             anyhow::bail!(
                 "at most {} processors",
                 crate::route::select::MAX_PROCESSORS
@@ -77,7 +83,7 @@ impl Processors {
                     (mid, media.1),
                 )
             };
-            let mut pc = ProcessorConfig::new(k, n, addr);
+            let mut pc = ProcessorConfig::new(k, pool, addr);
             pc.sip.media_ports = sip_media;
             pc.sip.answer_delay = cfg.answer_delay;
             pc.sip.send_180 = cfg.send_180;
@@ -101,16 +107,65 @@ impl Processors {
             members.push(Member::new(port, cfg.capacity, producer, load));
             handles.push((addr, handle));
         }
-        if n == 0 {
-            warn!("no processors: every new dialog will be answered 503 / 403");
-        } else {
+        if n > 0 {
             info!(count = n, first = %handles[0].0, capacity = cfg.capacity, "processors started");
+        }
+        let lan = Self::start_lan(cfg, &mut members)?;
+        if members.is_empty() {
+            warn!("no processors: every new dialog will be answered 503 / 403");
         }
         Ok(Self {
             members: Mutex::new(Some(members)),
             handles,
             stop,
+            lan,
+            remote_count: cfg.remote.len(),
         })
+    }
+
+    /// Adds the remote members (ids after the local ones) and starts their report listener.
+    fn start_lan(cfg: &ProcessorsConfig, members: &mut Vec<Member>) -> anyhow::Result<Option<Lan>> {
+        if cfg.remote.is_empty() {
+            return Ok(None);
+        }
+        let listen = cfg.report_listen.context(
+            "--remote-processor needs --report-listen (where processors send load reports)",
+        )?;
+        let needs_key = cfg.remote.iter().any(|r| r.health == Health::Reports);
+        let key = match (&cfg.report_key_file, needs_key) {
+            (Some(path), _) => ReportKey::from_file(path)
+                .with_context(|| format!("reading --report-key-file {}", path.display()))?,
+            (None, false) => ReportKey::new(b"unused: options probing only"),
+            (None, true) => anyhow::bail!(
+                "--remote-processor with load reports needs --report-key-file (the key shared with the processors)"
+            ),
+        };
+        let sock =
+            UdpSocket::bind(listen).with_context(|| format!("binding --report-listen {listen}"))?;
+        let mut board = Vec::new();
+        for spec in &cfg.remote {
+            let load = LoadReport::new(spec.capacity);
+            board.push((members.len(), spec.clone(), Arc::clone(&load)));
+            members.push(Member::remote(spec.addr, spec.capacity, load));
+        }
+        info!(remote = cfg.remote.len(), report_listen = %listen, "processors on other hosts configured");
+        Ok(Some(Lan::start(sock, key, board, cfg.probe_interval)?))
+    }
+
+    /// The router over these processors, with a LAN forwarding socket (bound on `ip`, any
+    /// port) when some are remote.
+    pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<Router> {
+        let router = Router::new(
+            cfg.clone(),
+            self.members()?,
+            processor::fabric::monotonic_ns(),
+        );
+        if self.remote_count == 0 {
+            return Ok(router);
+        }
+        let sock =
+            UdpSocket::bind(SocketAddr::new(ip, 0)).context("binding the LAN forwarding socket")?;
+        Ok(router.with_forwarder(Forwarder::new(sock)?))
     }
 
     /// Number of processors.
@@ -134,6 +189,7 @@ impl Processors {
 
     /// Stops the threads (after the dispatcher has stopped) and returns their counters.
     pub fn stop(self) -> serde_json::Value {
+        let lan = self.lan.map(Lan::stop);
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::new();
         for (k, (addr, h)) in self.handles.into_iter().enumerate() {
@@ -141,6 +197,16 @@ impl Processors {
                 Ok(s) => out.push(stats_json(k, addr, &s)),
                 Err(_) => out.push(json!({ "id": k, "addr": addr.to_string(), "panicked": true })),
             }
+        }
+        if let Some(l) = lan {
+            out.push(json!({
+                "lan": {
+                    "reports": l.reports, "rejected_auth": l.rejected_auth,
+                    "rejected_malformed": l.rejected_malformed, "rejected_unknown": l.rejected_unknown,
+                    "rejected_stale": l.rejected_stale, "probes_sent": l.probes_sent,
+                    "probe_answers": l.probe_answers,
+                }
+            }));
         }
         serde_json::Value::Array(out)
     }

@@ -90,6 +90,15 @@ pub struct ProcessorsConfig {
     pub send_180: bool,
     /// CPU cores to pin processor threads to, round-robin (empty: unpinned).
     pub cores: Vec<usize>,
+    /// Processors on other hosts, after the local ones in the pool (ids count on from
+    /// `count`).
+    pub remote: Vec<crate::lan::RemoteSpec>,
+    /// Where remote processors send their load reports (and OPTIONS answers come back).
+    pub report_listen: Option<SocketAddr>,
+    /// The shared report key file.
+    pub report_key_file: Option<PathBuf>,
+    /// OPTIONS probe interval for `health=options` processors.
+    pub probe_interval: Duration,
 }
 
 /// Picks the backend for `auto`, saying why.
@@ -227,7 +236,7 @@ fn run_udp(
         policy = ?cfg.router.policy,
         "udp backend listening"
     );
-    let mut router = Router::new(cfg.router.clone(), procs.members()?, 0);
+    let mut router = procs.router(&cfg.router, cfg.sip.ip())?;
     let core_id = cfg.core;
     let stop2 = Arc::clone(stop);
     let pub2 = Arc::clone(published);
@@ -301,7 +310,7 @@ fn run_xdp(
         queues.push(xq);
     }
     let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
-    let mut router = Router::new(cfg.router.clone(), procs.members()?, 0);
+    let mut router = procs.router(&cfg.router, cfg.sip.ip())?;
     let mode = prog.attach(&iface, cfg.xdp_mode)?;
     let zc = queues.iter().all(XskQueue::zero_copy);
     info!(
@@ -374,7 +383,7 @@ fn router_json(router: &Router) -> serde_json::Value {
     let (aff, aff_bytes) = router.affinity();
     json!({
         "sip": r.sip, "mgcp": r.mgcp, "bytes": r.bytes,
-        "new_dialogs": r.new_dialogs, "retransmissions": r.retransmissions, "cancels": r.cancels,
+        "new_dialogs": r.new_dialogs, "retransmissions": r.retransmissions, "rerouted": r.rerouted, "cancels": r.cancels,
         "acks_affinity": r.acks_affinity, "in_dialog": r.in_dialog,
         "options_answered": r.options_answered, "rejected_method": r.rejected_method,
         "no_transaction": r.no_transaction, "bad_request": r.bad_request, "too_large": r.too_large,
@@ -387,5 +396,7 @@ fn router_json(router: &Router) -> serde_json::Value {
         "affinity": { "inserted": aff.inserted, "evicted": aff.evicted, "hits": aff.hits,
                       "misses": aff.misses, "memory_bytes": aff_bytes },
         "forwarded_per_processor": router.members().iter().map(|m| m.forwarded).collect::<Vec<_>>(),
+        "lan_forwarded": router.forwarder_stats().map(|(sent, _)| sent),
+        "lan_forward_errors": router.forwarder_stats().map(|(_, errors)| errors),
     })
 }

@@ -292,6 +292,9 @@ pub fn monotonic_ns() -> u64 {
 pub struct LoadReport {
     /// Dialogs/connections currently active on the processor.
     pub active: AtomicU32,
+    /// Units held by active sessions, as the processor counts them (a gauge; for LAN reports,
+    /// where several dispatchers share a processor and none knows the whole load).
+    pub in_use_units: AtomicU64,
     /// Capacity units released by ended sessions, ever (monotonic).
     pub released_units: AtomicU64,
     /// Capacity units of sessions the processor refused or failed before they started (monotonic;
@@ -299,6 +302,9 @@ pub struct LoadReport {
     pub rejected_units: AtomicU64,
     /// The processor's capacity in units (0 = unlimited).
     pub capacity_units: AtomicU32,
+    /// Reports accepted from a processor on another host (monotonic; the router notices a new
+    /// report by this changing).
+    pub reports: AtomicU64,
     /// [`monotonic_ns`] of the processor's last report: a stale value means a stuck processor.
     pub heartbeat_ns: AtomicU64,
 }

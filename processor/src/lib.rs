@@ -11,6 +11,7 @@ pub mod load;
 pub mod media;
 pub mod mgcp;
 pub mod outbox;
+pub mod report;
 mod sdp;
 pub mod sip;
 pub mod thread;

@@ -24,8 +24,11 @@ impl LoadAccount {
     }
 
     /// A session became active.
-    pub fn started(&self) {
+    pub fn started(&self, units: u32) {
         self.report.active.fetch_add(1, Ordering::Relaxed);
+        self.report
+            .in_use_units
+            .fetch_add(u64::from(units), Ordering::Relaxed);
     }
 
     /// An active session ended normally: its units go back.

@@ -8,7 +8,7 @@
 //! is noticed promptly).
 use std::{
     io::ErrorKind,
-    net::UdpSocket,
+    net::{SocketAddr, UdpSocket},
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -41,6 +41,35 @@ pub struct ProcessorConfig {
     pub max_idle: Duration,
     /// CPU core to pin the thread to (`None`: let the scheduler place it).
     pub core: Option<usize>,
+    /// Dispatchers that relay MGCP commands over the LAN: a command from one of these
+    /// addresses carrying `X-SY-Src: ip:port` is answered at that address (the call agent's),
+    /// since MGCP answers go to the command's source and the dispatcher is not on that path.
+    /// Only these addresses are trusted with the parameter.
+    pub relays: Vec<std::net::IpAddr>,
+}
+
+/// MGCP parameter a dispatcher adds when it relays a command over the LAN (see
+/// [`ProcessorConfig::relays`]).
+pub const RELAY_SOURCE_PARAM: &str = "X-SY-Src";
+
+/// The call agent's address from a relayed MGCP command, when `from` is a trusted relay.
+pub fn relayed_source(msg: &[u8], from: SocketAddr, relays: &[std::net::IpAddr]) -> SocketAddr {
+    if !relays.contains(&from.ip()) {
+        return from;
+    }
+    let name = RELAY_SOURCE_PARAM.as_bytes();
+    msg.split(|&b| b == b'\n')
+        .skip(1)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_at(l.iter().position(|&b| b == b':')?);
+            if !n.trim_ascii().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            std::str::from_utf8(v.get(1..)?).ok()?.trim().parse().ok()
+        })
+        .unwrap_or(from)
 }
 
 impl ProcessorConfig {
@@ -52,6 +81,7 @@ impl ProcessorConfig {
             batch: 64,
             max_idle: Duration::from_millis(100),
             core: None,
+            relays: Vec::new(),
         }
     }
 }
@@ -149,6 +179,7 @@ fn run(
     let max_idle_ms = i32::try_from(cfg.max_idle.as_millis())
         .unwrap_or(100)
         .max(1);
+    let relays = cfg.relays.clone();
     let account = LoadAccount::new(Arc::clone(&load));
     let mut uas = Uas::with_load(cfg.sip, Arc::clone(&load));
     let mut gw = Gateway::with_load(cfg.mgcp, load);
@@ -168,7 +199,8 @@ fn run(
                 Ok((n, from)) => {
                     let msg = &rx[..n.min(rx.len())];
                     if looks_like_mgcp(msg) {
-                        gw.on_message(now, from, msg, &mut out);
+                        let src = relayed_source(msg, from, &relays);
+                        gw.on_message(now, src, msg, &mut out);
                     } else {
                         uas.on_message(now, from, msg, &mut out);
                     }
@@ -244,6 +276,35 @@ fn run(
     st.mgcp = *gw.stats();
     debug!(?st, "processor thread stopped");
     st
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use super::*;
+
+    #[test]
+    fn relayed_source_only_from_trusted_relays() {
+        let relay: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        let msg = b"CRCX 1 a@gw MGCP 1.0\r\nC: 1\r\nx-sy-src: 198.18.0.2:2727\r\nM: recvonly\r\n";
+        let trusted = [relay.ip()];
+        assert_eq!(
+            relayed_source(msg, relay, &trusted),
+            "198.18.0.2:2727".parse().unwrap()
+        );
+        assert_eq!(relayed_source(msg, relay, &[]), relay, "untrusted sender");
+        assert_eq!(
+            relayed_source(b"CRCX 1 a@gw MGCP 1.0\r\n", relay, &trusted),
+            relay
+        );
+        assert_eq!(
+            relayed_source(
+                b"CRCX 1 a@gw MGCP 1.0\r\nX-SY-Src: junk\r\n",
+                relay,
+                &trusted
+            ),
+            relay
+        );
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ enum Cmd {
         /// Rx queues on the dispatcher-side veth.
         #[arg(long, default_value_t = 1)]
         queues: u32,
+        /// The several-hosts topology: app, dispatcher and two processor hosts on a bridge.
+        #[arg(long)]
+        lan: bool,
     },
     /// Send a bounded stream of datagrams from inside a namespace (used by `run`).
     #[command(hide = true)]
@@ -111,7 +114,35 @@ fn main() -> anyhow::Result<()> {
         Cmd::Testbed {
             action,
             name,
+            lan: true,
+            ..
+        } => match action {
+            TestbedAction::Up => {
+                let tb = testbed::LanTestbed::up(&name)?.keep();
+                println!(
+                    "LAN testbed up on a bridge: {} {}, {} {}, {} {}, {} {} (interface eth0 in each)",
+                    tb.app_ns,
+                    testbed::APP_V4,
+                    tb.disp_ns,
+                    testbed::DISP_V4,
+                    tb.proc_ns[0],
+                    testbed::PROC_V4[0],
+                    tb.proc_ns[1],
+                    testbed::PROC_V4[1]
+                );
+                Ok(())
+            }
+            TestbedAction::Down => {
+                testbed::LanTestbed::named(&name).remove();
+                println!("LAN testbed {name} removed");
+                Ok(())
+            }
+        },
+        Cmd::Testbed {
+            action,
+            name,
             queues,
+            lan: false,
         } => match action {
             TestbedAction::Up => {
                 let tb = Testbed::up(&name, queues)?.keep();
@@ -164,6 +195,11 @@ fn test() -> anyhow::Result<()> {
         ])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(clippy, "cargo clippy -D warnings")?;
+    // The LAN tests run the switchyard-processor binary: build every binary first.
+    let mut bins = cargo();
+    bins.args(["build", "--workspace", "--bins"])
+        .env("SWITCHYARD_REQUIRE_EBPF", "1");
+    check(bins, "cargo build --workspace --bins")?;
     let mut t = cargo();
     t.args(["test", "--workspace", "--", "--include-ignored"])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");

@@ -211,3 +211,138 @@ pub fn in_netns<T: Send + 'static>(
     .join()
     .map_err(|_| anyhow::anyhow!("thread in netns panicked"))?
 }
+
+/// Processor host addresses on the LAN testbed.
+pub const PROC_V4: [&str; 2] = ["198.18.0.11", "198.18.0.12"];
+
+/// The "several hosts" testbed: application server, dispatcher and two processor hosts, each
+/// a namespace, on one bridge (itself in its own namespace).
+///
+/// ```text
+///  <name>-app  198.18.0.2  ─┐
+///  <name>-disp 198.18.0.1  ─┤  bridge br0 in <name>-br
+///  <name>-p1   198.18.0.11 ─┤
+///  <name>-p2   198.18.0.12 ─┘
+/// ```
+/// Interfaces inside each host namespace are called `eth0`; the dispatcher attaches XDP there.
+/// Dropping an owned value deletes every namespace (and with them all veths and the bridge).
+#[derive(Debug)]
+pub struct LanTestbed {
+    /// Name prefix.
+    pub name: String,
+    /// Application server namespace.
+    pub app_ns: String,
+    /// Dispatcher namespace.
+    pub disp_ns: String,
+    /// Processor host namespaces.
+    pub proc_ns: [String; 2],
+    br_ns: String,
+    owned: bool,
+}
+
+impl LanTestbed {
+    /// Names for LAN testbed `name` without creating anything.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            app_ns: format!("{name}-app"),
+            disp_ns: format!("{name}-disp"),
+            proc_ns: [format!("{name}-p1"), format!("{name}-p2")],
+            br_ns: format!("{name}-br"),
+            owned: false,
+        }
+    }
+
+    fn all_ns(&self) -> [&String; 5] {
+        [
+            &self.app_ns,
+            &self.disp_ns,
+            &self.proc_ns[0],
+            &self.proc_ns[1],
+            &self.br_ns,
+        ]
+    }
+
+    /// Creates it; needs root.
+    pub fn up(name: &str) -> anyhow::Result<Self> {
+        if name.is_empty() || name.len() > 9 {
+            bail!("testbed name must be 1..=9 characters");
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("the testbed needs root (network namespaces and veth); run as root");
+        }
+        let mut tb = Self::named(name);
+        tb.remove();
+        tb.owned = true;
+        for ns in tb.all_ns() {
+            ip_ok(&["netns", "add", ns])?;
+            ip_ok(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        ip_ok(&["-n", &tb.br_ns, "link", "add", "br0", "type", "bridge"])?;
+        ip_ok(&["-n", &tb.br_ns, "link", "set", "br0", "up"])?;
+        let hosts = [
+            (&tb.app_ns, "a", APP_V4),
+            (&tb.disp_ns, "d", DISP_V4),
+            (&tb.proc_ns[0], "1", PROC_V4[0]),
+            (&tb.proc_ns[1], "2", PROC_V4[1]),
+        ];
+        for (ns, tag, v4) in hosts {
+            let br_end = format!("{name}-b{tag}");
+            ip_ok(&[
+                "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", &br_end,
+                "netns", &tb.br_ns,
+            ])?;
+            ip_ok(&["-n", &tb.br_ns, "link", "set", &br_end, "master", "br0"])?;
+            ip_ok(&["-n", &tb.br_ns, "link", "set", &br_end, "up"])?;
+            ip_ok(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
+            ip_ok(&["-n", ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(tb)
+    }
+
+    /// Deletes every namespace; ignores what does not exist.
+    pub fn remove(&self) {
+        for ns in self.all_ns() {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+
+    /// Whether any of its namespaces exists.
+    pub fn any_exists(&self) -> bool {
+        ip(&["netns", "list"])
+            .map(|o| {
+                let s = String::from_utf8_lossy(&o.stdout);
+                self.all_ns().iter().any(|ns| {
+                    s.lines()
+                        .any(|l| l.split_whitespace().next() == Some(ns.as_str()))
+                })
+            })
+            .unwrap_or(false)
+    }
+
+    /// Keeps the namespaces after drop.
+    pub fn keep(mut self) -> Self {
+        self.owned = false;
+        self
+    }
+
+    /// A command running `program` inside namespace `ns` (see [`Testbed::exec`]).
+    pub fn exec_in(ns: &str, program: &str) -> Command {
+        Testbed::exec(ns, program)
+    }
+
+    /// `ip -d link show eth0` in the dispatcher namespace.
+    pub fn disp_link_details(&self) -> anyhow::Result<String> {
+        let out = ip(&["-n", &self.disp_ns, "-d", "link", "show", "dev", "eth0"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for LanTestbed {
+    fn drop(&mut self) {
+        if self.owned {
+            self.remove();
+        }
+    }
+}

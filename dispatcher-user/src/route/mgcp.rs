@@ -17,14 +17,13 @@ use wire::mgcp::{self, Kind, Message, Verb};
 
 use super::{affinity, Action, Counted, DropReason, Inbound, Router};
 
-/// Inserts `name: port` as the first parameter line of an MGCP command (claim 2 for MGCP).
-pub fn mark_port(msg: &[u8], name: &[u8], port: u16, out: &mut [u8]) -> Option<usize> {
+/// Inserts `name: value` as the first parameter line of an MGCP command (claim 2's port, or
+/// the relayed source); returns the new length in `out`.
+pub fn insert_param(msg: &[u8], name: &[u8], value: &[u8], out: &mut [u8]) -> Option<usize> {
     let eol = msg.iter().position(|&b| b == b'\n')?;
     let (first, rest) = msg.split_at(eol + 1);
-    let mut line = [0u8; 96];
-    let n = super::fmt_header(&mut line, name, b": ", port)?;
     let mut len = 0;
-    for part in [first, &line[..n], b"\r\n", rest] {
+    for part in [first, name, b": ", value, b"\r\n", rest] {
         out.get_mut(len..len + part.len())?.copy_from_slice(part);
         len += part.len();
     }

@@ -16,6 +16,7 @@
 //!
 //! Every decision increments exactly one counter of [`RouterStats`].
 pub mod affinity;
+pub mod forward;
 pub mod mgcp;
 pub mod salvage;
 pub mod select;
@@ -127,6 +128,9 @@ pub struct RouterConfig {
     pub tag_key: u64,
     /// Processor considered dead when its heartbeat is older than this (ns).
     pub heartbeat_timeout_ns: u64,
+    /// A processor on another host is out of selection when its last load report (or OPTIONS
+    /// answer) is older than this (ns).
+    pub report_timeout_ns: u64,
 }
 
 impl Default for RouterConfig {
@@ -143,50 +147,104 @@ impl Default for RouterConfig {
             mark_port: None,
             tag_key: 0,
             heartbeat_timeout_ns: 1_000_000_000,
+            report_timeout_ns: 800_000_000,
         }
     }
 }
 
-/// A processor as the router sees it: its queue, its port and its load report.
+/// How the dispatcher reaches a processor.
+pub enum Link {
+    /// A thread in this chassis: its fabric queue (claim 3).
+    Local(Producer),
+    /// A process on another host, over the LAN (claim 4).
+    Remote(SocketAddr),
+}
+
+/// A processor as the router sees it: how to reach it, its port and its load report.
 pub struct Member {
     /// The processor's own port (what claim 2 writes into the message).
     pub port: u16,
-    /// Its capacity in session units (0: unlimited).
+    /// Its capacity in session units (0: unlimited, or for remote ones: as it reports).
     pub capacity: u32,
-    /// The fabric queue into it.
-    pub producer: Producer,
-    /// What it reports.
+    /// Queue or LAN address.
+    pub link: Link,
+    /// What it reports (in-chassis: written by its thread; remote: by the report listener).
     pub load: Arc<LoadReport>,
     /// Units the dispatcher assigned to it, ever (monotonic).
     pub assigned_units: u64,
     /// Messages forwarded to it.
     pub forwarded: u64,
+    /// `load.reports` when last looked at, and `assigned_units` then (remote members).
+    seen_reports: u64,
+    assigned_at_report: u64,
 }
 
 impl Member {
-    /// A member with nothing assigned yet.
+    /// An in-chassis member with nothing assigned yet.
     pub fn new(port: u16, capacity: u32, producer: Producer, load: Arc<LoadReport>) -> Self {
+        Self::with_link(port, capacity, Link::Local(producer), load)
+    }
+
+    /// A member on another host at `addr`.
+    pub fn remote(addr: SocketAddr, capacity: u32, load: Arc<LoadReport>) -> Self {
+        Self::with_link(addr.port(), capacity, Link::Remote(addr), load)
+    }
+
+    fn with_link(port: u16, capacity: u32, link: Link, load: Arc<LoadReport>) -> Self {
         Self {
             port,
             capacity,
-            producer,
+            link,
             load,
             assigned_units: 0,
             forwarded: 0,
+            seen_reports: 0,
+            assigned_at_report: 0,
         }
     }
 
-    fn state(&self, now_ns: u64, timeout_ns: u64, heartbeat_origin_ns: u64) -> MemberState {
-        let released = self.load.released_units.load(Ordering::Relaxed);
+    /// Whether it is on another host.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.link, Link::Remote(_))
+    }
+
+    fn state(&mut self, now_ns: u64, cfg: &RouterConfig, origin_ns: u64) -> MemberState {
         let hb = self.load.heartbeat_ns.load(Ordering::Relaxed);
-        MemberState {
-            in_use: self.assigned_units.saturating_sub(released),
-            capacity: self.capacity,
-            depth: self.producer.depth(),
-            queue_capacity: self.producer.capacity(),
-            // Heartbeats are in the processor's clock; both clocks start with the process, so
-            // comparing against our own clock with a generous timeout is sound in-chassis.
-            alive: now_ns.saturating_sub(hb.max(heartbeat_origin_ns)) < timeout_ns,
+        match &self.link {
+            Link::Local(producer) => {
+                let released = self.load.released_units.load(Ordering::Relaxed);
+                MemberState {
+                    in_use: self.assigned_units.saturating_sub(released),
+                    capacity: self.capacity,
+                    depth: producer.depth(),
+                    queue_capacity: producer.capacity(),
+                    // Threads start with the process: alive until proven otherwise.
+                    alive: now_ns.saturating_sub(hb.max(origin_ns)) < cfg.heartbeat_timeout_ns,
+                }
+            }
+            Link::Remote(_) => {
+                // Several dispatchers may share a remote processor, so its own gauge is the
+                // truth; what we assigned since its last report is added on top.
+                let reports = self.load.reports.load(Ordering::Relaxed);
+                if reports != self.seen_reports {
+                    self.seen_reports = reports;
+                    self.assigned_at_report = self.assigned_units;
+                }
+                let reported = self.load.in_use_units.load(Ordering::Relaxed);
+                let capacity = if self.capacity > 0 {
+                    self.capacity
+                } else {
+                    self.load.capacity_units.load(Ordering::Relaxed)
+                };
+                MemberState {
+                    in_use: reported + (self.assigned_units - self.assigned_at_report),
+                    capacity,
+                    depth: 0,
+                    queue_capacity: usize::MAX,
+                    // Never heard from, or silent too long: out of selection.
+                    alive: hb != 0 && now_ns.saturating_sub(hb) < cfg.report_timeout_ns,
+                }
+            }
         }
     }
 }
@@ -204,6 +262,8 @@ pub struct RouterStats {
     pub new_dialogs: u64,
     /// INVITE retransmissions that followed their affinity entry.
     pub retransmissions: u64,
+    /// INVITE retransmissions whose processor had died, placed again by policy.
+    pub rerouted: u64,
     /// CANCELs that followed their INVITE.
     pub cancels: u64,
     /// ACKs for non-2xx responses that followed their INVITE.
@@ -253,6 +313,8 @@ pub struct Router {
     nonce: u64,
     /// Clock value at construction: processors are alive until proven otherwise.
     origin_ns: u64,
+    /// The LAN socket and batch for remote members.
+    forwarder: Option<forward::Forwarder>,
 }
 
 /// Buffer size the shells must give [`Router::handle`] for replies.
@@ -275,7 +337,20 @@ impl Router {
             scratch: Box::new([0; SLOT_BYTES]),
             nonce: seed,
             origin_ns: now_ns,
+            forwarder: None,
         }
+    }
+
+    /// Gives the router the socket it forwards to remote members from (needed when any member
+    /// is remote; without it, pushes to remote members fail and count as full).
+    pub fn with_forwarder(mut self, f: forward::Forwarder) -> Self {
+        self.forwarder = Some(f);
+        self
+    }
+
+    /// LAN forwarding counters: (sent, errors).
+    pub fn forwarder_stats(&self) -> Option<(u64, u64)> {
+        self.forwarder.as_ref().map(|f| (f.sent, f.errors))
     }
 
     /// Counters so far.
@@ -297,7 +372,12 @@ impl Router {
     /// and a wake-up only for a parked processor).
     pub fn flush(&mut self) {
         for m in &mut self.members {
-            m.producer.commit();
+            if let Link::Local(p) = &mut m.link {
+                p.commit();
+            }
+        }
+        if let Some(f) = &mut self.forwarder {
+            f.flush();
         }
     }
 
@@ -388,8 +468,14 @@ impl Router {
         }
     }
 
-    fn member_state(&self, k: usize, now_ns: u64) -> MemberState {
-        self.members[k].state(now_ns, self.cfg.heartbeat_timeout_ns, self.origin_ns)
+    fn member_state(&mut self, k: usize, now_ns: u64) -> MemberState {
+        let origin = self.origin_ns;
+        self.members[k].state(now_ns, &self.cfg, origin)
+    }
+
+    /// Whether processor `k` is currently in selection.
+    fn alive(&mut self, k: u16, now_ns: u64) -> bool {
+        usize::from(k) < self.members.len() && self.member_state(usize::from(k), now_ns).alive
     }
 
     /// Selects a processor and pushes `write`'s output into its queue, trying further
@@ -405,8 +491,10 @@ impl Router {
         let mut excluded = 0u64;
         loop {
             let n = self.members.len();
-            let states: [Option<MemberState>; MAX_PROCESSORS] =
-                std::array::from_fn(|k| (k < n).then(|| self.member_state(k, now_ns)));
+            let mut states: [Option<MemberState>; MAX_PROCESSORS] = [None; MAX_PROCESSORS];
+            for (k, st) in states.iter_mut().enumerate().take(n) {
+                *st = Some(self.member_state(k, now_ns));
+            }
             let Some(k) = self
                 .selector
                 .select(n, size, key, excluded, |k| states[k].expect("k < n"))
@@ -428,15 +516,16 @@ impl Router {
         }
     }
 
-    /// Copies (or, with `mark`, rewrites) the message into processor `k`'s queue.
+    /// Copies (or rewrites) the message into processor `k`'s queue, or its LAN batch.
     fn push(&mut self, k: usize, msg: &Inbound<'_>, now_ns: u64, mark: bool) -> Push {
         let proto = match msg.proto {
             PortProto::Sip => Proto::Sip,
             PortProto::Mgcp => Proto::Mgcp,
         };
         let port = self.members[k].port;
-        let rewritten = if mark {
-            match self.mark(proto, msg.payload, msg.src, port) {
+        let remote = self.members[k].is_remote();
+        let rewritten = if mark || remote {
+            match self.rewrite(proto, msg.payload, msg.src, port, mark, remote) {
                 Some(n) => Some(n),
                 None => return Push::TooLarge,
             }
@@ -451,13 +540,23 @@ impl Router {
             return Push::TooLarge;
         }
         let m = &mut self.members[k];
-        let ok = m.producer.push_with(|slot| {
-            slot.proto = proto;
-            slot.src = msg.src;
-            slot.dst = msg.dst;
-            slot.received_ns = now_ns;
-            slot.fill(bytes)
-        });
+        let ok = match &mut m.link {
+            Link::Local(producer) => producer.push_with(|slot| {
+                slot.proto = proto;
+                slot.src = msg.src;
+                slot.dst = msg.dst;
+                slot.received_ns = now_ns;
+                slot.fill(bytes)
+            }),
+            Link::Remote(addr) => match &mut self.forwarder {
+                Some(f) => {
+                    f.slot()[..bytes.len()].copy_from_slice(bytes);
+                    f.commit(bytes.len(), *addr);
+                    true
+                }
+                None => false,
+            },
+        };
         if ok {
             m.forwarded += 1;
             Push::Ok
@@ -466,21 +565,32 @@ impl Router {
         }
     }
 
-    /// Claim 2 rewrite into `scratch`: returns the rewritten length.
-    fn mark(&mut self, proto: Proto, payload: &[u8], src: SocketAddr, port: u16) -> Option<usize> {
-        let mp = self.cfg.mark_port.as_ref()?;
+    /// Rewrites into `scratch`: claim 2's processor port (`mark`) and, for a processor on
+    /// another host (`remote`), the true source: Via `received`/`rport` for SIP (RFC 3261
+    /// §18.2.1, RFC 3581), an `X-SY-Src` parameter for MGCP (whose answers go to the command's
+    /// source, which over the LAN would otherwise be the dispatcher).
+    fn rewrite(
+        &mut self,
+        proto: Proto,
+        payload: &[u8],
+        src: SocketAddr,
+        port: u16,
+        mark: bool,
+        remote: bool,
+    ) -> Option<usize> {
+        let mut ip = [0u8; 48];
+        let iplen = mgcp::write_display(&mut ip, &src.ip());
+        let mut tmp = [0u8; SLOT_BYTES];
         match proto {
             Proto::Sip => {
-                // Pass 1: Via received/rport so the processor can answer the true source even
-                // from another host (RFC 3261 §18.2.1, RFC 3581).
                 let m = Message::parse(payload, &self.cfg.limits).ok()?;
-                let mut ip = [0u8; 48];
-                let iplen = mgcp::write_display(&mut ip, &src.ip());
-                let mut tmp = [0u8; SLOT_BYTES];
                 let n = m
                     .write_with_received(&ip[..iplen], Some(src.port()), &mut tmp)
                     .ok()?;
-                // Pass 2: the processor's port as a header line.
+                let Some(mp) = self.cfg.mark_port.as_ref().filter(|_| mark) else {
+                    self.scratch.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
+                    return Some(n);
+                };
                 let m2 = Message::parse(tmp.get(..n)?, &self.cfg.limits).ok()?;
                 let mut line = [0u8; 96];
                 let len = fmt_header(&mut line, mp.sip_header.as_bytes(), b": ", port)?;
@@ -491,12 +601,34 @@ impl Router {
                 )
                 .ok()
             }
-            Proto::Mgcp => mgcp::mark_port(
-                payload,
-                mp.mgcp_param.as_bytes(),
-                port,
-                &mut self.scratch[..],
-            ),
+            Proto::Mgcp => {
+                let mut n = payload.len();
+                tmp.get_mut(..n)?.copy_from_slice(payload);
+                if let Some(mp) = self.cfg.mark_port.as_ref().filter(|_| mark) {
+                    let mut digits = [0u8; 8];
+                    let dl = mgcp::write_display(&mut digits, &port);
+                    n = mgcp::insert_param(
+                        tmp.get(..n)?,
+                        mp.mgcp_param.as_bytes(),
+                        &digits[..dl],
+                        &mut self.scratch[..],
+                    )?;
+                    tmp.get_mut(..n)?.copy_from_slice(self.scratch.get(..n)?);
+                }
+                if remote {
+                    let mut v = [0u8; 64];
+                    let vl = mgcp::write_display(&mut v, &src);
+                    n = mgcp::insert_param(
+                        tmp.get(..n)?,
+                        processor::thread::RELAY_SOURCE_PARAM.as_bytes(),
+                        &v[..vl],
+                        &mut self.scratch[..],
+                    )?;
+                } else {
+                    self.scratch.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
+                }
+                Some(n)
+            }
         }
     }
 
@@ -549,7 +681,12 @@ impl Router {
             },
             Method::Invite if to_tag.is_none() => {
                 if let Some(k) = self.affinity.get(tkey, now_s) {
-                    return self.forward_existing(k, now_ns, msg, Counted::Retransmission);
+                    if self.alive(k, now_ns) {
+                        return self.forward_existing(k, now_ns, msg, Counted::Retransmission);
+                    }
+                    // Its processor died before answering: the retransmission starts the
+                    // dialog afresh on a live one (the entry is overwritten below).
+                    self.stats.rerouted += 1;
                 }
                 let size = m.session_size(&self.cfg.session_size);
                 let ckey = affinity::key(m.call_id(), b"", b"");

@@ -585,3 +585,199 @@ fn mgcp_overload_answers_403() {
     };
     assert!(r.starts_with("403 4002 "), "{r}");
 }
+
+// ---- processors on other hosts ----
+
+fn lan_bed(n: usize) -> (Router, Vec<UdpSocket>, Vec<Arc<LoadReport>>) {
+    let mut members = vec![];
+    let mut socks = vec![];
+    let mut loads = vec![];
+    for _ in 0..n {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let load = LoadReport::new(0);
+        members.push(Member::remote(
+            s.local_addr().unwrap(),
+            0,
+            Arc::clone(&load),
+        ));
+        socks.push(s);
+        loads.push(load);
+    }
+    let fwd = forward::Forwarder::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    let r = Router::new(
+        RouterConfig {
+            policy: Policy::RoundRobin,
+            ..RouterConfig::default()
+        },
+        members,
+        0,
+    )
+    .with_forwarder(fwd);
+    (r, socks, loads)
+}
+
+use std::net::UdpSocket;
+
+fn report(load: &LoadReport, now: u64, in_use: u64) {
+    load.in_use_units.store(in_use, Ordering::Relaxed);
+    load.heartbeat_ns.store(now, Ordering::Relaxed);
+    load.reports.fetch_add(1, Ordering::Relaxed);
+}
+
+fn route(r: &mut Router, now: u64, proto: PortProto, payload: &[u8]) -> Action {
+    let mut reply = vec![0; REPLY_BYTES];
+    let a = r.handle(
+        now,
+        &Inbound {
+            proto,
+            src: src(),
+            dst: "198.18.0.1:5060".parse().unwrap(),
+            payload,
+        },
+        &mut reply,
+    );
+    r.flush();
+    a
+}
+
+#[test]
+fn remote_members_get_the_true_source_and_only_while_reporting() {
+    let (mut r, socks, loads) = lan_bed(2);
+    // Nobody reported yet: nothing is alive.
+    assert!(matches!(
+        route(&mut r, SEC, PortProto::Sip, &invite("l0", "z9hG4bK-l0", "")),
+        Action::Reply(_)
+    ));
+    report(&loads[0], SEC, 0);
+    report(&loads[1], SEC, 0);
+    assert_eq!(
+        route(&mut r, SEC, PortProto::Sip, &invite("l1", "z9hG4bK-l1", "")),
+        Action::Forwarded(0)
+    );
+    let mut buf = [0u8; 4096];
+    let n = socks[0].recv(&mut buf).unwrap();
+    let m = wire::sip::Message::parse(&buf[..n], &wire::Limits::default()).unwrap();
+    assert_eq!(
+        m.top_via().received(),
+        Some(&b"198.18.0.2"[..]),
+        "processor can answer the source"
+    );
+    assert_eq!(m.top_via().rport(), Some(Some(5060)));
+    // MGCP over the LAN carries X-SY-Src.
+    let crcx = b"CRCX 77 a@mgw MGCP 1.0\r\nC: 1\r\nM: recvonly\r\n";
+    assert_eq!(
+        route(&mut r, SEC, PortProto::Mgcp, crcx),
+        Action::Forwarded(1)
+    );
+    let n = socks[1].recv(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.contains("\r\nX-SY-Src: 198.18.0.2:5060\r\n"), "{text}");
+    // Processor 0 goes silent: after the report timeout it is out of selection, and a
+    // retransmission of its pending INVITE is placed on 1.
+    report(&loads[1], 2 * SEC, 0);
+    assert_eq!(
+        route(
+            &mut r,
+            2 * SEC,
+            PortProto::Sip,
+            &invite("l1", "z9hG4bK-l1", "")
+        ),
+        Action::Forwarded(1)
+    );
+    assert_eq!(r.stats().rerouted, 1);
+    for i in 0..4 {
+        assert_eq!(
+            route(
+                &mut r,
+                2 * SEC,
+                PortProto::Sip,
+                &invite(&format!("m{i}"), &format!("z9hG4bK-m{i}"), "")
+            ),
+            Action::Forwarded(1)
+        );
+    }
+    // It reports again: it rejoins.
+    report(&loads[0], 2 * SEC, 0);
+    let ks: Vec<_> = (0..4)
+        .map(|i| {
+            route(
+                &mut r,
+                2 * SEC,
+                PortProto::Sip,
+                &invite(&format!("j{i}"), &format!("z9hG4bK-j{i}"), ""),
+            )
+        })
+        .collect();
+    assert!(ks.contains(&Action::Forwarded(0)), "{ks:?}");
+    assert_eq!(r.forwarder_stats().unwrap().1, 0);
+}
+
+#[test]
+fn remote_capacity_counts_reported_load_plus_our_pending() {
+    let (mut r, _socks, loads) = lan_bed(1);
+    r.members[0].capacity = 3;
+    report(&loads[0], SEC, 2); // another dispatcher's sessions hold 2 units
+    assert_eq!(
+        route(&mut r, SEC, PortProto::Sip, &invite("c1", "z9hG4bK-c1", "")),
+        Action::Forwarded(0)
+    );
+    assert!(
+        matches!(
+            route(&mut r, SEC, PortProto::Sip, &invite("c2", "z9hG4bK-c2", "")),
+            Action::Reply(_)
+        ),
+        "2 + 1 pending = 3 = full"
+    );
+    // A new report says 1 unit in use (ours is counted in it now): room for 2 more.
+    report(&loads[0], SEC, 1);
+    assert_eq!(
+        route(&mut r, SEC, PortProto::Sip, &invite("c3", "z9hG4bK-c3", "")),
+        Action::Forwarded(0)
+    );
+    assert_eq!(
+        route(&mut r, SEC, PortProto::Sip, &invite("c4", "z9hG4bK-c4", "")),
+        Action::Forwarded(0)
+    );
+    assert!(matches!(
+        route(&mut r, SEC, PortProto::Sip, &invite("c5", "z9hG4bK-c5", "")),
+        Action::Reply(_)
+    ));
+}
+
+#[test]
+fn two_dispatchers_route_identically_without_shared_state() {
+    // Same processor list, separate routers (separate queues, separate seeds and clocks).
+    let cfg = || RouterConfig {
+        policy: Policy::Hash,
+        ..RouterConfig::default()
+    };
+    let mut a = bed_with(4, 0, 1 << 12, cfg());
+    let mut b = bed_with(4, 0, 1 << 12, cfg());
+    for i in 0..200 {
+        let inv = invite(&format!("same-{i}"), &format!("z9hG4bK-s{i}"), "");
+        assert_eq!(
+            a.sip(SEC, &inv),
+            b.sip(7 * SEC, &inv),
+            "hash policy on Call-ID"
+        );
+        let k = (i % 4) as u16;
+        let bye = request(
+            "BYE",
+            &format!("d{i}"),
+            &format!("z9hG4bK-d{i}"),
+            Some(&proc_tag(k)),
+            "BYE",
+        );
+        assert_eq!(a.sip(SEC, &bye), Action::Forwarded(k));
+        assert_eq!(b.sip(SEC, &bye), Action::Forwarded(k));
+        let mdcx = format!(
+            "MDCX {} ep@mgw MGCP 1.0\r\nC: 1\r\nI: {}\r\n",
+            5000 + i,
+            proc_tag(k)
+        );
+        assert_eq!(mgcp(&mut a, SEC, &mdcx), Action::Forwarded(k));
+        assert_eq!(mgcp(&mut b, SEC, &mdcx), Action::Forwarded(k));
+    }
+}

@@ -626,7 +626,7 @@ impl Gateway {
             },
         );
         self.by_call.entry(call).or_default().push(conn_id.clone());
-        self.load.started();
+        self.load.started(units);
         self.stats.connections_created += 1;
         self.conn_sdp(&conn_id);
         let z = self.specific_endpoint(&endpoint);

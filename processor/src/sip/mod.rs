@@ -570,7 +570,7 @@ impl Uas {
             self.start_completed(now, msg, tag, last.unwrap_or_default(), dst);
             return;
         };
-        self.load.started();
+        self.load.started(units);
         self.stats.dialogs_started += 1;
         let session_id = self.tag_counter;
         self.dialogs.insert(

@@ -1,0 +1,178 @@
+//! `switchyard-processor`: a processor on its own host (claims 4 and 12).
+//!
+//! Same SIP UAS and MGCP gateway as the in-chassis threads, listening on its own address. The
+//! dispatcher forwards initial messages here over the LAN (with Via `received`/`rport`, or
+//! `X-SY-Src` for MGCP, naming the true source) and this process answers the source directly;
+//! later messages of each dialog come straight here. It reports its load to every dispatcher
+//! given with `--report-to`, signed with the shared key, several times a second.
+use std::{
+    net::{IpAddr, SocketAddr, UdpSocket},
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use processor::{
+    fabric::{self, monotonic_ns, LoadReport},
+    report::{Report, ReportKey},
+    thread::ProcessorConfig,
+};
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// A Switchyard processor on its own host: SIP UAS + MGCP gateway, reporting load over UDP.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on and to name in Contact / endpoint ids (SIP and MGCP).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// This processor's id: its index in the dispatchers' `--remote-processor` list (it is
+    /// encoded in To-tags and connection ids, so every dispatcher routes in-dialog traffic
+    /// here without shared state).
+    #[arg(long)]
+    id: u16,
+    /// Number of processors in the dispatchers' list (bounds valid ids in tags).
+    #[arg(long)]
+    processors: u16,
+    /// Dispatcher report listener(s) to send load reports to (repeatable).
+    #[arg(long = "report-to", required = true)]
+    report_to: Vec<SocketAddr>,
+    /// File holding the shared report key (any bytes; trailing newline ignored).
+    #[arg(long, env = "SWITCHYARD_REPORT_KEY_FILE")]
+    report_key_file: PathBuf,
+    /// Milliseconds between load reports.
+    #[arg(long, default_value_t = 100)]
+    report_interval_ms: u64,
+    /// Dispatcher addresses trusted to relay MGCP with `X-SY-Src` (default: the --report-to IPs).
+    #[arg(long = "relay")]
+    relays: Vec<IpAddr>,
+    /// Capacity in session units (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    capacity: u32,
+    /// RTP ports, half for SIP and half for MGCP.
+    #[arg(long, default_value = "20000-59999", value_parser = parse_range)]
+    media_ports: (u16, u16),
+    /// Send 180 Ringing before 200 OK.
+    #[arg(long)]
+    send_180: bool,
+    /// Milliseconds before answering 200 OK.
+    #[arg(long, default_value_t = 0)]
+    answer_delay_ms: u64,
+    /// CPU core to pin the processor thread to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Write counters as JSON here on exit.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
+    log_level: String,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').ok_or("expected LO-HI")?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
+    if lo >= hi {
+        return Err(format!("empty range {lo}-{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&a.log_level)?)
+        .with_target(false)
+        .init();
+    if a.id >= a.processors {
+        bail!("--id {} must be below --processors {}", a.id, a.processors);
+    }
+    let key = ReportKey::from_file(&a.report_key_file)
+        .with_context(|| format!("reading --report-key-file {}", a.report_key_file.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
+    let socket = UdpSocket::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
+    let report_socket = socket.try_clone()?;
+    let load = LoadReport::new(a.capacity);
+    let mid = a.media_ports.0 + (((a.media_ports.1 - a.media_ports.0) / 2) & !1);
+    let mut cfg = ProcessorConfig::new(a.id, a.processors, a.listen);
+    cfg.sip.media_ports = (a.media_ports.0, mid - 1);
+    cfg.mgcp.media_ports = (mid, a.media_ports.1);
+    cfg.sip.send_180 = a.send_180;
+    cfg.sip.answer_delay = Duration::from_millis(a.answer_delay_ms);
+    cfg.mgcp.answer_delay = Duration::from_millis(a.answer_delay_ms);
+    cfg.sip.capacity_units = a.capacity;
+    cfg.mgcp.capacity_units = a.capacity;
+    cfg.core = a.core;
+    cfg.relays = if a.relays.is_empty() {
+        a.report_to.iter().map(SocketAddr::ip).collect()
+    } else {
+        a.relays.clone()
+    };
+    // Standalone: everything arrives on the socket; the queue stays empty.
+    let (_producer, consumer) = fabric::channel(2)?;
+    let handle =
+        processor::thread::try_spawn(cfg, consumer, Arc::clone(&load), socket, Arc::clone(&stop))?;
+    info!(listen = %a.listen, id = a.id, report_to = ?a.report_to, "processor running");
+
+    let interval = Duration::from_millis(a.report_interval_ms.max(10));
+    let mut seq = 0u64;
+    let mut send_errors = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let r = Report {
+            id: a.id,
+            seq,
+            sent_ns: monotonic_ns(),
+            active: load.active.load(Ordering::Relaxed),
+            capacity: a.capacity,
+            units_in_use: load.in_use_units.load(Ordering::Relaxed),
+            released_units: load.released_units.load(Ordering::Relaxed),
+            rejected_units: load.rejected_units.load(Ordering::Relaxed),
+        };
+        let bytes = r.encode(&key);
+        for to in &a.report_to {
+            if report_socket.send_to(&bytes, to).is_err() {
+                send_errors += 1;
+            }
+        }
+        std::thread::sleep(interval);
+    }
+    let stats = handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("processor thread panicked"))?;
+    if send_errors > 0 {
+        warn!(send_errors, "some load reports could not be sent");
+    }
+    info!(?stats, reports = seq, "processor stopped");
+    if let Some(path) = &a.stats_json {
+        let v = serde_json::json!({
+            "reports": seq,
+            "report_send_errors": send_errors,
+            "queue_messages": stats.queue_messages,
+            "socket_messages": stats.socket_messages,
+            "sent": stats.sent,
+            "sip": {
+                "dialogs_started": stats.sip.dialogs_started,
+                "dialogs_confirmed": stats.sip.dialogs_confirmed,
+                "dialogs_ended": stats.sip.dialogs_ended,
+                "timeouts": stats.sip.timeouts,
+            },
+            "mgcp": {
+                "connections_created": stats.mgcp.connections_created,
+                "connections_deleted": stats.mgcp.connections_deleted,
+            },
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&v)?)?;
+    }
+    Ok(())
+}
