@@ -205,6 +205,18 @@ fn report_while_running(
     }
 }
 
+/// CPU time this thread has used, ns (`CLOCK_THREAD_CPUTIME_ID`): the dispatcher's own cost,
+/// reported at exit so CPU per call can be computed without sampling.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn pin(core: Option<usize>) {
     let Some(id) = core else { return };
     if core_affinity::set_for_current(core_affinity::CoreId { id }) {
@@ -246,6 +258,7 @@ fn run_udp(
             pin(core_id);
             let mut stats = UdpStats::default();
             udp_shell::run(&listeners, &mut router, &stop2, &mut stats, &pub2)?;
+            stats.cpu_ns = thread_cpu_ns();
             Ok((router, stats))
         })?;
     report_while_running(cfg, stop, published, None);
@@ -260,6 +273,7 @@ fn run_udp(
             "rx_datagrams": stats.rx_datagrams, "rx_batches": stats.rx_batches,
             "truncated": stats.truncated, "tx_replies": stats.tx_replies, "tx_errors": stats.tx_errors,
         },
+        "dispatcher_cpu_ns": stats.cpu_ns,
         "router": router_json(&router),
         "processors": procs_json,
     }))
@@ -346,6 +360,7 @@ fn run_xdp(
                 &mut stats,
                 &pub2,
             );
+            stats.cpu_ns = thread_cpu_ns();
             for q in queues.iter_mut() {
                 q.refresh_kernel_stats();
             }
@@ -373,6 +388,7 @@ fn run_xdp(
             "bad_frames": shell.bad_frames, "unknown_port": shell.unknown_port,
             "reply_not_sent": shell.reply_not_sent,
         },
+        "dispatcher_cpu_ns": shell.cpu_ns,
         "router": router_json(&router),
         "processors": procs_json,
     }))

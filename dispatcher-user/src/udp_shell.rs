@@ -34,6 +34,8 @@ pub struct UdpStats {
     pub tx_replies: u64,
     /// Replies the kernel refused (buffer full, unreachable), counted.
     pub tx_errors: u64,
+    /// CPU time of the dispatcher thread, ns (filled in when it stops).
+    pub cpu_ns: u64,
 }
 
 /// One bound well-known socket and its protocol.

@@ -36,6 +36,8 @@ pub struct XdpShellStats {
     pub unknown_port: u64,
     /// Replies that could not be queued for transmit (no free frame or ring slot).
     pub reply_not_sent: u64,
+    /// CPU time of the dispatcher thread, ns (filled in when it stops).
+    pub cpu_ns: u64,
 }
 
 /// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
