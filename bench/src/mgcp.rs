@@ -90,8 +90,6 @@ struct Slot {
     step: Step,
     /// Current transaction id (0 when none outstanding).
     tid: u32,
-    /// Per-slot transaction counter.
-    k: u32,
     provisional: bool,
     intended: u64,
     dst: SocketAddr,
@@ -177,6 +175,10 @@ pub struct MgcpCounters {
 pub struct MgcpCa {
     cfg: MgcpConfig,
     limits: Limits,
+    /// The next transaction id (run-wide sequence; see `new_tid`).
+    next_tid: u32,
+    /// Slot of each recent transaction id, indexed by `tid & (len - 1)`.
+    tid_ring: Vec<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     in_flight: u64,
@@ -215,7 +217,6 @@ impl MgcpCa {
             seq: 0,
             step: Step::Free,
             tid: 0,
-            k: 0,
             provisional: false,
             intended: 0,
             dst: cfg.target,
@@ -251,6 +252,8 @@ impl MgcpCa {
         };
         MgcpCa {
             limits: Limits::default(),
+            next_tid: 1,
+            tid_ring: vec![u32::MAX; (cfg.max_calls.max(1) as usize * 4).next_power_of_two()],
             slots: vec![slot; n],
             free: (0..n as u32).rev().collect(),
             in_flight: 0,
@@ -276,21 +279,26 @@ impl MgcpCa {
         (seq % self.cfg.locals.len().max(1) as u64) as usize
     }
 
+    /// A transaction id for `slot`'s next command. RFC 3435 §3.2.1.2: an id must not repeat
+    /// within three minutes (a gateway answers a repeat from its history without executing it),
+    /// and slots are reused at once, so ids come from one run-wide sequence (10^9 commands
+    /// before they come round) and a ring maps an id back to its slot in O(1).
     fn new_tid(&mut self, slot: u32) -> u32 {
-        let n = self.slots.len() as u64;
-        let per_slot = (MAX_TID / n).max(1);
+        let tid = self.next_tid;
+        self.next_tid = if tid >= MAX_TID as u32 { 1 } else { tid + 1 };
+        let mask = self.tid_ring.len() - 1;
+        self.tid_ring[tid as usize & mask] = slot;
         let c = &mut self.slots[slot as usize];
-        c.k = ((u64::from(c.k) + 1) % per_slot) as u32;
-        let tid = u64::from(slot) + 1 + n * u64::from(c.k);
-        c.tid = tid as u32;
+        c.tid = tid;
         c.provisional = false;
-        c.tid
+        tid
     }
 
     fn slot_of_tid(&self, tid: u32) -> Option<u32> {
-        let t = u64::from(tid).checked_sub(1)?;
-        let s = (t % self.slots.len() as u64) as u32;
-        (self.slots[s as usize].tid == tid && tid != 0).then_some(s)
+        let s = *self
+            .tid_ring
+            .get(tid as usize & (self.tid_ring.len() - 1))?;
+        (tid != 0 && self.slots.get(s as usize)?.tid == tid).then_some(s)
     }
 
     fn write(&self, buf: &mut [u8], slot: u32) -> Option<usize> {
@@ -544,6 +552,25 @@ mod tests {
     }
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn transaction_ids_do_not_repeat_when_one_slot_is_reused() {
+        // LIFO slot reuse puts every call on slot 0; ids must still be unique (RFC 3435
+        // §3.2.1.2), or the gateway answers a new command from its history.
+        let mut c = MgcpConfig::new(
+            "127.0.0.1:2427".parse().unwrap(),
+            vec!["127.0.0.1:40000".parse().unwrap()],
+        );
+        c.max_calls = 262_144; // the default: ~3,800 ids per slot before a naive counter wraps
+        let mut a = MgcpCa::new(c);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..300_000u32 {
+            let tid = a.new_tid(i % 2);
+            assert!((1..=999_999_999).contains(&tid));
+            assert!(seen.insert(tid), "tid {tid} repeated after {i} commands");
+            assert_eq!(a.slot_of_tid(tid), Some(i % 2));
+        }
+    }
 
     #[test]
     fn full_call_follows_z_endpoint() {

@@ -1,4 +1,5 @@
 //! Developer tooling shared by `cargo xtask` and the integration tests: toolchain setup and the
 //! network-namespace testbed. No product logic lives here.
+pub mod bench;
 pub mod setup;
 pub mod testbed;

@@ -45,6 +45,28 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+    /// The load benchmark: receive ceilings, Switchyard xdp and udp under blast, SIP and MGCP
+    /// calls; prints one table of rates, latency, dispatcher CPU per call and ratios.
+    Bench {
+        /// Short run for CI (< 2 minutes; asserts only that every stage produced numbers).
+        #[arg(long)]
+        quick: bool,
+        /// Datagrams/s offered in the ceiling and blast stages.
+        #[arg(long)]
+        blast_rate: Option<u64>,
+        /// Calls/s offered in the call stages.
+        #[arg(long)]
+        call_rate: Option<u64>,
+        /// Seconds per stage.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Processor threads.
+        #[arg(long, default_value_t = 2)]
+        processors: u16,
+        /// Selection policy.
+        #[arg(long, default_value = "least-loaded")]
+        policy: String,
+    },
     /// Create or delete the veth/netns testbed.
     Testbed {
         /// up or down.
@@ -105,6 +127,17 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Setup { no_apt } => setup::all(!no_apt),
         Cmd::Test => test(),
+        Cmd::Bench {
+            quick,
+            blast_rate,
+            call_rate,
+            seconds,
+            processors,
+            policy,
+        } => {
+            setup::all(true)?;
+            bench(quick, blast_rate, call_rate, seconds, processors, policy)
+        }
         Cmd::Run {
             backend,
             seconds,
@@ -174,6 +207,33 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+fn bench(
+    quick: bool,
+    blast_rate: Option<u64>,
+    call_rate: Option<u64>,
+    seconds: Option<u64>,
+    processors: u16,
+    policy: String,
+) -> anyhow::Result<()> {
+    let mut b = cargo();
+    b.args(["build", "--release", "-p", "dispatcher-user", "-p", "bench"])
+        .env("SWITCHYARD_REQUIRE_EBPF", "1");
+    check(b, "cargo build --release")?;
+    let root = workspace_root();
+    let out = xtask::bench::run(&xtask::bench::BenchConfig {
+        quick,
+        blast_rate: blast_rate.unwrap_or(if quick { 20_000 } else { 150_000 }),
+        call_rate: call_rate.unwrap_or(if quick { 1_000 } else { 5_000 }),
+        seconds: seconds.unwrap_or(if quick { 3 } else { 10 }),
+        processors,
+        policy,
+        bin_dir: root.join("target/release"),
+        out_root: root.join("target/bench"),
+    })?;
+    println!("bench artefacts: {}", out.display());
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
     setup::all(true)?;
     // SAFETY: geteuid has no preconditions.
@@ -205,6 +265,8 @@ fn test() -> anyhow::Result<()> {
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(t, "cargo test --workspace")?;
     fuzz_smoke()?;
+    eprintln!("xtask: cargo xtask bench --quick (smoke: every stage must produce numbers)");
+    bench(true, None, None, None, 2, "least-loaded".into())?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

@@ -1,0 +1,381 @@
+//! `cargo xtask bench`: every stage of the load benchmark in one invocation, on the veth
+//! testbed, so that the numbers that matter are ratios measured side by side in one run:
+//!
+//! 1. receive ceilings: a raw AF_XDP loop and a raw `recvmmsg` loop that only count, fed by the
+//!    generator's `blast` at the offered rate;
+//! 2. Switchyard (`--backend xdp`, then `--backend udp`) fed the same blast: how many datagrams
+//!    per second the dispatcher receives and decides (every one a new INVITE dialog);
+//! 3. Switchyard on each backend under full SIP calls (INVITE → 100 → 200 → ACK → BYE → 200,
+//!    ACK/BYE to the processor's Contact) and under MGCP CRCX → MDCX → DLCX: achieved rate,
+//!    failures, latency, and the dispatcher thread's CPU per call.
+//!
+//! Everything lands in `target/bench/<timestamp>/` (one folder per stage with the generator's
+//! `.hgrm`, `summary.json`, `report.txt` and `latency.svg`; the dispatcher's exit counters; and
+//! `bench.json` + `table.txt` for the whole run).
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{bail, Context as _};
+use serde_json::{json, Value};
+
+use crate::testbed::{self, Testbed};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Short run for CI (asserts only that every stage produced numbers).
+    pub quick: bool,
+    /// Datagrams/s offered in the ceiling and blast stages.
+    pub blast_rate: u64,
+    /// Calls/s offered in the call stages.
+    pub call_rate: u64,
+    /// Seconds per stage.
+    pub seconds: u64,
+    /// Processor threads.
+    pub processors: u16,
+    /// Selection policy.
+    pub policy: String,
+    /// Release binaries.
+    pub bin_dir: PathBuf,
+    /// Output root (`target/bench`).
+    pub out_root: PathBuf,
+}
+
+struct Killer(Option<Child>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            // SAFETY: signalling our own child by PID.
+            unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Killer {
+    /// SIGINT and wait (bounded): the clean stop that makes Switchyard write its counters.
+    fn stop(mut self) -> anyhow::Result<()> {
+        let Some(mut c) = self.0.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(c.id() as i32, libc::SIGINT) };
+        for _ in 0..200 {
+            if let Some(s) = c.try_wait()? {
+                if !s.success() {
+                    bail!("process exited with {s}");
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
+        let _ = c.wait();
+        bail!("process did not stop within 10 s of SIGINT")
+    }
+}
+
+fn read_json(p: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for k in path {
+        cur = &cur[*k];
+    }
+    cur.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Runs the whole benchmark; returns the output folder.
+pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let out = cfg
+        .out_root
+        .join(format!("{stamp}{}", if cfg.quick { "-quick" } else { "" }));
+    std::fs::create_dir_all(&out)?;
+    let tb = Testbed::up("sybn", 1)?;
+    let bin = |name: &str| cfg.bin_dir.join(name);
+    let sy = bin("switchyard");
+    let gen = bin("switchyard-bench");
+    for b in [&sy, &gen] {
+        if !b.exists() {
+            bail!(
+                "{} is missing (build with `cargo build --release`)",
+                b.display()
+            );
+        }
+    }
+    let secs = cfg.seconds;
+    let disp_sip = format!("{}:5060", testbed::DISP_V4);
+    let disp_mgcp = format!("{}:2427", testbed::DISP_V4);
+    let mut rows: Vec<Value> = Vec::new();
+
+    // The generator runs on core 0, everything on the dispatcher side on core 1.
+    let blast = |dir: &Path, target: &str| -> anyhow::Result<()> {
+        let st = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default())
+            .args([
+                "blast",
+                "--target",
+                target,
+                "--local-ip",
+                testbed::APP_V4,
+                "--core",
+                "0",
+                "--quiet",
+            ])
+            .args([
+                "--rate",
+                &cfg.blast_rate.to_string(),
+                "--duration",
+                &secs.to_string(),
+            ])
+            .arg("--out")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .status()?;
+        if !st.success() {
+            bail!("blast failed: {st}");
+        }
+        Ok(())
+    };
+
+    // 1. Ceilings.
+    for backend in ["xdp", "udp"] {
+        eprintln!(
+            "bench: ceiling, raw {backend} receive loop, {} datagrams/s offered for {secs} s",
+            cfg.blast_rate
+        );
+        let dir = out.join(format!("ceiling-{backend}"));
+        std::fs::create_dir_all(&dir)?;
+        let json_path = dir.join("sink.json");
+        let mut sink = Testbed::exec(&tb.disp_ns, gen.to_str().unwrap_or_default());
+        sink.args([
+            "sink",
+            "--backend",
+            backend,
+            "--core",
+            "1",
+            "--duration",
+            &(secs + 3).to_string(),
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .stdout(Stdio::null());
+        if backend == "xdp" {
+            sink.args(["--iface", &tb.disp_if, "--port", "5060"]);
+        } else {
+            sink.args(["--bind", &disp_sip]);
+        }
+        let mut child = sink.spawn().context("starting the sink")?;
+        std::thread::sleep(Duration::from_millis(1500));
+        blast(&dir, &disp_sip)?;
+        let st = child.wait()?;
+        if !st.success() {
+            bail!("sink ({backend}) failed: {st}");
+        }
+        let j = read_json(&json_path)?;
+        rows.push(json!({
+            "stage": format!("ceiling {backend}"),
+            "offered": cfg.blast_rate,
+            "received_per_s": num(&j, &["datagrams"]) / secs as f64,
+            "raw": j,
+        }));
+    }
+
+    let start_switchyard = |backend: &str, dir: &Path| -> anyhow::Result<Killer> {
+        let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
+        c.args([
+            "run",
+            "--backend",
+            backend,
+            "--sip",
+            &disp_sip,
+            "--mgcp",
+            &disp_mgcp,
+        ])
+        .args([
+            "--processors",
+            &cfg.processors.to_string(),
+            "--policy",
+            &cfg.policy,
+        ])
+        .args(["--core", "1", "--log-level", "warn"])
+        .arg("--stats-json")
+        .arg(dir.join("switchyard.json"))
+        .stdout(Stdio::null());
+        if backend == "xdp" {
+            c.args(["--iface", &tb.disp_if]);
+        }
+        let child = c.spawn().context("starting switchyard")?;
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Killer(Some(child)))
+    };
+
+    // 2. Switchyard under the same blast.
+    for backend in ["xdp", "udp"] {
+        eprintln!("bench: switchyard {backend}, blast of new INVITEs");
+        let dir = out.join(format!("route-{backend}"));
+        std::fs::create_dir_all(&dir)?;
+        let k = start_switchyard(backend, &dir)?;
+        blast(&dir, &disp_sip)?;
+        std::thread::sleep(Duration::from_millis(500));
+        k.stop()?;
+        let s = read_json(&dir.join("switchyard.json"))?;
+        let handled = num(&s, &["router", "sip"]);
+        rows.push(json!({
+            "stage": format!("switchyard {backend} (blast)"),
+            "offered": cfg.blast_rate,
+            "received_per_s": handled / secs as f64,
+            "forwarded": num(&s, &["router", "new_dialogs"]),
+            "overload_503": num(&s, &["router", "overload"]),
+            "dispatcher_cpu_ns_per_msg": num(&s, &["dispatcher_cpu_ns"]) / handled.max(1.0),
+            "raw": s,
+        }));
+    }
+
+    // 3. Full calls, SIP then MGCP.
+    for (kind, proto_target) in [("sip", &disp_sip), ("mgcp", &disp_mgcp)] {
+        for backend in ["xdp", "udp"] {
+            eprintln!(
+                "bench: switchyard {backend}, {kind} calls at {}/s for {secs} s",
+                cfg.call_rate
+            );
+            let dir = out.join(format!("{kind}-{backend}"));
+            std::fs::create_dir_all(&dir)?;
+            let k = start_switchyard(backend, &dir)?;
+            let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
+            g.args([
+                kind,
+                "--target",
+                proto_target,
+                "--local-ip",
+                testbed::APP_V4,
+                "--core",
+                "0",
+                "--quiet",
+            ])
+            .args([
+                "--rate",
+                &cfg.call_rate.to_string(),
+                "--duration",
+                &secs.to_string(),
+            ])
+            .args([
+                "--hold-ms",
+                "0",
+                "--timeout-ms",
+                "4000",
+                "--label",
+                &format!("{kind}-{backend}"),
+            ])
+            .arg("--out")
+            .arg(&dir)
+            .stdout(Stdio::null());
+            let st = g.status()?;
+            if !st.success() {
+                bail!("generator ({kind}, {backend}) failed: {st}");
+            }
+            k.stop()?;
+            let s = read_json(&dir.join("switchyard.json"))?;
+            let g = read_json(&dir.join("summary.json"))?;
+            let first = if kind == "sip" {
+                "invite_200"
+            } else {
+                "crcx_200"
+            };
+            let calls = num(&s, &["router", "new_dialogs"]).max(1.0);
+            rows.push(json!({
+                "stage": format!("switchyard {backend} ({kind} calls)"),
+                "offered": num(&g, &["offered_cps"]),
+                "achieved_per_s": num(&g, &["achieved_cps"]),
+                "failed": num(&g, &["failed_calls"]),
+                "p50_us": num(&g, &["latency_us", first, "p50_us"]),
+                "p99_us": num(&g, &["latency_us", first, "p99_us"]),
+                "dispatcher_cpu_ns_per_call": num(&s, &["dispatcher_cpu_ns"]) / calls,
+                "generator": g,
+                "switchyard": s,
+            }));
+        }
+    }
+    drop(tb);
+
+    let get = |stage: &str, key: &str| -> f64 {
+        rows.iter()
+            .find(|r| r["stage"] == stage)
+            .map(|r| num(r, &[key]))
+            .unwrap_or(f64::NAN)
+    };
+    let ratios = json!({
+        "switchyard_xdp_over_afxdp_ceiling": get("switchyard xdp (blast)", "received_per_s") / get("ceiling xdp", "received_per_s"),
+        "switchyard_udp_over_recvmmsg_ceiling": get("switchyard udp (blast)", "received_per_s") / get("ceiling udp", "received_per_s"),
+        "xdp_over_udp_blast": get("switchyard xdp (blast)", "received_per_s") / get("switchyard udp (blast)", "received_per_s"),
+        "xdp_over_udp_sip_calls": get("switchyard xdp (sip calls)", "achieved_per_s") / get("switchyard udp (sip calls)", "achieved_per_s"),
+        "peer": "not run (Kamailio comparison not implemented in this bench; see README)",
+    });
+    let table = render(&rows, &ratios);
+    println!("{table}");
+    std::fs::write(out.join("table.txt"), &table)?;
+    std::fs::write(
+        out.join("bench.json"),
+        serde_json::to_vec_pretty(
+            &json!({ "quick": cfg.quick, "stages": rows, "ratios": ratios }),
+        )?,
+    )?;
+    // Every stage must have produced numbers (the only thing --quick asserts).
+    for r in &rows {
+        let v = r
+            .get("received_per_s")
+            .or_else(|| r.get("achieved_per_s"))
+            .and_then(Value::as_f64);
+        if !v.is_some_and(|x| x.is_finite() && x > 0.0) {
+            bail!("stage {} produced no numbers: {r}", r["stage"]);
+        }
+    }
+    Ok(out)
+}
+
+fn render(rows: &[Value], ratios: &Value) -> String {
+    let mut t = String::new();
+    t.push_str(&format!(
+        "{:<30} {:>10} {:>12} {:>8} {:>10} {:>10} {:>14}\n",
+        "stage", "offered/s", "achieved/s", "failed", "p50 µs", "p99 µs", "disp CPU/call"
+    ));
+    for r in rows {
+        let f = |k: &str| r.get(k).and_then(Value::as_f64);
+        let cell = |v: Option<f64>, prec: usize| {
+            v.filter(|x| x.is_finite())
+                .map_or("-".to_owned(), |x| format!("{x:.prec$}"))
+        };
+        let achieved = f("achieved_per_s").or(f("received_per_s"));
+        let cpu = f("dispatcher_cpu_ns_per_call")
+            .or(f("dispatcher_cpu_ns_per_msg"))
+            .map(|ns| ns / 1000.0);
+        t.push_str(&format!(
+            "{:<30} {:>10} {:>12} {:>8} {:>10} {:>10} {:>12} µs\n",
+            r["stage"].as_str().unwrap_or("?"),
+            cell(f("offered"), 0),
+            cell(achieved, 0),
+            cell(f("failed"), 0),
+            cell(f("p50_us"), 0),
+            cell(f("p99_us"), 0),
+            cell(cpu, 2),
+        ));
+    }
+    t.push_str("\nratios (side by side, same run):\n");
+    if let Some(m) = ratios.as_object() {
+        for (k, v) in m {
+            match v.as_f64() {
+                Some(x) => t.push_str(&format!("  {k:<40} {x:.2}\n")),
+                None => t.push_str(&format!("  {k:<40} {}\n", v.as_str().unwrap_or("-"))),
+            }
+        }
+    }
+    t
+}
