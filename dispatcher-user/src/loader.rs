@@ -60,6 +60,9 @@ pub enum LoaderError {
         /// Kernel program id.
         id: u32,
     },
+    /// Pinning to bpffs failed.
+    #[error("pinning the XDP program: {0}")]
+    Pin(#[from] aya::pin::PinError),
     /// A stale program of ours could not be removed (e.g. another live switchyard holds it).
     #[error("interface {iface} has a Switchyard XDP program (id {id}) that could not be detached: {why}; is another switchyard running on it?")]
     Stale {
@@ -160,6 +163,18 @@ impl XdpProgram {
         Ok(used)
     }
 
+    /// Pins the loaded program at `path` on a bpffs, so it outlives this process (e.g. to
+    /// attach it with `ip link set dev IF xdp pinned PATH` from another tool).
+    pub fn pin(&mut self, path: &std::path::Path) -> Result<(), LoaderError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(LoaderError::Missing("program"))?
+            .try_into()?;
+        prog.pin(path)?;
+        Ok(())
+    }
+
     /// The interface and mode the program is attached with, if attached.
     pub fn attached(&self) -> Option<(&str, AttachMode)> {
         self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
@@ -227,13 +242,19 @@ fn remove_stale(iface: &str) -> Result<(), LoaderError> {
         });
     }
     warn!(%iface, id, "a Switchyard XDP program from an earlier run is still attached; replacing it");
-    let out = Command::new("ip")
-        .args(["link", "set", "dev", iface, "xdp", "off"])
-        .output();
-    let ok = matches!(&out, Ok(o) if o.status.success());
-    if ok && attached_program(iface).is_none() {
-        return Ok(());
+    // Detaching must name the mode it was attached in; try each.
+    let mut out = None;
+    for mode in ["xdp", "xdpgeneric", "xdpdrv"] {
+        out = Some(
+            Command::new("ip")
+                .args(["link", "set", "dev", iface, mode, "off"])
+                .output(),
+        );
+        if attached_program(iface).is_none() {
+            return Ok(());
+        }
     }
+    let out = out.expect("at least one mode tried");
     Err(LoaderError::Stale {
         iface: iface.to_owned(),
         id,

@@ -168,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::fmt()
                 .with_env_filter(EnvFilter::try_new(&a.log_level)?)
                 .with_target(false)
+                .with_writer(std::io::stderr)
                 .init();
             run(RunConfig {
                 backend: a.backend,

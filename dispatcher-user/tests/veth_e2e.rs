@@ -156,3 +156,85 @@ fn a_killed_run_leaves_nothing_attached_and_the_next_run_starts() {
     }
     assert!(!tb.disp_link_details().unwrap().contains("prog/xdp"));
 }
+
+/// A program attached the legacy (netlink) way outlives its loader: that is what a crashed run
+/// of an older kernel leaves behind. Switchyard must replace it, say so, and leave nothing.
+#[test]
+#[ignore = "needs root, netns and bpffs: run `cargo xtask test`"]
+fn a_program_left_attached_by_netlink_is_replaced() {
+    common::require_root();
+    let name = common::tb_name("sl");
+    let tb = Testbed::up(&name, 1).expect("testbed");
+    // A private bpffs to pin the program in, so `ip` can attach it by netlink.
+    let fs = std::env::temp_dir().join(format!("sy-bpffs-{}", std::process::id()));
+    std::fs::create_dir_all(&fs).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting bpffs at {}", fs.display());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _fs = Unmount(fs.clone());
+    let pin = fs.join("stale");
+    {
+        let mut prog = dispatcher_user::loader::XdpProgram::load().expect("load");
+        prog.pin(&pin).expect("pin");
+    }
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &tb.disp_ns,
+            "link",
+            "set",
+            "dev",
+            &tb.disp_if,
+            "xdpgeneric",
+            "pinned",
+        ])
+        .arg(&pin)
+        .status()
+        .unwrap();
+    assert!(st.success(), "attaching the pinned program by netlink");
+    let _ = std::fs::remove_file(&pin);
+    assert!(
+        tb.disp_link_details()
+            .unwrap()
+            .contains("name switchyard_xdp"),
+        "stale program in place"
+    );
+
+    let mut cmd = Testbed::exec(&tb.disp_ns, common::switchyard_bin().to_str().unwrap());
+    cmd.args([
+        "run",
+        "--backend",
+        "xdp",
+        "--iface",
+        &tb.disp_if,
+        "--processors",
+        "0",
+    ])
+    .args(["--log-level", "warn"])
+    .stderr(std::process::Stdio::piped());
+    let mut sy = Switchyard::start(cmd, "sl");
+    sy.wait_until("switchyard's own program to be attached", || {
+        let d = tb.disp_link_details().unwrap();
+        d.contains("prog/xdp") && !d.contains("xdpgeneric")
+    });
+    let stats = sy.stop_with_stderr();
+    assert!(
+        stats.1.contains("still attached; replacing it"),
+        "switchyard must say it replaced a stale program: {}",
+        stats.1
+    );
+    assert!(
+        !tb.disp_link_details().unwrap().contains("prog/xdp"),
+        "nothing left attached"
+    );
+}

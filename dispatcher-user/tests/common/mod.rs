@@ -66,6 +66,22 @@ impl Switchyard {
         serde_json::from_str(&text).expect("stats JSON parses")
     }
 
+    /// Like [`Switchyard::stop`], also returning what it wrote to stderr (the command must have
+    /// been started with `stderr(Stdio::piped())`).
+    pub fn stop_with_stderr(mut self) -> (serde_json::Value, String) {
+        let mut err = self.child.stderr.take();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(e) = err.as_mut() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut s);
+            }
+            s
+        });
+        let stats = self.stop();
+        (stats, reader.join().unwrap_or_default())
+    }
+
     /// Waits until the process has logged readiness, approximated by the stats of a started
     /// process: we poll for `pred` (e.g. XDP attached) up to 10 s.
     pub fn wait_until(&mut self, what: &str, mut pred: impl FnMut() -> bool) {

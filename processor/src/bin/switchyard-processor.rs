@@ -90,6 +90,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&a.log_level)?)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .init();
     if a.id >= a.processors {
         bail!("--id {} must be below --processors {}", a.id, a.processors);
