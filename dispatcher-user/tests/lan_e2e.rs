@@ -92,53 +92,8 @@ fn start_dispatcher(tb: &LanTestbed, backend: &str, key: &Path, tag: &str) -> Sw
     sy
 }
 
-fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().expect("tshark");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
-}
-
-fn capture(ns: &str, tag: &str) -> (Proc, PathBuf) {
-    let file = std::env::temp_dir().join(format!("sy-lan-{tag}-{}.pcapng", std::process::id()));
-    let _ = std::fs::remove_file(&file);
-    let child = LanTestbed::exec_in(ns, "tshark")
-        .args(["-q", "-i", "eth0", "-f", "udp", "-w"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tshark (cargo xtask setup)");
-    let t = Instant::now();
-    while !file.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "tshark did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    (Proc(child), file)
-}
-
-fn stop_capture(p: Proc) {
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child by PID.
-    unsafe { libc::kill(p.0.id() as i32, libc::SIGINT) };
-    let mut p = p;
-    let _ = p.0.wait();
+fn capture(ns: &str, tag: &str) -> common::Capture {
+    common::Capture::start(ns, "eth0", tag)
 }
 
 #[test]
@@ -150,7 +105,7 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
     let _p1 = start_processor(&tb.proc_ns[0], PROC_V4[0], 0, &key);
     let _p2 = start_processor(&tb.proc_ns[1], PROC_V4[1], 1, &key);
     let sy = start_dispatcher(&tb, "xdp", &key, "ln");
-    let (cap, pcap) = capture(&tb.app_ns, "ln");
+    let cap = capture(&tb.app_ns, "ln");
     let dir = std::env::temp_dir().join(format!("sy-lan-sipp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,7 +141,7 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
         .stderr(Stdio::null())
         .status()
         .expect("sipp");
-    stop_capture(cap);
+    let pcap = cap.stop();
     let stats = sy.stop();
     assert!(
         status.success(),
@@ -217,7 +172,7 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
     // The app server's view: INVITEs to the dispatcher; 200 OKs straight from the processor
     // hosts; ACK and BYE straight to them.
     let procs = [PROC_V4[0], PROC_V4[1]];
-    let oks = tshark_fields(
+    let oks = common::tshark_fields(
         &pcap,
         "sip.Status-Code == 200 && sip.CSeq.method == \"INVITE\"",
         &["ip.src", "udp.srcport"],
@@ -228,7 +183,7 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
             .all(|r| procs.contains(&r[0].as_str()) && r[1] == "5070"),
         "a 200 did not come from a processor host"
     );
-    let inbound = tshark_fields(
+    let inbound = common::tshark_fields(
         &pcap,
         "sip.Method == \"ACK\" || sip.Method == \"BYE\"",
         &["ip.dst"],
@@ -238,7 +193,7 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
         inbound.iter().all(|r| procs.contains(&r[0].as_str())),
         "an ACK/BYE went to the dispatcher"
     );
-    let invites = tshark_fields(&pcap, "sip.Method == \"INVITE\"", &["ip.dst"]);
+    let invites = common::tshark_fields(&pcap, "sip.Method == \"INVITE\"", &["ip.dst"]);
     assert!(invites.iter().all(|r| r[0] == testbed::DISP_V4));
     let _ = std::fs::remove_file(&pcap);
     let _ = std::fs::remove_file(&key);
@@ -283,7 +238,7 @@ fn killing_a_processor_host_takes_it_out_of_selection() {
     let mut p1 = Some(start_processor(&tb.proc_ns[0], PROC_V4[0], 0, &key));
     let _p2 = start_processor(&tb.proc_ns[1], PROC_V4[1], 1, &key);
     let sy = start_dispatcher(&tb, "udp", &key, "lk");
-    let (cap, pcap) = capture(&tb.proc_ns[0], "lk");
+    let cap = capture(&tb.proc_ns[0], "lk");
     let sock = in_netns(&tb.app_ns, || UdpSocket::bind((testbed::APP_V4, 5060)))
         .unwrap()
         .unwrap();
@@ -359,7 +314,7 @@ fn killing_a_processor_host_takes_it_out_of_selection() {
             break;
         }
     }
-    stop_capture(cap);
+    let pcap = cap.stop();
     let stats = sy.stop();
     let (_, kill_wall) = killed_at.expect("processor was killed");
     assert!(
@@ -380,7 +335,7 @@ fn killing_a_processor_host_takes_it_out_of_selection() {
     );
 
     // The dead host's wire: when did the last INVITE reach it?
-    let times = tshark_fields(
+    let times = common::tshark_fields(
         &pcap,
         "sip.Method == \"INVITE\" && ip.dst == 198.18.0.11",
         &["frame.time_epoch"],

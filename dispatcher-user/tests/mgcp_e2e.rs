@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     net::{SocketAddr, UdpSocket},
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -291,43 +291,8 @@ fn mgcp_sequences_over_udp_backend_both_variants() {
 fn mgcp_sequences_over_xdp_backend_with_capture() {
     common::require_root();
     let tb = Testbed::up(&common::tb_name("mx"), 1).expect("testbed");
-    let mut cmd = Testbed::exec(&tb.disp_ns, common::switchyard_bin().to_str().unwrap());
-    cmd.args([
-        "run",
-        "--backend",
-        "xdp",
-        "--iface",
-        &tb.disp_if,
-        "--log-level",
-        "warn",
-    ])
-    .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
-    .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
-    .args(["--processors", "2", "--processor-ports", "5070"]);
-    let mut sy = Switchyard::start(cmd, "mgcp-xdp");
-    sy.wait_until("attach", || {
-        tb.disp_link_details().unwrap().contains("prog/xdp")
-    });
-
-    let pcap = std::env::temp_dir().join(format!("sy-mgcp-{}.pcapng", std::process::id()));
-    let _ = std::fs::remove_file(&pcap);
-    let mut tshark = Testbed::exec(&tb.app_ns, "tshark")
-        .args(["-q", "-i", &tb.app_if, "-f", "udp", "-w"])
-        .arg(&pcap)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tshark (cargo xtask setup)");
-    let t = Instant::now();
-    while !pcap.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "tshark did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    let sy = common::xdp_switchyard(&tb, &[], "mgcp-xdp");
+    let cap = common::Capture::start(&tb.app_ns, &tb.app_if, "mgcp-xdp");
 
     let sock = in_netns(&tb.app_ns, || UdpSocket::bind((testbed::APP_V4, 2727)))
         .unwrap()
@@ -340,28 +305,14 @@ fn mgcp_sequences_over_xdp_backend_with_capture() {
     println!("xdp: {:.0} sequences/s", f64::from(SEQUENCES) / secs);
     let mut via_gw = call_agent(&sock, gw, true, 100_000);
     check(&mut via_gw, "xdp, follow-ups to 2427");
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signalling our own child by PID.
-    unsafe { libc::kill(tshark.id() as i32, libc::SIGINT) };
-    let _ = tshark.wait();
+    let pcap = cap.stop();
     let stats = sy.stop();
     assert_eq!(stats["router"]["new_dialogs"], 2 * SEQUENCES, "{stats}");
 
     let fields = |filter: &str, f: &str| -> Vec<String> {
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(&pcap)
-            .args(["-Y", filter, "-T", "fields", "-e", f])
-            .output()
-            .expect("tshark");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
+        common::tshark_fields(&pcap, filter, &[f])
+            .into_iter()
+            .map(|mut r| r.swap_remove(0))
             .collect()
     };
     let mgcp_packets = fields("mgcp", "frame.number");

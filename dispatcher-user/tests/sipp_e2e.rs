@@ -192,85 +192,6 @@ fn sipp_builtin_uac_over_udp_backend() {
     assert_eq!(r["in_dialog"], 2 * CALLS, "{stats}");
 }
 
-/// One capture on the app side of the testbed (XDP-redirected frames are invisible to pcap on
-/// the dispatcher side, so we watch what the application server sends and receives).
-struct Capture {
-    child: std::process::Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &str, iface: &str, tag: &str) -> Self {
-        let file = std::env::temp_dir().join(format!("sy-cap-{tag}-{}.pcapng", std::process::id()));
-        let _ = std::fs::remove_file(&file);
-        let child = Testbed::exec(ns, "tshark")
-            .args(["-q", "-i", iface, "-f", "udp", "-w"])
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tshark is required (cargo xtask setup)");
-        // tshark needs a moment to open the interface.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !file.exists() {
-            assert!(Instant::now() < deadline, "tshark did not start capturing");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        Self { child, file }
-    }
-
-    fn stop(mut self) -> PathBuf {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        self.file.clone()
-    }
-}
-
-/// `tshark -r file -Y filter -T fields -e field...` as rows.
-fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().expect("tshark");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
-}
-
-fn xdp_switchyard(tb: &Testbed, extra: &[&str], tag: &str) -> Switchyard {
-    let mut cmd = Testbed::exec(&tb.disp_ns, common::switchyard_bin().to_str().unwrap());
-    cmd.args([
-        "run",
-        "--backend",
-        "xdp",
-        "--iface",
-        &tb.disp_if,
-        "--log-level",
-        "warn",
-    ])
-    .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
-    .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
-    .args(["--processors", "2", "--processor-ports", "5070"])
-    .args(extra);
-    let mut sy = Switchyard::start(cmd, tag);
-    sy.wait_until("the XDP program to be attached", || {
-        tb.disp_link_details().unwrap().contains("prog/xdp")
-    });
-    sy
-}
-
 #[test]
 #[ignore = "needs root, netns, SIPp and tshark: run `cargo xtask test`"]
 fn sipp_over_xdp_backend_with_capture() {
@@ -280,8 +201,8 @@ fn sipp_over_xdp_backend_with_capture() {
     let scenario = shared().join("sipp/uac-follow-contact.xml");
 
     // Scenario 1: follow Contact, with a capture on the application server's side.
-    let sy = xdp_switchyard(&tb, &[], "sx1");
-    let cap = Capture::start(&tb.app_ns, &tb.app_if, "sx1");
+    let sy = common::xdp_switchyard(&tb, &[], "sx1");
+    let cap = common::Capture::start(&tb.app_ns, &tb.app_if, "sx1");
     let mut cmd = Testbed::exec(&tb.app_ns, "sipp");
     cmd.arg("-sf")
         .arg(&scenario)
@@ -299,7 +220,7 @@ fn sipp_over_xdp_backend_with_capture() {
     );
 
     let processor_ports = ["5070", "5071"];
-    let acks_byes = tshark_fields(
+    let acks_byes = common::tshark_fields(
         &pcap,
         "sip.Method == \"ACK\" || sip.Method == \"BYE\"",
         &["udp.dstport"],
@@ -315,9 +236,9 @@ fn sipp_over_xdp_backend_with_capture() {
             .all(|r| processor_ports.contains(&r[0].as_str())),
         "an ACK/BYE went somewhere other than a processor port"
     );
-    let invites = tshark_fields(&pcap, "sip.Method == \"INVITE\"", &["udp.dstport"]);
+    let invites = common::tshark_fields(&pcap, "sip.Method == \"INVITE\"", &["udp.dstport"]);
     assert!(invites.iter().all(|r| r[0] == "5060") && invites.len() >= CALLS as usize);
-    let oks = tshark_fields(
+    let oks = common::tshark_fields(
         &pcap,
         "sip.Status-Code == 200 && sip.CSeq.method == \"INVITE\"",
         &["udp.srcport"],
@@ -327,7 +248,7 @@ fn sipp_over_xdp_backend_with_capture() {
         oks.iter().all(|r| processor_ports.contains(&r[0].as_str())),
         "a 200 OK did not come straight from a processor port"
     );
-    let malformed = tshark_fields(
+    let malformed = common::tshark_fields(
         &pcap,
         "_ws.malformed || _ws.expert.severity >= 8388608",
         &["frame.number"],
@@ -339,7 +260,7 @@ fn sipp_over_xdp_backend_with_capture() {
     let _ = std::fs::remove_file(&pcap);
 
     // Scenario 2: built-in UAC, ACK/BYE to the well-known port, over AF_XDP.
-    let sy = xdp_switchyard(&tb, &[], "sx2");
+    let sy = common::xdp_switchyard(&tb, &[], "sx2");
     let mut cmd = Testbed::exec(&tb.app_ns, "sipp");
     cmd.args(["-sn", "uac"])
         .arg(format!("{}:5060", testbed::DISP_V4))

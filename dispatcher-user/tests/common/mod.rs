@@ -2,10 +2,12 @@
 #![allow(dead_code)]
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+use xtask::testbed::{self, Testbed};
 
 /// Panics (fails the test loudly) unless running as root: these tests need netns, veth and BPF.
 pub fn require_root() {
@@ -105,4 +107,86 @@ impl Drop for Switchyard {
         }
         let _ = std::fs::remove_file(&self.stats);
     }
+}
+
+/// A tshark capture of UDP on one interface of a namespace. On the testbed we capture on the
+/// app side: XDP-redirected frames are invisible to pcap on the dispatcher side.
+pub struct Capture {
+    child: std::process::Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing; returns once tshark has the interface open.
+    pub fn start(ns: &str, iface: &str, tag: &str) -> Self {
+        let file = std::env::temp_dir().join(format!("sy-cap-{tag}-{}.pcapng", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let child = Testbed::exec(ns, "tshark")
+            .args(["-q", "-i", iface, "-f", "udp", "-w"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tshark is required (cargo xtask setup)");
+        // tshark needs a moment to open the interface.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !file.exists() {
+            assert!(Instant::now() < deadline, "tshark did not start capturing");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Self { child, file }
+    }
+
+    /// Stops tshark (SIGINT, so the file is complete) and returns the file.
+    pub fn stop(mut self) -> PathBuf {
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        self.file.clone()
+    }
+}
+
+/// `tshark -r file -Y filter -T fields -e field...` as rows.
+pub fn tshark_fields(file: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file).args(["-Y", filter, "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+/// `switchyard run --backend xdp` on the testbed with 2 processors on 5070/5071, attached.
+pub fn xdp_switchyard(tb: &Testbed, extra: &[&str], tag: &str) -> Switchyard {
+    let mut cmd = Testbed::exec(&tb.disp_ns, switchyard_bin().to_str().unwrap());
+    cmd.args([
+        "run",
+        "--backend",
+        "xdp",
+        "--iface",
+        &tb.disp_if,
+        "--log-level",
+        "warn",
+    ])
+    .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
+    .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
+    .args(["--processors", "2", "--processor-ports", "5070"])
+    .args(extra);
+    let mut sy = Switchyard::start(cmd, tag);
+    sy.wait_until("the XDP program to be attached", || {
+        tb.disp_link_details().unwrap().contains("prog/xdp")
+    });
+    sy
 }
