@@ -1,9 +1,8 @@
 //! `cargo xtask`: Switchyard's developer entry points. See the README for each command.
 use std::{
-    net::{SocketAddr, UdpSocket},
     path::PathBuf,
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
@@ -38,7 +37,7 @@ enum Cmd {
         /// Seconds of load.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
-        /// Datagrams per second offered (SIP INVITE and MGCP CRCX alternately).
+        /// Calls per second offered: half SIP calls, half MGCP connections, from the load generator.
         #[arg(long, default_value_t = 2000)]
         rate: u64,
         /// Keep the testbed afterwards.
@@ -80,18 +79,6 @@ enum Cmd {
         /// The several-hosts topology: app, dispatcher and two processor hosts on a bridge.
         #[arg(long)]
         lan: bool,
-    },
-    /// Send a bounded stream of datagrams from inside a namespace (used by `run`).
-    #[command(hide = true)]
-    Send {
-        #[arg(long)]
-        netns: String,
-        #[arg(long)]
-        to: SocketAddr,
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        rate: u64,
     },
 }
 
@@ -198,12 +185,6 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Cmd::Send {
-            netns,
-            to,
-            count,
-            rate,
-        } => send(&netns, to, count, rate),
     }
 }
 
@@ -322,10 +303,12 @@ fn fuzz_smoke() -> anyhow::Result<()> {
 fn run(backend: &str, seconds: u64, rate: u64, keep: bool) -> anyhow::Result<()> {
     setup::all(true)?;
     let mut b = cargo();
-    b.args(["build", "--release", "-p", "dispatcher-user"])
+    b.args(["build", "--release", "-p", "dispatcher-user", "-p", "bench"])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(b, "cargo build --release")?;
-    let bin = workspace_root().join("target/release/switchyard");
+    let release = workspace_root().join("target/release");
+    let bin = release.join("switchyard");
+    let gen = release.join("switchyard-bench");
     let tb = Testbed::up("sy", 1)?;
     let tb = if keep { tb.keep() } else { tb };
     println!(
@@ -337,75 +320,63 @@ fn run(backend: &str, seconds: u64, rate: u64, keep: bool) -> anyhow::Result<()>
         tb.disp_if
     );
     let mut sw = Testbed::exec(&tb.disp_ns, bin.to_str().unwrap_or("switchyard"));
-    sw.args([
-        "run",
-        "--backend",
-        backend,
-        "--iface",
-        &tb.disp_if,
-        "--sip",
-        &format!("{}:5060", testbed::DISP_V4),
-        "--mgcp",
-        &format!("{}:2427", testbed::DISP_V4),
-        "--stats-interval",
-        "1",
-    ]);
-    let mut child = sw
+    sw.args(["run", "--backend", backend, "--iface", &tb.disp_if])
+        .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
+        .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
+        .args(["--stats-interval", "1"]);
+    let child = sw
         .stdin(Stdio::null())
         .spawn()
         .context("starting switchyard")?;
+    let sy = Child(child);
     std::thread::sleep(Duration::from_secs(1));
-    let exe = std::env::current_exe()?;
-    let half = rate * seconds / 2;
-    let mut senders = Vec::new();
-    for port in [5060, 2427] {
-        let to = format!("{}:{port}", testbed::DISP_V4);
-        senders.push(
-            Command::new(&exe)
-                .args(["send", "--netns", &tb.app_ns, "--to", &to])
+    // Real call flows from the load generator: SIP calls and MGCP connections, half the rate each.
+    let mut gens = Vec::new();
+    for (kind, port) in [("sip", 5060), ("mgcp", 2427)] {
+        gens.push(
+            Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or("switchyard-bench"))
+                .args([kind, "--target", &format!("{}:{port}", testbed::DISP_V4)])
+                .args(["--local-ip", testbed::APP_V4, "--hold-ms", "500", "--quiet"])
+                .args(["--rate", &(rate / 2).max(1).to_string()])
                 .args([
-                    "--count",
-                    &half.to_string(),
-                    "--rate",
-                    &(rate / 2).to_string(),
+                    "--duration",
+                    &seconds.to_string(),
+                    "--label",
+                    &format!("run-{kind}"),
                 ])
-                .spawn()?,
+                .stdout(Stdio::null())
+                .spawn()
+                .context("starting the load generator")?,
         );
     }
-    for mut s in senders {
-        s.wait()?;
+    for mut g in gens {
+        g.wait()?;
     }
     std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("switchyard exited with {status}");
-    }
-    Ok(())
+    sy.stop()
 }
 
-/// Sends `count` datagrams to `to` at `rate`/s from inside `netns`; stops by itself.
-fn send(netns: &str, to: SocketAddr, count: u64, rate: u64) -> anyhow::Result<()> {
-    let payload: &'static [u8] = if to.port() == 2427 {
-        b"CRCX 1001 ds/ss7-2/1@mgw.example.net MGCP 1.0\r\nC: A3C47F21456789F0\r\nL: p:10, a:PCMU\r\nM: recvonly\r\n"
-    } else {
-        b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK776asdhds\r\nMax-Forwards: 70\r\nTo: Bob <sip:bob@biloxi.example.com>\r\nFrom: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\nCall-ID: a84b4c76e66710@pc33.atlanta.example.com\r\nCSeq: 314159 INVITE\r\nContact: <sip:alice@198.18.0.2>\r\nContent-Length: 0\r\n\r\n"
-    };
-    let sock = testbed::in_netns(netns, || UdpSocket::bind("0.0.0.0:0"))??;
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(60);
-    let rate = rate.max(1);
-    for i in 0..count {
-        let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
-        let now = Instant::now();
-        if now > deadline {
-            break;
+/// A child process that is SIGINT-ed (and reaped) when stopped, SIGKILL-ed if dropped.
+struct Child(std::process::Child);
+
+impl Child {
+    fn stop(mut self) -> anyhow::Result<()> {
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let status = self.0.wait()?;
+        if !status.success() {
+            bail!("switchyard exited with {status}");
         }
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        sock.send_to(payload, to)?;
+        Ok(())
     }
-    Ok(())
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: signalling our own child by its PID.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
 }
