@@ -20,13 +20,14 @@ pub mod forward;
 pub mod mgcp;
 pub mod salvage;
 pub mod select;
+pub mod txkey;
 
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc};
 
 use dispatcher_common::PortProto;
 use processor::fabric::{LoadReport, Producer, Proto, SLOT_BYTES};
 use wire::{
-    sip::{InsertAt, Kind, Message, Method, ResponseSpec, RoutingView},
+    sip::{InsertAt, Kind, Locate, Located, Message, Method, ResponseSpec, RoutingView, Scope},
     Limits, SessionSizeConfig,
 };
 
@@ -315,6 +316,46 @@ pub struct Router {
     origin_ns: u64,
     /// The LAN socket and batch for remote members.
     forwarder: Option<forward::Forwarder>,
+    /// The locate scan (limits and session-size header prepared once).
+    locate: Locate,
+    /// Whether a new dialog's session size can change a decision or the load accounting
+    /// (see [`size_matters`]); when not, new INVITEs count 1 unit and no SDP is read.
+    size_matters: bool,
+}
+
+/// Whether session sizes matter: a policy or a member that reads units. `size-aware` packs by
+/// size; `least-loaded` ranks by units in use (assigned − released, and the processors release
+/// the size they compute themselves, so assigning 1 would make that count drift); a capacity
+/// (local, or any remote member, which may report one) makes every policy check the fit.
+/// Only `round-robin` and `hash` over local members without capacity never read units.
+fn size_matters(policy: Policy, members: &[Member]) -> bool {
+    matches!(policy, Policy::SizeAware | Policy::LeastLoaded)
+        || members.iter().any(|m| m.capacity > 0 || m.is_remote())
+}
+
+/// What a SIP routing decision reads, from the locate scan or (when that fails) the routing
+/// scan.
+struct SipFields<'a> {
+    method: Method<'a>,
+    call_id: &'a [u8],
+    from_tag: &'a [u8],
+    to_tag: Option<&'a [u8]>,
+    branch: &'a [u8],
+    scan: Scanned<'a>,
+}
+
+enum Scanned<'a> {
+    Located(Located<'a>),
+    View(RoutingView<'a>),
+}
+
+impl SipFields<'_> {
+    fn session_size(&self, cfg: &wire::SessionSizeConfig) -> u32 {
+        match &self.scan {
+            Scanned::Located(l) => l.session_size(cfg).unwrap_or(1),
+            Scanned::View(m) => m.session_size(cfg),
+        }
+    }
 }
 
 /// Buffer size the shells must give [`Router::handle`] for replies.
@@ -329,6 +370,8 @@ impl Router {
         );
         let seed = now_ns ^ std::process::id() as u64;
         Self {
+            locate: Locate::new(&cfg.limits, &cfg.session_size.sip_header),
+            size_matters: size_matters(cfg.policy, &members),
             affinity: Affinity::new(cfg.affinity_capacity, cfg.affinity_ttl_s),
             selector: Selector::new(cfg.policy, seed),
             cfg,
@@ -632,29 +675,69 @@ impl Router {
         }
     }
 
-    fn sip(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
-        // The routing scan: start line, header framing, and the fields routing reads, validated;
-        // the rest is the processor's business (it answers 400 to what it cannot accept).
-        let m = match RoutingView::parse(
-            msg.payload,
-            &self.cfg.limits,
-            &self.cfg.session_size.sip_header,
-        ) {
-            Ok(m) => m,
-            Err(e) => return self.bad_request(msg.payload, &e, reply),
+    /// The fields routing reads: the locate scan, and when it fails the routing scan, which
+    /// either accepts (locate is stricter on a few shapes) or names the defect for the 400.
+    fn sip_fields<'a>(
+        &self,
+        payload: &'a [u8],
+    ) -> Result<Option<SipFields<'a>>, wire::sip::SipError> {
+        let scope = if self.size_matters {
+            Scope::CompleteForInvite
+        } else {
+            Scope::Routing
         };
-        let method = match m.kind() {
-            Kind::Response { .. } => {
+        if let Ok(l) = self.locate.scan(payload, scope) {
+            let Some(method) = l.method() else {
+                return Ok(None);
+            };
+            return Ok(Some(SipFields {
+                method,
+                call_id: l.call_id(),
+                from_tag: l.from_tag().unwrap_or(b""),
+                to_tag: l.to_tag(),
+                branch: l.branch().unwrap_or(b""),
+                scan: Scanned::Located(l),
+            }));
+        }
+        let m = RoutingView::parse(payload, &self.cfg.limits, &self.cfg.session_size.sip_header)?;
+        let Kind::Request { method, .. } = m.kind() else {
+            return Ok(None);
+        };
+        Ok(Some(SipFields {
+            method,
+            call_id: m.call_id(),
+            from_tag: m.from().and_then(|f| f.tag).unwrap_or(b""),
+            to_tag: m.to().and_then(|t| t.tag),
+            branch: m.top_via().branch().unwrap_or(b""),
+            scan: Scanned::View(m),
+        }))
+    }
+
+    /// The `hash` policy's key (the Call-ID hash every dispatcher computes alike); the other
+    /// policies ignore it, so it is not computed for them.
+    fn call_key(&self, call_id: &[u8]) -> u64 {
+        if self.cfg.policy == Policy::Hash {
+            affinity::key(call_id, b"", b"")
+        } else {
+            0
+        }
+    }
+
+    fn sip(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
+        // The locate scan: start line, header framing, and the fields routing reads; the rest
+        // is the processor's business (it answers 400 to what it cannot accept).
+        let m = match self.sip_fields(msg.payload) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
                 self.stats.dropped_response += 1;
                 return Action::Drop(DropReason::Response);
             }
-            Kind::Request { method, .. } => method,
+            Err(e) => return self.bad_request(msg.payload, &e, reply),
         };
+        let method = m.method;
         let now_s = (now_ns / 1_000_000_000) as u32;
-        let to_tag = m.to().and_then(|t| t.tag);
-        let from_tag = m.from().and_then(|f| f.tag).unwrap_or(b"");
-        let branch = m.top_via().branch().unwrap_or(b"");
-        let tkey = affinity::key(m.call_id(), from_tag, branch);
+        let to_tag = m.to_tag;
+        let tkey = txkey::key(m.call_id, m.from_tag, m.branch);
         let n = self.members.len() as u16;
 
         // In-dialog: the processor is encoded in the To-tag it issued.
@@ -688,8 +771,12 @@ impl Router {
                     // dialog afresh on a live one (the entry is overwritten below).
                     self.stats.rerouted += 1;
                 }
-                let size = m.session_size(&self.cfg.session_size);
-                let ckey = affinity::key(m.call_id(), b"", b"");
+                let size = if self.size_matters {
+                    m.session_size(&self.cfg.session_size)
+                } else {
+                    1
+                };
+                let ckey = self.call_key(m.call_id);
                 let mark = self.cfg.mark_port.is_some();
                 match self.place(now_ns, size, ckey, msg, mark) {
                     Ok(Some(k)) => {
@@ -752,11 +839,11 @@ impl Router {
     fn forward_new(
         &mut self,
         now_ns: u64,
-        m: &RoutingView<'_>,
+        m: &SipFields<'_>,
         msg: &Inbound<'_>,
         reply: &mut [u8],
     ) -> Action {
-        let ckey = affinity::key(m.call_id(), b"", b"");
+        let ckey = self.call_key(m.call_id);
         match self.place(now_ns, 0, ckey, msg, false) {
             Ok(Some(k)) => {
                 self.stats.new_dialogs += 1;

@@ -32,6 +32,31 @@ a=fmtp:101 0-16\r\n\
 a=ptime:20\r\n\
 a=sendrecv\r\n";
 
+/// The dispatcher bench's ~950 B INVITE with SDP (`dispatcher-user/benches/decision.rs`).
+pub const DISPATCH_INVITE: &[u8] = b"INVITE sip:service@198.18.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK-00000000-776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Service <sip:service@198.18.0.1:5060>\r\n\
+From: Application <sip:app@198.18.0.2:5060>;tag=1928301774-0\r\n\
+Call-ID: a84b4c76e66710-00000000@198.18.0.2\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:app@198.18.0.2:5060>\r\n\
+User-Agent: switchyard-bench\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 192\r\n\
+\r\n\
+v=0\r\n\
+o=- 2890844526 2890844526 IN IP4 198.18.0.2\r\n\
+s=-\r\n\
+c=IN IP4 198.18.0.2\r\n\
+t=0 0\r\n\
+m=audio 49170 RTP/AVP 0 8 97\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:97 iLBC/8000\r\n\
+a=ptime:20\r\n";
+
 /// The processor's 200 OK to it.
 pub const OK200: &[u8] = b"SIP/2.0 200 OK\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---77ba5c4a1e5c2b2d;rport=5060;received=192.0.2.10\r\n\
@@ -86,6 +111,38 @@ fn wire_routing(m: &[u8]) -> bool {
     wire::sip::Message::parse_routing(std::hint::black_box(m), &wire::Limits::default()).is_ok()
 }
 
+fn wire_locate(m: &[u8]) -> bool {
+    wire::sip::Message::locate(
+        std::hint::black_box(m),
+        &wire::Limits::default(),
+        b"X-Session-Size",
+    )
+    .is_ok()
+}
+
+fn wire_locate_size(m: &[u8]) -> bool {
+    wire::sip::Message::locate(
+        std::hint::black_box(m),
+        &wire::Limits::default(),
+        b"X-Session-Size",
+    )
+    .is_ok_and(|l| {
+        l.session_size(&wire::SessionSizeConfig::default())
+            .is_some()
+    })
+}
+
+fn wire_locate_routing(m: &[u8]) -> bool {
+    thread_local! {
+        static LOCATE: wire::sip::Locate =
+            wire::sip::Locate::new(&wire::Limits::default(), b"X-Session-Size");
+    }
+    LOCATE.with(|l| {
+        l.scan(std::hint::black_box(m), wire::sip::Scope::Routing)
+            .is_ok()
+    })
+}
+
 fn rsip_sip(m: &[u8]) -> bool {
     rsip::SipMessage::try_from(std::hint::black_box(m)).is_ok()
 }
@@ -116,14 +173,30 @@ fn time_ns(msgs: &[&[u8]], f: fn(&[u8]) -> bool) -> f64 {
 pub fn print_table() {
     let corpus = valid_corpus();
     let corpus: Vec<&[u8]> = corpus.iter().map(|v| v.as_slice()).collect();
-    let rows: [(&str, Vec<&[u8]>, u8); 7] = [
+    let rows: [(&str, Vec<&[u8]>, u8); 15] = [
         ("INVITE+SDP (969 B)", vec![INVITE], SIP),
         ("INVITE+SDP parse_routing", vec![INVITE], ROUTING),
+        ("INVITE+SDP locate", vec![INVITE], LOCATE),
+        ("INVITE+SDP locate+size", vec![INVITE], LOCATE_SIZE),
+        ("dispatch INVITE locate", vec![DISPATCH_INVITE], LOCATE),
+        (
+            "dispatch INVITE locate+size",
+            vec![DISPATCH_INVITE],
+            LOCATE_SIZE,
+        ),
+        (
+            "dispatch INVITE locate route",
+            vec![DISPATCH_INVITE],
+            LOCATE_ROUTING,
+        ),
         ("200 OK", vec![OK200], SIP),
         ("200 OK parse_routing", vec![OK200], ROUTING),
+        ("200 OK locate", vec![OK200], LOCATE),
         ("MGCP CRCX", vec![CRCX], MGCP),
         ("RFC 4475 valid set (per msg)", corpus.clone(), SIP),
-        ("RFC 4475 valid parse_routing", corpus, ROUTING),
+        ("RFC 4475 valid parse_routing", corpus.clone(), ROUTING),
+        ("RFC 4475 valid locate", corpus.clone(), LOCATE),
+        ("RFC 4475 valid locate route", corpus, LOCATE_ROUTING),
     ];
     println!();
     println!(
@@ -135,6 +208,9 @@ pub fn print_table() {
         let f = match what {
             SIP => wire_sip,
             ROUTING => wire_routing,
+            LOCATE => wire_locate,
+            LOCATE_SIZE => wire_locate_size,
+            LOCATE_ROUTING => wire_locate_routing,
             _ => wire_mgcp,
         };
         let w = time_ns(&msgs, f);
@@ -150,3 +226,6 @@ pub fn print_table() {
 const SIP: u8 = 0;
 const ROUTING: u8 = 1;
 const MGCP: u8 = 2;
+const LOCATE: u8 = 3;
+const LOCATE_SIZE: u8 = 4;
+const LOCATE_ROUTING: u8 = 5;

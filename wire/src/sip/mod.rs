@@ -13,6 +13,7 @@
 
 mod error;
 mod headers;
+pub mod locate;
 mod name_addr;
 mod params;
 mod response;
@@ -24,6 +25,7 @@ mod via;
 
 pub use error::{SipError, SipErrorKind};
 pub use headers::{HeaderField, HeaderId};
+pub use locate::{Locate, Located, Scope};
 pub use name_addr::NameAddr;
 pub use response::{reason_phrase, Body, ResponseSpec};
 pub use rewrite::InsertAt;
