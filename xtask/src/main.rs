@@ -265,6 +265,7 @@ fn fuzz_smoke() -> anyhow::Result<()> {
     let corpus_src = workspace_root().join("../shared/corpus/rfc4475");
     let targets = [
         "sip_scan",
+        "sip_locate",
         "mgcp_scan",
         "sip_rewrite_received",
         "sip_insert_header",
