@@ -10,11 +10,9 @@ use std::{
     collections::HashMap,
     net::{SocketAddr, UdpSocket},
     path::PathBuf,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use common::Switchyard;
 use xtask::testbed::{self, in_netns, Testbed};
 
 const SEQUENCES: u32 = 2000;
@@ -211,37 +209,10 @@ fn check(out: &mut Outcome, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn mgcp_sequences_over_udp_backend_both_variants() {
-    let (sip, mgcp) = (free_port(), free_port());
-    let procs = loop {
-        let p = free_port();
-        if p < 65000 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
-            break p;
-        }
-    };
-    let mut cmd = Command::new(common::switchyard_bin());
-    cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
-        .args([
-            "--sip",
-            &format!("127.0.0.1:{sip}"),
-            "--mgcp",
-            &format!("127.0.0.1:{mgcp}"),
-        ])
-        .args(["--processors", "2", "--processor-ports", &procs.to_string()]);
-    let mut sy = Switchyard::start(cmd, "mgcp-udp");
-    sy.wait_until("the MGCP socket", || {
-        UdpSocket::bind(("127.0.0.1", mgcp)).is_err()
-            && UdpSocket::bind(("127.0.0.1", procs + 1)).is_err()
-    });
+    let (sy, ports) = common::udp_switchyard(&[], "mgcp-udp");
+    let (mgcp, procs) = (ports.mgcp, ports.procs);
     let gw: SocketAddr = ([127, 0, 0, 1], mgcp).into();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let t0 = Instant::now();

@@ -17,7 +17,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::Switchyard;
 use xtask::testbed::{self, Testbed};
 
 const CALLS: u32 = 2000;
@@ -102,51 +101,13 @@ fn assert_sipp_clean(status: std::process::ExitStatus, stf: &Path, what: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Two consecutive free ports for two processors.
-fn free_pair() -> u16 {
-    for _ in 0..100 {
-        let p = free_port();
-        if p < 65000 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two consecutive free ports");
-}
-
-fn udp_switchyard(extra: &[&str], tag: &str) -> (Switchyard, u16, u16) {
-    let (sip, mgcp, procs) = (free_port(), free_port(), free_pair());
-    let mut cmd = Command::new(common::switchyard_bin());
-    cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
-        .args([
-            "--sip",
-            &format!("127.0.0.1:{sip}"),
-            "--mgcp",
-            &format!("127.0.0.1:{mgcp}"),
-        ])
-        .args(["--processors", "2", "--processor-ports", &procs.to_string()])
-        .args(extra);
-    let mut sy = Switchyard::start(cmd, tag);
-    sy.wait_until("the SIP socket to be bound", || {
-        UdpSocket::bind(("127.0.0.1", sip)).is_err()
-            && UdpSocket::bind(("127.0.0.1", procs + 1)).is_err()
-    });
-    (sy, sip, procs)
-}
-
 #[test]
 #[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
 fn sipp_follow_contact_over_udp_backend() {
     require_sipp();
     let scenario = shared().join("sipp/uac-follow-contact.xml");
-    let (sy, sip, procs) = udp_switchyard(&[], "fc-udp");
+    let (sy, ports) = common::udp_switchyard(&[], "fc-udp");
+    let (sip, procs) = (ports.sip, ports.procs);
     let mut cmd = Command::new("sipp");
     cmd.arg("-sf")
         .arg(&scenario)
@@ -178,7 +139,8 @@ fn sipp_follow_contact_over_udp_backend() {
 #[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
 fn sipp_builtin_uac_over_udp_backend() {
     require_sipp();
-    let (sy, sip, _) = udp_switchyard(&[], "uac-udp");
+    let (sy, ports) = common::udp_switchyard(&[], "uac-udp");
+    let sip = ports.sip;
     let mut cmd = Command::new("sipp");
     cmd.args(["-sn", "uac"])
         .arg(format!("127.0.0.1:{sip}"))
@@ -274,7 +236,8 @@ fn sipp_over_xdp_backend_with_capture() {
 #[test]
 fn overload_gets_503_with_retry_after_and_nothing_times_out() {
     // 2 processors × 10 units, calls never hang up: exactly 20 dialogs fit.
-    let (sy, sip, _) = udp_switchyard(&["--capacity", "10", "--retry-after", "7"], "ovl");
+    let (sy, ports) = common::udp_switchyard(&["--capacity", "10", "--retry-after", "7"], "ovl");
+    let sip = ports.sip;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sock.local_addr().unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))

@@ -11,29 +11,14 @@ use std::{
 
 use common::Switchyard;
 
-/// A loopback port that is free right now.
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `--processor-ports` arguments for two processors on free loopback ports (tests in this
-/// binary run in parallel, so the default 5070 would collide).
+/// `--processor-ports` arguments for two processors on free loopback ports.
 fn processor_args() -> [String; 2] {
-    loop {
-        let p = free_port();
-        if p < 65000 && UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
-            return ["--processor-ports".into(), p.to_string()];
-        }
-    }
+    ["--processor-ports".into(), common::free_pair().to_string()]
 }
 
 #[test]
 fn udp_backend_counts_every_datagram() {
-    let (sip, mgcp) = (free_port(), free_port());
+    let (sip, mgcp) = (common::free_port(), common::free_port());
     let mut cmd = Command::new(common::switchyard_bin());
     cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
         .args([
@@ -58,7 +43,7 @@ fn udp_backend_runs_unprivileged() {
     let bin = dir.join("switchyard");
     std::fs::copy(common::switchyard_bin(), &bin).unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (sip, mgcp) = (free_port(), free_port());
+    let (sip, mgcp) = (common::free_port(), common::free_port());
     let mut cmd = Command::new(&bin);
     cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
         .args([

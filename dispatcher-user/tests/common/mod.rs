@@ -190,3 +190,61 @@ pub fn xdp_switchyard(tb: &Testbed, extra: &[&str], tag: &str) -> Switchyard {
     });
     sy
 }
+
+/// A loopback UDP port that is free right now.
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The first of two consecutive free loopback ports (for two processors; tests in one binary
+/// run in parallel, so the default 5070 would collide).
+pub fn free_pair() -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        if p < 65000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports");
+}
+
+/// Loopback ports of a [`udp_switchyard`].
+#[derive(Debug, Clone, Copy)]
+pub struct UdpPorts {
+    /// Well-known SIP port.
+    pub sip: u16,
+    /// Well-known MGCP port.
+    pub mgcp: u16,
+    /// First processor port (two processors).
+    pub procs: u16,
+}
+
+/// `switchyard run --backend udp` on loopback with two processors, all on free ports, ready.
+pub fn udp_switchyard(extra: &[&str], tag: &str) -> (Switchyard, UdpPorts) {
+    let p = UdpPorts {
+        sip: free_port(),
+        mgcp: free_port(),
+        procs: free_pair(),
+    };
+    let mut cmd = Command::new(switchyard_bin());
+    cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
+        .args(["--sip", &format!("127.0.0.1:{}", p.sip)])
+        .args(["--mgcp", &format!("127.0.0.1:{}", p.mgcp)])
+        .args([
+            "--processors",
+            "2",
+            "--processor-ports",
+            &p.procs.to_string(),
+        ])
+        .args(extra);
+    let mut sy = Switchyard::start(cmd, tag);
+    let bound = |port: u16| std::net::UdpSocket::bind(("127.0.0.1", port)).is_err();
+    sy.wait_until("the sockets to be bound", || {
+        bound(p.sip) && bound(p.mgcp) && bound(p.procs + 1)
+    });
+    (sy, p)
+}
