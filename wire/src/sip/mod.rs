@@ -407,15 +407,12 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The request method, or `None` for a response; convenience for routing switches.
     pub fn method(&self) -> Option<Method<'a>> {
-        match self.kind {
-            Kind::Request { method, .. } => Some(method),
-            Kind::Response { .. } => None,
-        }
+        self.kind.method()
     }
 
     /// True for requests.
     pub fn is_request(&self) -> bool {
-        matches!(self.kind, Kind::Request { .. })
+        self.kind.is_request()
     }
 
     /// The message bytes, from the start line to the end of the body (trailing datagram

@@ -176,15 +176,12 @@ impl<'a> RoutingView<'a> {
 
     /// The request method, or `None` for a response.
     pub fn method(&self) -> Option<Method<'a>> {
-        match self.kind {
-            Kind::Request { method, .. } => Some(method),
-            Kind::Response { .. } => None,
-        }
+        self.kind.method()
     }
 
     /// True for requests.
     pub fn is_request(&self) -> bool {
-        matches!(self.kind, Kind::Request { .. })
+        self.kind.is_request()
     }
 
     /// The message bytes, cut after the Content-Length-delimited body.

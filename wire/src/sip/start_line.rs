@@ -88,6 +88,22 @@ pub enum Kind<'a> {
     },
 }
 
+impl<'a> Kind<'a> {
+    /// The request method, or `None` for a response: the one place every view (full scan,
+    /// routing scan) answers "which method" from.
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self {
+            Kind::Request { method, .. } => Some(*method),
+            Kind::Response { .. } => None,
+        }
+    }
+
+    /// True for requests.
+    pub fn is_request(&self) -> bool {
+        matches!(self, Kind::Request { .. })
+    }
+}
+
 fn is_version(v: &[u8]) -> bool {
     v.eq_ignore_ascii_case(b"SIP/2.0")
 }
