@@ -2,27 +2,15 @@
 //! accepts too and agrees on every field it exposes; it never panics on any bytes; the
 //! one-pass SDP sizing equals `session_size::from_sdp`.
 
+mod common;
+use common::corpus;
+
 use proptest::prelude::*;
 use wire::sip::locate::sdp_units;
 use wire::sip::{Kind, Locate, Message, Scope};
 use wire::{session_size, Limits, SessionSizeConfig};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
 const SCOPES: [Scope; 3] = [Scope::Complete, Scope::Routing, Scope::CompleteForInvite];
-
-fn corpus() -> Vec<(String, String, Vec<u8>)> {
-    let index = std::fs::read_to_string(format!("{CORPUS}/INDEX.tsv"))
-        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {CORPUS}: {e}"));
-    index
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            let data = std::fs::read(format!("{CORPUS}/{}", c[0])).unwrap();
-            (c[0].to_string(), c[2].to_string(), data)
-        })
-        .collect()
-}
 
 /// Checks every scope against `parse`; returns whether `parse` accepted.
 fn check_with(data: &[u8], limits: &Limits, session: &[u8]) -> Result<bool, String> {

@@ -2,25 +2,12 @@
 //! and agrees on every field it exposes (it validates a subset, so if it rejects, `parse`
 //! rejects too); it never panics.
 
+mod common;
+use common::corpus;
+
 use proptest::prelude::*;
 use wire::sip::{Message, RoutingView};
 use wire::{Limits, SessionSizeConfig};
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
-
-fn corpus() -> Vec<(String, String, Vec<u8>)> {
-    let index = std::fs::read_to_string(format!("{CORPUS}/INDEX.tsv"))
-        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {CORPUS}: {e}"));
-    index
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            let data = std::fs::read(format!("{CORPUS}/{}", c[0])).unwrap();
-            (c[0].to_string(), c[2].to_string(), data)
-        })
-        .collect()
-}
 
 /// Whenever `parse` accepts, `parse_routing` accepts with identical fields; whenever
 /// `parse_routing` rejects, `parse` rejects. Returns whether `parse` accepted.
