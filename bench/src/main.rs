@@ -176,11 +176,11 @@ struct SinkArgs {
     #[arg(long)]
     queues: Option<u32>,
     /// XDP attach mode (xdp backend).
-    #[arg(long, value_enum, default_value_t = dispatcher_user::loader::AttachMode::Native)]
-    xdp_mode: dispatcher_user::loader::AttachMode,
+    #[arg(long, value_enum, default_value_t = xdp_io::loader::AttachMode::Native)]
+    xdp_mode: xdp_io::loader::AttachMode,
     /// AF_XDP zero-copy request (xdp backend).
-    #[arg(long, value_enum, default_value_t = dispatcher_user::xsk::ZeroCopy::Auto)]
-    zero_copy: dispatcher_user::xsk::ZeroCopy,
+    #[arg(long, value_enum, default_value_t = xdp_io::xsk::ZeroCopy::Auto)]
+    zero_copy: xdp_io::xsk::ZeroCopy,
     /// Sleep in poll() when idle, or busy-poll.
     #[arg(long, value_enum, default_value_t = SinkIdle::Poll)]
     idle: SinkIdle,

@@ -152,18 +152,6 @@ pub fn udp(bind: SocketAddr, duration: Duration, idle: SinkIdle) -> anyhow::Resu
     Ok(r)
 }
 
-/// Receive queues of `iface` (from sysfs).
-pub fn rx_queues(iface: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1)
-}
-
 /// Settings of the AF_XDP sink.
 #[derive(Debug, Clone)]
 pub struct XdpSinkConfig {
@@ -174,9 +162,9 @@ pub struct XdpSinkConfig {
     /// Queues to serve (default: all).
     pub queues: Option<u32>,
     /// Attach mode.
-    pub mode: dispatcher_user::loader::AttachMode,
+    pub mode: xdp_io::loader::AttachMode,
     /// Zero-copy request.
-    pub zero_copy: dispatcher_user::xsk::ZeroCopy,
+    pub zero_copy: xdp_io::xsk::ZeroCopy,
     /// Idle behaviour.
     pub idle: SinkIdle,
     /// Run length.
@@ -186,29 +174,26 @@ pub struct XdpSinkConfig {
 /// Counts frames the XDP program redirects to AF_XDP for `port` on `iface`.
 pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
     use dispatcher_common::PortProto;
-    use dispatcher_user::{
-        loader::XdpProgram,
-        xsk::{XskConfig, XskQueue},
-    };
+    use xdp_io::xsk::{XskConfig, XskQueue};
     if cfg.port == 0 {
         bail!("--port must be a UDP port (1-65535)");
     }
-    let mut prog = XdpProgram::load().context(
-        "loading the XDP program (needs root/CAP_BPF, and a build with the eBPF toolchain)",
-    )?;
-    prog.add_port(cfg.port, PortProto::Sip)?;
-    let nq = cfg.queues.unwrap_or_else(|| rx_queues(&cfg.iface));
-    let xcfg = XskConfig {
-        zero_copy: cfg.zero_copy,
-        ..XskConfig::default()
-    };
-    let mut queues = Vec::with_capacity(nq as usize);
-    for q in 0..nq {
-        let xq = XskQueue::open(&cfg.iface, q, xcfg)?;
-        prog.register_socket(q, &xq.fd())?;
-        queues.push(xq);
-    }
-    let mode = prog.attach(&cfg.iface, cfg.mode)?;
+    let xdp_io::Steering {
+        program: prog,
+        mut queues,
+        mode,
+    } = xdp_io::Steering::open(&xdp_io::SteeringConfig {
+        iface: &cfg.iface,
+        ports: &[(cfg.port, PortProto::Sip)],
+        queues: cfg.queues,
+        xsk: XskConfig {
+            zero_copy: cfg.zero_copy,
+            ..XskConfig::default()
+        },
+        mode: cfg.mode,
+    })
+    .context("setting up XDP steering (needs root/CAP_BPF, and a build with the eBPF toolchain)")?;
+    let nq = queues.len();
     let zc = queues.iter().all(XskQueue::zero_copy);
     eprintln!(
         "sink xdp: {} queue(s) on {} ({:?} attach, {} mode), counting UDP to port {} for {:?}",
@@ -269,7 +254,7 @@ pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
     r.bytes = queues.iter().map(|q| q.stats().rx_bytes).sum();
     clock.finish(&mut r);
     let c = prog.counters().ok();
-    let sum = |f: fn(&dispatcher_user::xsk::XskStats) -> u64| -> u64 {
+    let sum = |f: fn(&xdp_io::xsk::XskStats) -> u64| -> u64 {
         queues.iter().map(|q| f(&q.stats())).sum()
     };
     r.xdp = Some(serde_json::json!({

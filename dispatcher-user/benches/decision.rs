@@ -12,7 +12,7 @@ use dispatcher_common::PortProto;
 use dispatcher_user::route::{
     select::Policy, Action, Inbound, Member, Router, RouterConfig, REPLY_BYTES,
 };
-use processor::fabric::{channel, Consumer, LoadReport};
+use fabric::{channel, Consumer, LoadReport};
 
 #[path = "support/invite.rs"]
 mod invite_msg;

@@ -4,7 +4,7 @@ use std::{hint::black_box, net::SocketAddr, sync::Arc};
 
 use dispatcher_common::PortProto;
 use dispatcher_user::route::{select::Policy, Inbound, Member, Router, RouterConfig, REPLY_BYTES};
-use processor::fabric::{channel, LoadReport};
+use fabric::{channel, LoadReport};
 
 #[path = "../benches/support/invite.rs"]
 mod invite_msg;

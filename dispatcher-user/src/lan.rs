@@ -14,10 +14,8 @@ use std::{
     time::Duration,
 };
 
-use processor::{
-    fabric::{monotonic_ns, LoadReport},
-    report::{Report, ReportError, ReportKey},
-};
+use fabric::{monotonic_ns, LoadReport};
+use processor::report::{Report, ReportError, ReportKey};
 use tracing::{debug, info, warn};
 
 /// How a remote processor proves it is alive.

@@ -3,14 +3,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use dispatcher_user::{
-    loader::AttachMode,
     route::{select::Policy, MarkPort, OptionsMode, OtherMode, RouterConfig},
     run::{run, Backend, ProcessorsConfig, RunConfig},
     xdp_shell::Idle,
-    xsk::ZeroCopy,
 };
 use tracing_subscriber::EnvFilter;
 use wire::SessionSizeConfig;
+use xdp_io::{loader::AttachMode, xsk::ZeroCopy};
 
 /// Switchyard: a kernel-bypass dispatcher for SIP and MGCP session signalling.
 #[derive(Parser, Debug)]

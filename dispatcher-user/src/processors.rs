@@ -10,10 +10,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use processor::{
-    fabric::{self, LoadReport},
-    thread::{ProcessorConfig, ProcessorStats},
-};
+use fabric::LoadReport;
+use processor::thread::{ProcessorConfig, ProcessorStats};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -155,11 +153,7 @@ impl Processors {
     /// The router over these processors, with a LAN forwarding socket (bound on `ip`, any
     /// port) when some are remote.
     pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<Router> {
-        let router = Router::new(
-            cfg.clone(),
-            self.members()?,
-            processor::fabric::monotonic_ns(),
-        );
+        let router = Router::new(cfg.clone(), self.members()?, fabric::monotonic_ns());
         if self.remote_count == 0 {
             return Ok(router);
         }

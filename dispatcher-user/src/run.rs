@@ -14,14 +14,18 @@ use dispatcher_common::PortProto;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::{
+use xdp_io::{
     loader::{AttachMode, XdpProgram},
+    xsk::{XskConfig, XskQueue, XskStats, ZeroCopy},
+    Steering, SteeringConfig,
+};
+
+use crate::{
     processors::Processors,
     route::{Router, RouterConfig},
     stats::Published,
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
-    xsk::{XskConfig, XskQueue, XskStats, ZeroCopy},
 };
 
 /// Which I/O shell feeds the core.
@@ -288,18 +292,6 @@ fn processor_ip(cfg: &RunConfig) -> std::net::IpAddr {
     }
 }
 
-/// Number of rx queues of `iface`, from sysfs.
-fn rx_queue_count(iface: &str) -> u32 {
-    std::fs::read_dir(format!("/sys/class/net/{iface}/queues"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                .count() as u32
-        })
-        .unwrap_or(1)
-        .max(1)
-}
-
 fn run_xdp(
     cfg: &RunConfig,
     stop: &Arc<AtomicBool>,
@@ -309,23 +301,28 @@ fn run_xdp(
         .iface
         .clone()
         .context("--backend xdp needs --iface (the interface whose traffic to steer)")?;
-    let mut prog = XdpProgram::load().context("loading the XDP program")?;
-    prog.add_port(cfg.sip.port(), PortProto::Sip)?;
-    prog.add_port(cfg.mgcp.port(), PortProto::Mgcp)?;
-    let nq = cfg.queues.unwrap_or_else(|| rx_queue_count(&iface));
-    let xcfg = XskConfig {
-        zero_copy: cfg.zero_copy,
-        ..XskConfig::default()
-    };
-    let mut queues = Vec::with_capacity(nq as usize);
-    for q in 0..nq {
-        let xq = XskQueue::open(&iface, q, xcfg)?;
-        prog.register_socket(q, &xq.fd())?;
-        queues.push(xq);
-    }
+    let port_list = [
+        (cfg.sip.port(), PortProto::Sip),
+        (cfg.mgcp.port(), PortProto::Mgcp),
+    ];
+    let Steering {
+        program: prog,
+        mut queues,
+        mode,
+    } = Steering::open(&SteeringConfig {
+        iface: &iface,
+        ports: &port_list,
+        queues: cfg.queues,
+        xsk: XskConfig {
+            zero_copy: cfg.zero_copy,
+            ..XskConfig::default()
+        },
+        mode: cfg.xdp_mode,
+    })
+    .context("setting up XDP steering")?;
+    let nq = queues.len();
     let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
     let mut router = procs.router(&cfg.router, cfg.sip.ip())?;
-    let mode = prog.attach(&iface, cfg.xdp_mode)?;
     let zc = queues.iter().all(XskQueue::zero_copy);
     info!(
         %iface,
@@ -338,10 +335,7 @@ fn run_xdp(
         policy = ?cfg.router.policy,
         "xdp backend running"
     );
-    let ports = PortTable(vec![
-        (cfg.sip.port(), PortProto::Sip),
-        (cfg.mgcp.port(), PortProto::Mgcp),
-    ]);
+    let ports = PortTable(port_list.to_vec());
     let core_id = cfg.core;
     let idle = cfg.idle;
     let stop2 = Arc::clone(stop);

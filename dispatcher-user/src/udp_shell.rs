@@ -181,7 +181,7 @@ pub fn run(
         .collect();
     let mut reply = vec![0u8; REPLY_BYTES];
     while !stop.load(Ordering::Relaxed) {
-        if timer.due(processor::fabric::monotonic_ns()) {
+        if timer.due(fabric::monotonic_ns()) {
             published.store(&router.stats(), stats.rx_datagrams);
         }
         // SAFETY: pfds is a valid array of pollfd for the call.
@@ -200,7 +200,7 @@ pub fn run(
                     break;
                 }
                 stats.rx_batches += 1;
-                let now_ns = processor::fabric::monotonic_ns();
+                let now_ns = fabric::monotonic_ns();
                 for i in 0..n {
                     let h = &batch.hdrs[i];
                     stats.rx_datagrams += 1;

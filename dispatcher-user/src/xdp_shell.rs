@@ -11,11 +11,14 @@ use std::{
 
 use dispatcher_common::PortProto;
 
-use crate::{
+use xdp_io::{
     frame::{self, FrameAddr},
+    xsk::XskQueue,
+};
+
+use crate::{
     route::{Action, Inbound, Router, REPLY_BYTES},
     stats::{PublishTimer, Published},
-    xsk::XskQueue,
 };
 
 /// How the dispatcher thread waits when its rings are empty.
@@ -77,7 +80,7 @@ pub fn run(
     let mut reply = vec![0u8; REPLY_BYTES];
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
-        let now_ns = processor::fabric::monotonic_ns();
+        let now_ns = fabric::monotonic_ns();
         if timer.due(now_ns) {
             published.store(&router.stats(), rx_total(queues));
         }

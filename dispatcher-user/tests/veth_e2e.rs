@@ -184,7 +184,7 @@ fn a_program_left_attached_by_netlink_is_replaced() {
     let _fs = Unmount(fs.clone());
     let pin = fs.join("stale");
     {
-        let mut prog = dispatcher_user::loader::XdpProgram::load().expect("load");
+        let mut prog = xdp_io::loader::XdpProgram::load().expect("load");
         prog.pin(&pin).expect("pin");
     }
     let st = std::process::Command::new("ip")

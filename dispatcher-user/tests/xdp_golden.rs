@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 
 use dispatcher_common::PortProto;
-use dispatcher_user::{
+use xdp_io::{
     frame::{header_len, write_headers, FrameAddr},
     loader::{XdpCounters, XdpProgram},
     xsk::{XskConfig, XskQueue},

@@ -14,7 +14,7 @@ use std::{
 };
 
 use dispatcher_common::PortProto;
-use dispatcher_user::{
+use xdp_io::{
     frame::{self, header_len, write_headers, FrameAddr},
     loader::{AttachMode, XdpProgram},
     xsk::{XskConfig, XskQueue},

@@ -8,7 +8,7 @@ use std::{
     os::fd::AsRawFd,
 };
 
-use processor::fabric::SLOT_BYTES;
+use fabric::SLOT_BYTES;
 
 /// Messages per `sendmmsg`.
 pub const BATCH: usize = 64;

@@ -25,7 +25,7 @@ pub mod txkey;
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc};
 
 use dispatcher_common::PortProto;
-use processor::fabric::{LoadReport, Producer, Proto, SLOT_BYTES};
+use fabric::{LoadReport, Producer, Proto, SLOT_BYTES};
 use wire::{
     sip::{InsertAt, Kind, Locate, Located, Message, Method, ResponseSpec, RoutingView, Scope},
     Limits, SessionSizeConfig,

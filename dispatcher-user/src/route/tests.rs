@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc};
 
 use dispatcher_common::PortProto;
-use processor::fabric::{channel, Consumer, LoadReport};
+use fabric::{channel, Consumer, LoadReport};
 
 use super::*;
 

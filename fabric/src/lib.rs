@@ -1,6 +1,10 @@
-//! The switch fabric (claim 3): one bounded, lock-free single-producer/single-consumer queue per
-//! processor between the dispatcher thread and that processor, plus a wake-up path and the load
-//! board processors report through (claim 7).
+//! The switch fabric (claim 3): what the dispatcher and the in-chassis processors share.
+//!
+//! It owns one bounded, lock-free single-producer/single-consumer queue per processor between
+//! the dispatcher thread and that processor, the wake-up path (eventfd parking), the load board
+//! processors report through (claim 7), and the clock both sides compare heartbeats with
+//! ([`monotonic_ns`]). It must not know SIP or MGCP (a slot carries bytes and a [`Proto`] tag),
+//! nor make routing decisions: the dispatcher's router decides, its shell pushes.
 //!
 //! Why our own queue rather than `crossbeam::ArrayQueue` or `rtrb`: a slot holds a whole
 //! datagram (up to [`SLOT_BYTES`]), and both of those move values in and out by copy, i.e. 4 KiB
@@ -378,7 +382,7 @@ mod tests {
         while i < N {
             if push(&mut p, &i.to_le_bytes()) {
                 i += 1;
-                if i % 16 == 0 {
+                if i.is_multiple_of(16) {
                     p.commit();
                 }
             } else {

@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);
     let ebpf_dir = manifest_dir
         .parent()
-        .context("dispatcher-user has no parent directory")?
+        .context("xdp-io has no parent directory")?
         .join("dispatcher-ebpf");
     let ebpf_dir_str = ebpf_dir
         .to_str()
