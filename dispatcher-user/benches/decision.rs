@@ -9,8 +9,9 @@ use std::{hint::black_box, net::SocketAddr, sync::Arc, time::Duration};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dispatcher_common::PortProto;
-use dispatcher_user::route::{
-    select::Policy, Action, Inbound, Member, Router, RouterConfig, REPLY_BYTES,
+use dispatcher_user::{
+    links::{Dispatch, LinkedMember, Links},
+    route::{select::Policy, Inbound, Router, RouterConfig},
 };
 use fabric::{channel, Consumer, LoadReport};
 
@@ -20,7 +21,7 @@ use invite_msg::invite;
 
 const N: usize = 4096;
 
-fn router(n: usize) -> (Router, Vec<Consumer>) {
+fn router(n: usize) -> (Dispatch, Vec<Consumer>) {
     let mut members = vec![];
     let mut consumers = vec![];
     for k in 0..n {
@@ -28,7 +29,12 @@ fn router(n: usize) -> (Router, Vec<Consumer>) {
         let load = LoadReport::new(0);
         load.heartbeat_ns
             .store(u64::MAX / 2, std::sync::atomic::Ordering::Relaxed);
-        members.push(Member::new(5070 + k as u16, 0, p, Arc::clone(&load)));
+        members.push(LinkedMember::local(
+            5070 + k as u16,
+            0,
+            p,
+            Arc::clone(&load),
+        ));
         consumers.push(c);
     }
     let cfg = RouterConfig {
@@ -36,14 +42,17 @@ fn router(n: usize) -> (Router, Vec<Consumer>) {
         affinity_capacity: 1 << 20,
         ..RouterConfig::default()
     };
-    (Router::new(cfg, members, 0), consumers)
+    let links = Links::new(members, None, &cfg, 0);
+    (
+        Dispatch::new(Router::new(cfg, links.specs()), links),
+        consumers,
+    )
 }
 
 fn bench(c: &mut Criterion) {
     let src: SocketAddr = "198.18.0.2:5060".parse().unwrap();
     let dst: SocketAddr = "198.18.0.1:5060".parse().unwrap();
     let invites: Vec<Vec<u8>> = (0..N).map(invite).collect();
-    let mut reply = vec![0u8; REPLY_BYTES];
     let mut g = c.benchmark_group("decision");
     g.measurement_time(Duration::from_secs(3));
     g.bench_function("new_invite", |b| {
@@ -57,6 +66,7 @@ fn bench(c: &mut Criterion) {
                 // Distinct clocks per round keep every INVITE a new dialog (affinity misses).
                 let now = round * 100_000_000_000;
                 let t = std::time::Instant::now();
+                r.begin_batch(now);
                 for inv in &invites[..batch] {
                     let a = r.handle(
                         now,
@@ -66,7 +76,6 @@ fn bench(c: &mut Criterion) {
                             dst,
                             payload: inv,
                         },
-                        &mut reply,
                     );
                     black_box(a);
                 }
@@ -100,6 +109,7 @@ fn bench(c: &mut Criterion) {
             while done < iters {
                 let batch = (iters - done).min(N as u64);
                 let t = std::time::Instant::now();
+                r.begin_batch(0);
                 for _ in 0..batch {
                     let a = r.handle(
                         0,
@@ -109,9 +119,8 @@ fn bench(c: &mut Criterion) {
                             dst,
                             payload: &bye,
                         },
-                        &mut reply,
                     );
-                    debug_assert_eq!(a, Action::Forwarded(2));
+                    debug_assert!(a.is_none(), "forwarded, not answered");
                     black_box(a);
                 }
                 r.flush();

@@ -3,7 +3,10 @@
 use std::{hint::black_box, net::SocketAddr, sync::Arc};
 
 use dispatcher_common::PortProto;
-use dispatcher_user::route::{select::Policy, Inbound, Member, Router, RouterConfig, REPLY_BYTES};
+use dispatcher_user::{
+    links::{Dispatch, LinkedMember, Links},
+    route::{select::Policy, Inbound, Router, RouterConfig},
+};
 use fabric::{channel, LoadReport};
 
 #[path = "../benches/support/invite.rs"]
@@ -23,7 +26,7 @@ fn main() {
         let load = LoadReport::new(0);
         load.heartbeat_ns
             .store(u64::MAX / 2, std::sync::atomic::Ordering::Relaxed);
-        members.push(Member::new(5070 + k, 0, p, Arc::clone(&load)));
+        members.push(LinkedMember::local(5070 + k, 0, p, Arc::clone(&load)));
         consumers.push(c);
     }
     let cfg = RouterConfig {
@@ -31,21 +34,24 @@ fn main() {
         affinity_capacity: 1 << 20,
         ..RouterConfig::default()
     };
-    let mut r = Router::new(cfg, members, 0);
+    let links = Links::new(members, None, &cfg, 0);
+    let mut r = Dispatch::new(Router::new(cfg, links.specs()), links);
+    r.begin_batch(0);
     let src: SocketAddr = "198.18.0.2:5060".parse().unwrap();
     let dst: SocketAddr = "198.18.0.1:5060".parse().unwrap();
-    let mut reply = vec![0u8; REPLY_BYTES];
     for inv in &invites {
-        black_box(r.handle(
-            0,
-            &Inbound {
-                proto: PortProto::Sip,
-                src,
-                dst,
-                payload: inv,
-            },
-            &mut reply,
-        ));
+        black_box(
+            r.handle(
+                0,
+                &Inbound {
+                    proto: PortProto::Sip,
+                    src,
+                    dst,
+                    payload: inv,
+                },
+            )
+            .is_none(),
+        );
     }
     r.flush();
     black_box(consumers.len());

@@ -4,7 +4,9 @@
 //! Layout: [`route`] decides (sans-IO); [`udp_shell`] and [`xdp_shell`] move bytes (the XDP
 //! program, AF_XDP rings and frame codec are the `xdp-io` crate's, the queues to in-chassis
 //! processors the `fabric` crate's); [`run`] wires them for the `switchyard` binary.
+pub mod forward;
 pub mod lan;
+pub mod links;
 pub mod processors;
 pub mod route;
 pub mod run;

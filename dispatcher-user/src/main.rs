@@ -3,7 +3,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use dispatcher_user::{
-    route::{select::Policy, MarkPort, OptionsMode, OtherMode, RouterConfig},
+    route::{
+        select::Policy, MarkPort, OptionsMode, OtherMode, RouterConfig, DEFAULT_AFFINITY_CAPACITY,
+    },
     run::{run, Backend, ProcessorsConfig, RunConfig},
     xdp_shell::Idle,
 };
@@ -110,7 +112,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 5)]
     retry_after: u32,
     /// Affinity table entries (INVITE transactions remembered for retransmissions/CANCEL/ACK).
-    #[arg(long, default_value_t = 1 << 21)]
+    #[arg(long, default_value_t = DEFAULT_AFFINITY_CAPACITY)]
     affinity_capacity: usize,
     /// Affinity entry lifetime in seconds (≥ 64·T1 = 32 s plus margin).
     #[arg(long, default_value_t = 72)]
@@ -142,6 +144,10 @@ struct RunArgs {
     /// OPTIONS probe interval for health=options processors.
     #[arg(long, default_value_t = 200)]
     probe_interval_ms: u64,
+    /// Seed of the router's random choices (power-of-two-choices, its own To-tags); default:
+    /// drawn at start. Fix it to make a run's decisions reproducible.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
     #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
     log_level: String,
@@ -158,6 +164,15 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
         return Err(format!("empty range {lo}-{hi}"));
     }
     Ok((lo, hi))
+}
+
+/// A seed that differs between runs and between dispatchers started together: the wall clock's
+/// nanoseconds mixed with the process id.
+fn start_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
 }
 
 fn main() -> anyhow::Result<()> {
@@ -200,6 +215,7 @@ fn main() -> anyhow::Result<()> {
                         mgcp_param: a.mark_param,
                     }),
                     report_timeout_ns: a.report_timeout_ms.saturating_mul(1_000_000),
+                    seed: a.seed.unwrap_or_else(start_seed),
                     ..RouterConfig::default()
                 },
                 processors: ProcessorsConfig {

@@ -16,15 +16,17 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
+    forward::Forwarder,
     lan::{Health, Lan},
-    route::{forward::Forwarder, Member, Router, RouterConfig},
+    links::{LinkedMember, Links},
+    route::{Router, RouterConfig},
     run::ProcessorsConfig,
 };
 use processor::report::ReportKey;
 
 /// The running processor threads, and the listener for processors on other hosts.
 pub struct Processors {
-    members: Mutex<Option<Vec<Member>>>,
+    members: Mutex<Option<Vec<LinkedMember>>>,
     handles: Vec<(SocketAddr, JoinHandle<ProcessorStats>)>,
     stop: Arc<AtomicBool>,
     lan: Option<Lan>,
@@ -102,13 +104,13 @@ impl Processors {
                 Arc::clone(&stop),
             )
             .with_context(|| format!("starting processor thread {k}"))?;
-            members.push(Member::new(port, cfg.capacity, producer, load));
+            members.push(LinkedMember::local(port, cfg.capacity, producer, load));
             handles.push((addr, handle));
         }
         if n > 0 {
             info!(count = n, first = %handles[0].0, capacity = cfg.capacity, "processors started");
         }
-        let lan = Self::start_lan(cfg, &mut members)?;
+        let lan = Self::start_lan(cfg, router, &mut members)?;
         if members.is_empty() {
             warn!("no processors: every new dialog will be answered 503 / 403");
         }
@@ -122,7 +124,11 @@ impl Processors {
     }
 
     /// Adds the remote members (ids after the local ones) and starts their report listener.
-    fn start_lan(cfg: &ProcessorsConfig, members: &mut Vec<Member>) -> anyhow::Result<Option<Lan>> {
+    fn start_lan(
+        cfg: &ProcessorsConfig,
+        router: &RouterConfig,
+        members: &mut Vec<LinkedMember>,
+    ) -> anyhow::Result<Option<Lan>> {
         if cfg.remote.is_empty() {
             return Ok(None);
         }
@@ -144,22 +150,30 @@ impl Processors {
         for spec in &cfg.remote {
             let load = LoadReport::new(spec.capacity);
             board.push((members.len(), spec.clone(), Arc::clone(&load)));
-            members.push(Member::remote(spec.addr, spec.capacity, load));
+            members.push(LinkedMember::remote(spec.addr, spec.capacity, load));
         }
         info!(remote = cfg.remote.len(), report_listen = %listen, "processors on other hosts configured");
-        Ok(Some(Lan::start(sock, key, board, cfg.probe_interval)?))
+        Ok(Some(Lan::start(
+            sock,
+            key,
+            board,
+            cfg.probe_interval,
+            std::time::Duration::from_nanos(router.report_timeout_ns),
+        )?))
     }
 
-    /// The router over these processors, with a LAN forwarding socket (bound on `ip`, any
-    /// port) when some are remote.
-    pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<Router> {
-        let router = Router::new(cfg.clone(), self.members()?, fabric::monotonic_ns());
-        if self.remote_count == 0 {
-            return Ok(router);
-        }
-        let sock =
-            UdpSocket::bind(SocketAddr::new(ip, 0)).context("binding the LAN forwarding socket")?;
-        Ok(router.with_forwarder(Forwarder::new(sock)?))
+    /// The router over these processors and the links that carry out its handoffs, with a
+    /// LAN forwarding socket (bound on `ip`, any port) when some are remote.
+    pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<(Router, Links)> {
+        let forwarder = if self.remote_count == 0 {
+            None
+        } else {
+            let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
+                .context("binding the LAN forwarding socket")?;
+            Some(Forwarder::new(sock)?)
+        };
+        let links = Links::new(self.members()?, forwarder, cfg, fabric::monotonic_ns());
+        Ok((Router::new(cfg.clone(), links.specs()), links))
     }
 
     /// Number of processors.
@@ -173,7 +187,7 @@ impl Processors {
     }
 
     /// The router's view of the processors; can be taken once.
-    pub fn members(&self) -> anyhow::Result<Vec<Member>> {
+    pub fn members(&self) -> anyhow::Result<Vec<LinkedMember>> {
         self.members
             .lock()
             .map_err(|_| anyhow::anyhow!("processor list poisoned"))?

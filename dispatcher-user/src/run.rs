@@ -21,8 +21,9 @@ use xdp_io::{
 };
 
 use crate::{
+    links::Dispatch,
     processors::Processors,
-    route::{Router, RouterConfig},
+    route::RouterConfig,
     stats::Published,
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
@@ -252,25 +253,26 @@ fn run_udp(
         policy = ?cfg.router.policy,
         "udp backend listening"
     );
-    let mut router = procs.router(&cfg.router, cfg.sip.ip())?;
+    let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;
+    let mut core = Dispatch::new(router, links);
     let core_id = cfg.core;
     let stop2 = Arc::clone(stop);
     let pub2 = Arc::clone(published);
     let handle = std::thread::Builder::new()
         .name("dispatcher".into())
-        .spawn(move || -> anyhow::Result<(Router, UdpStats)> {
+        .spawn(move || -> anyhow::Result<(Dispatch, UdpStats)> {
             pin(core_id);
             let mut stats = UdpStats::default();
-            udp_shell::run(&listeners, &mut router, &stop2, &mut stats, &pub2)?;
+            udp_shell::run(&listeners, &mut core, &stop2, &mut stats, &pub2)?;
             stats.cpu_ns = thread_cpu_ns();
-            Ok((router, stats))
+            Ok((core, stats))
         })?;
     report_while_running(cfg, stop, published, None);
     let joined = handle
         .join()
         .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
     let procs_json = procs.stop();
-    let (router, stats) = joined??;
+    let (core, stats) = joined??;
     Ok(json!({
         "backend": "udp",
         "udp": {
@@ -278,7 +280,7 @@ fn run_udp(
             "truncated": stats.truncated, "tx_replies": stats.tx_replies, "tx_errors": stats.tx_errors,
         },
         "dispatcher_cpu_ns": stats.cpu_ns,
-        "router": router_json(&router),
+        "router": router_json(&core),
         "processors": procs_json,
     }))
 }
@@ -322,7 +324,8 @@ fn run_xdp(
     .context("setting up XDP steering")?;
     let nq = queues.len();
     let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
-    let mut router = procs.router(&cfg.router, cfg.sip.ip())?;
+    let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;
+    let mut core = Dispatch::new(router, links);
     let zc = queues.iter().all(XskQueue::zero_copy);
     info!(
         %iface,
@@ -348,7 +351,7 @@ fn run_xdp(
             xdp_shell::run(
                 &mut queues,
                 &ports,
-                &mut router,
+                &mut core,
                 idle,
                 &stop2,
                 &mut stats,
@@ -359,7 +362,7 @@ fn run_xdp(
                 q.refresh_kernel_stats();
             }
             let qs: Vec<XskStats> = queues.iter().map(XskQueue::stats).collect();
-            (router, stats, qs)
+            (core, stats, qs)
         })?;
     report_while_running(cfg, stop, published, Some(&prog));
     let joined = handle
@@ -368,7 +371,7 @@ fn run_xdp(
     let x = prog.counters()?;
     drop(prog); // detaches
     let procs_json = procs.stop();
-    let (router, shell, qs) = joined?;
+    let (core, shell, qs) = joined?;
     let sum = |f: fn(&XskStats) -> u64| qs.iter().map(f).sum::<u64>();
     Ok(json!({
         "backend": "xdp",
@@ -383,13 +386,15 @@ fn run_xdp(
             "reply_not_sent": shell.reply_not_sent,
         },
         "dispatcher_cpu_ns": shell.cpu_ns,
-        "router": router_json(&router),
+        "router": router_json(&core),
         "processors": procs_json,
     }))
 }
 
-fn router_json(router: &Router) -> serde_json::Value {
+fn router_json(core: &Dispatch) -> serde_json::Value {
+    let router = &core.router;
     let r = router.stats();
+    let l = core.links.stats();
     let (aff, aff_bytes) = router.affinity();
     json!({
         "sip": r.sip, "mgcp": r.mgcp, "bytes": r.bytes,
@@ -406,7 +411,8 @@ fn router_json(router: &Router) -> serde_json::Value {
         "affinity": { "inserted": aff.inserted, "evicted": aff.evicted, "hits": aff.hits,
                       "misses": aff.misses, "memory_bytes": aff_bytes },
         "forwarded_per_processor": router.members().iter().map(|m| m.forwarded).collect::<Vec<_>>(),
-        "lan_forwarded": router.forwarder_stats().map(|(sent, _)| sent),
-        "lan_forward_errors": router.forwarder_stats().map(|(_, errors)| errors),
+        "lan_forwarded": l.lan_sent,
+        "lan_forward_errors": l.lan_errors,
+        "handoff_failed": l.push_failed,
     })
 }

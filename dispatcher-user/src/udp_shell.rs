@@ -12,7 +12,8 @@ use std::{
 use dispatcher_common::PortProto;
 
 use crate::{
-    route::{Action, Inbound, Router, REPLY_BYTES},
+    links::Dispatch,
+    route::Inbound,
     stats::{PublishTimer, Published},
 };
 
@@ -164,7 +165,7 @@ fn sockaddr_to_std(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// hand every datagram to `core`.
 pub fn run(
     listeners: &[Listener],
-    router: &mut Router,
+    core: &mut Dispatch,
     stop: &AtomicBool,
     stats: &mut UdpStats,
     published: &Published,
@@ -179,10 +180,9 @@ pub fn run(
             revents: 0,
         })
         .collect();
-    let mut reply = vec![0u8; REPLY_BYTES];
     while !stop.load(Ordering::Relaxed) {
         if timer.due(fabric::monotonic_ns()) {
-            published.store(&router.stats(), stats.rx_datagrams);
+            published.store(&core.router.stats(), stats.rx_datagrams);
         }
         // SAFETY: pfds is a valid array of pollfd for the call.
         let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
@@ -201,6 +201,7 @@ pub fn run(
                 }
                 stats.rx_batches += 1;
                 let now_ns = fabric::monotonic_ns();
+                core.begin_batch(now_ns);
                 for i in 0..n {
                     let h = &batch.hdrs[i];
                     stats.rx_datagrams += 1;
@@ -218,20 +219,20 @@ pub fn run(
                         dst: l.local,
                         payload: &batch.bufs[i][..len],
                     };
-                    if let Action::Reply(len) = router.handle(now_ns, &msg, &mut reply) {
-                        match l.sock.send_to(&reply[..len], src) {
+                    if let Some(reply) = core.handle(now_ns, &msg) {
+                        match l.sock.send_to(reply, src) {
                             Ok(_) => stats.tx_replies += 1,
                             Err(_) => stats.tx_errors += 1,
                         }
                     }
                 }
-                router.flush();
+                core.flush();
                 if n < BATCH {
                     break;
                 }
             }
         }
     }
-    published.store(&router.stats(), stats.rx_datagrams);
+    published.store(&core.router.stats(), stats.rx_datagrams);
     Ok(())
 }

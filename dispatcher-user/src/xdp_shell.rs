@@ -17,7 +17,8 @@ use xdp_io::{
 };
 
 use crate::{
-    route::{Action, Inbound, Router, REPLY_BYTES},
+    links::Dispatch,
+    route::Inbound,
     stats::{PublishTimer, Published},
 };
 
@@ -60,7 +61,7 @@ impl PortTable {
 pub fn run(
     queues: &mut [XskQueue],
     ports: &PortTable,
-    router: &mut Router,
+    core: &mut Dispatch,
     idle: Idle,
     stop: &AtomicBool,
     stats: &mut XdpShellStats,
@@ -77,13 +78,13 @@ pub fn run(
         })
         .collect();
     let mut empty_rounds = 0u32;
-    let mut reply = vec![0u8; REPLY_BYTES];
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
         let now_ns = fabric::monotonic_ns();
         if timer.due(now_ns) {
-            published.store(&router.stats(), rx_total(queues));
+            published.store(&core.router.stats(), rx_total(queues));
         }
+        core.begin_batch(now_ns);
         for q in queues.iter_mut() {
             got += q.rx_batch(64, |bytes, tx| {
                 let f = match frame::parse(bytes) {
@@ -103,10 +104,9 @@ pub fn run(
                     dst: SocketAddr::new(f.dst.ip(), f.dst.port()),
                     payload: f.payload,
                 };
-                if let Action::Reply(len) = router.handle(now_ns, &msg, &mut reply) {
+                if let Some(body) = core.handle(now_ns, &msg) {
                     let addr = FrameAddr::reply_to(&f);
                     let h = frame::header_len(&addr);
-                    let body = &reply[..len];
                     if !tx.send(|buf| {
                         buf.get_mut(h..h + body.len())?.copy_from_slice(body);
                         frame::write_headers(buf, &addr, body.len()).ok()
@@ -115,7 +115,7 @@ pub fn run(
                     }
                 }
             });
-            router.flush();
+            core.flush();
         }
         if got > 0 {
             empty_rounds = 0;
@@ -132,5 +132,5 @@ pub fn run(
             std::hint::spin_loop();
         }
     }
-    published.store(&router.stats(), rx_total(queues));
+    published.store(&core.router.stats(), rx_total(queues));
 }

@@ -311,6 +311,9 @@ pub struct LoadReport {
     pub reports: AtomicU64,
     /// [`monotonic_ns`] of the processor's last report: a stale value means a stuck processor.
     pub heartbeat_ns: AtomicU64,
+    /// Whether the health monitor considers a processor on another host up (it sets this on
+    /// the first valid report or probe answer, and clears it when the reports stop).
+    pub up: AtomicBool,
 }
 
 impl LoadReport {

@@ -15,7 +15,12 @@
 //! answers to one datagram are piggybacked into one reply.
 use wire::mgcp::{self, Kind, Message, Verb};
 
-use super::{affinity, Action, Counted, DropReason, Inbound, Router};
+use super::{
+    affinity,
+    handoff::{Handoffs, Output},
+    member::Snapshot,
+    Counted, Decision, DropReason, Inbound, Router,
+};
 
 /// Inserts `name: value` as the first parameter line of an MGCP command (claim 2's port, or
 /// the relayed source); returns the new length in `out`.
@@ -41,9 +46,16 @@ fn tkey(src: std::net::SocketAddr, tid: u32) -> u64 {
 }
 
 impl Router {
-    pub(super) fn mgcp(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
+    pub(super) fn mgcp(
+        &mut self,
+        now_ns: u64,
+        msg: &Inbound<'_>,
+        snap: &Snapshot,
+        out: &mut Output,
+    ) -> Decision {
         let mut reply_len = 0;
-        let mut last = Action::Drop(DropReason::Empty);
+        let mut last = Decision::Drop(DropReason::Empty);
+        let (hand, reply) = (&mut out.hand, &mut out.reply);
         let mut segments = 0;
         for seg in mgcp::split_piggybacked(msg.payload) {
             segments += 1;
@@ -54,9 +66,9 @@ impl Router {
             let sep = if reply_len > 0 { 3 } else { 0 };
             let room = reply.len().saturating_sub(reply_len + sep);
             let mut tmp = [0u8; 1024];
-            let a = self.mgcp_one(now_ns, &one, &mut tmp[..room.min(1024)]);
+            let a = self.mgcp_one(now_ns, &one, snap, hand, &mut tmp[..room.min(1024)]);
             match a {
-                Action::Reply(n) => {
+                Decision::Reply(n) => {
                     if sep > 0 {
                         reply[reply_len..reply_len + 3].copy_from_slice(b".\r\n");
                         reply_len += 3;
@@ -71,24 +83,31 @@ impl Router {
             self.stats.dropped_empty += 1;
         }
         if reply_len > 0 {
-            Action::Reply(reply_len)
+            Decision::Reply(reply_len)
         } else {
             last
         }
     }
 
-    fn mgcp_reply(&mut self, code: u16, tid: u32, commentary: &[u8], reply: &mut [u8]) -> Action {
+    fn mgcp_reply(&mut self, code: u16, tid: u32, commentary: &[u8], reply: &mut [u8]) -> Decision {
         self.stats.mgcp_answered += 1;
         match mgcp::write_response(code, tid.max(1), commentary, &[], None, reply) {
-            Ok(n) => Action::Reply(n),
+            Ok(n) => Decision::Reply(n),
             Err(_) => {
                 self.stats.dropped_reply_too_large += 1;
-                Action::Drop(DropReason::ReplyTooLarge)
+                Decision::Drop(DropReason::ReplyTooLarge)
             }
         }
     }
 
-    fn mgcp_one(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
+    fn mgcp_one(
+        &mut self,
+        now_ns: u64,
+        msg: &Inbound<'_>,
+        snap: &Snapshot,
+        hand: &mut Handoffs,
+        reply: &mut [u8],
+    ) -> Decision {
         let m = match Message::parse(msg.payload, &self.cfg.limits) {
             Ok(m) => m,
             Err(e) => {
@@ -102,7 +121,7 @@ impl Router {
                     }
                     _ => {
                         self.stats.dropped_unparseable += 1;
-                        Action::Drop(DropReason::Unparseable)
+                        Decision::Drop(DropReason::Unparseable)
                     }
                 };
             }
@@ -110,7 +129,7 @@ impl Router {
         let (verb, tid, endpoint) = match m.kind() {
             Kind::Response { .. } => {
                 self.stats.dropped_response += 1;
-                return Action::Drop(DropReason::Response);
+                return Decision::Drop(DropReason::Response);
             }
             Kind::Command {
                 verb,
@@ -122,7 +141,7 @@ impl Router {
         let now_s = (now_ns / 1_000_000_000) as u32;
         let key = tkey(msg.src, tid);
         if let Some(k) = self.affinity.get(key, now_s) {
-            return self.forward_existing(k, now_ns, msg, Counted::MgcpRetransmission);
+            return self.forward_existing(k, msg, snap, hand, Counted::MgcpRetransmission);
         }
         let n = self.members.len() as u16;
         let by_conn = m
@@ -130,14 +149,14 @@ impl Router {
             .and_then(|i| wire::tag::decode_keyed(self.cfg.tag_key, i, n));
         let by_port = endpoint
             .port
-            .and_then(|p| self.members.iter().position(|mm| mm.port == p))
+            .and_then(|p| self.members.iter().position(|mm| mm.spec.port == p))
             .map(|k| k as u16);
         match verb {
             Verb::Crcx => {
                 // A CRCX naming a processor's specific endpoint belongs to that processor.
                 if let Some(k) = by_port {
-                    let r = self.forward_existing(k, now_ns, msg, Counted::MgcpStateless);
-                    if matches!(r, Action::Forwarded(_)) {
+                    let r = self.forward_existing(k, msg, snap, hand, Counted::MgcpStateless);
+                    if matches!(r, Decision::Hand(_)) {
                         self.affinity.insert(key, k, now_s);
                         self.members[usize::from(k)].assigned_units +=
                             u64::from(m.session_size(&self.cfg.session_size));
@@ -146,16 +165,16 @@ impl Router {
                 }
                 let size = m.session_size(&self.cfg.session_size);
                 let mark = self.cfg.mark_port.is_some();
-                match self.place(now_ns, size, key, msg, mark) {
+                match self.place(size, key, msg, mark, snap, hand) {
                     Ok(Some(k)) => {
                         self.affinity.insert(key, k, now_s);
                         self.stats.new_dialogs += 1;
-                        Action::Forwarded(k)
+                        Decision::Hand(k)
                     }
                     Ok(None) => {
                         self.stats.overload += 1;
                         let all_queues_full = (0..self.members.len()).all(|k| {
-                            let s = self.member_state(k, now_ns);
+                            let s = self.member_state(k, snap);
                             s.depth >= s.queue_capacity
                         });
                         if all_queues_full && !self.members.is_empty() {
@@ -177,8 +196,8 @@ impl Router {
             Verb::Mdcx | Verb::Dlcx | Verb::Aucx | Verb::Rqnt | Verb::Auep | Verb::Epcf => {
                 match by_conn.or(by_port) {
                     Some(k) => {
-                        let r = self.forward_existing(k, now_ns, msg, Counted::MgcpStateless);
-                        if matches!(r, Action::Forwarded(_)) {
+                        let r = self.forward_existing(k, msg, snap, hand, Counted::MgcpStateless);
+                        if matches!(r, Decision::Hand(_)) {
                             self.affinity.insert(key, k, now_s);
                         }
                         r

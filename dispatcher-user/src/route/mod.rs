@@ -1,6 +1,14 @@
-//! The dispatcher's sans-IO routing core: a datagram (bytes, addresses, a clock value) in, a
-//! decision out. Both I/O shells feed the same [`Router`], so behaviour never depends on the
-//! backend, and everything here runs in unit tests without privileges.
+//! The dispatcher's sans-IO routing core, in the style of quinn-proto: a datagram (bytes,
+//! addresses), a clock value and a [`Snapshot`] of the processors' load and liveness in; an
+//! [`Output`] of handoffs and a reply out, which the shell carries out. No queue, eventfd,
+//! socket or clock is touched here: the shells own those (`udp_shell`, `xdp_shell`, and
+//! `links`, which pushes handoffs into fabric queues and LAN batches). Both shells feed the
+//! same [`Router`], so behaviour never depends on the backend, and everything here runs in
+//! unit tests with a fake clock and hand-built snapshots.
+//!
+//! Layout: [`config`] (what it is told), [`member`] (processors and the snapshot),
+//! [`handoff`] (what comes in and goes out), `sip` and [`mgcp`] (the protocol rules),
+//! [`select`] (policies), [`affinity`] and [`txkey`] (the INVITE transaction table).
 //!
 //! SIP at the well-known port (DESIGN.md, "Protocol notes"):
 //! - a new INVITE (no To-tag, no affinity entry) goes to the processor the policy selects;
@@ -16,239 +24,29 @@
 //!
 //! Every decision increments exactly one counter of [`RouterStats`].
 pub mod affinity;
-pub mod forward;
+pub mod config;
+pub mod handoff;
+pub mod member;
 pub mod mgcp;
 pub mod salvage;
 pub mod select;
+mod sip;
 pub mod txkey;
 
-use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc};
-
 use dispatcher_common::PortProto;
-use fabric::{LoadReport, Producer, Proto, SLOT_BYTES};
-use wire::{
-    sip::{InsertAt, Kind, Locate, Located, Message, Method, ResponseSpec, RoutingView, Scope},
-    Limits, SessionSizeConfig,
-};
+use fabric::SLOT_BYTES;
+use wire::sip::{InsertAt, Locate, Message, ResponseSpec};
 
 use self::{
     affinity::Affinity,
+    handoff::Handoffs,
     select::{MemberState, Policy, Selector, MAX_PROCESSORS},
 };
-
-/// One datagram received on a well-known port.
-#[derive(Debug, Clone, Copy)]
-pub struct Inbound<'a> {
-    /// Which protocol the port carries.
-    pub proto: PortProto,
-    /// Who sent it (the address replies go to).
-    pub src: SocketAddr,
-    /// The well-known address it was sent to.
-    pub dst: SocketAddr,
-    /// UDP payload.
-    pub payload: &'a [u8],
-}
-
-/// What the shell must do after [`Router::handle`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Queued to processor `k` (visible to it after [`Router::flush`]).
-    Forwarded(u16),
-    /// Send the first `n` bytes of the reply buffer to the datagram's source.
-    Reply(usize),
-    /// Nothing to send; the reason has been counted.
-    Drop(DropReason),
-}
-
-/// Why a datagram was dropped without an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// Whitespace-only keep-alive.
-    Empty,
-    /// A response at the well-known port (we send no requests from it).
-    Response,
-    /// Unparseable and not answerable (no usable Via, an ACK, ...).
-    Unparseable,
-    /// An ACK nobody needs: for a response the dispatcher itself sent, or unmatched.
-    AckAbsorbed,
-    /// The reply did not fit the reply buffer (never expected; counted to be sure).
-    ReplyTooLarge,
-    /// The owning processor's queue was full for an in-dialog message; the sender retransmits.
-    QueueFull,
-}
-
-/// What to do with OPTIONS outside a dialog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OptionsMode {
-    /// Answer 200 with Allow/Accept here: a keep-alive probe should measure the dispatcher.
-    Answer,
-    /// Hand to a processor by policy.
-    Forward,
-}
-
-/// What to do with other out-of-dialog requests (REGISTER, MESSAGE, SUBSCRIBE, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OtherMode {
-    /// 405 Method Not Allowed for methods we know, 501 Not Implemented for unknown ones.
-    Reject,
-    /// Hand to a processor by policy.
-    Forward,
-}
-
-/// Claim 2: rewrite forwarded initial messages to carry the chosen processor's port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarkPort {
-    /// SIP header name carrying the port (e.g. `X-Switchyard-Port`).
-    pub sip_header: String,
-    /// MGCP extension parameter carrying the port (e.g. `X-SY-Port`).
-    pub mgcp_param: String,
-}
-
-/// Router configuration; built once at start.
-#[derive(Debug, Clone)]
-pub struct RouterConfig {
-    /// Selection policy for new dialogs.
-    pub policy: Policy,
-    /// Scanner limits.
-    pub limits: Limits,
-    /// Where session sizes come from.
-    pub session_size: SessionSizeConfig,
-    /// Affinity table size (entries; rounded up to a power of two).
-    pub affinity_capacity: usize,
-    /// Affinity entry lifetime, seconds (≥ 64·T1 + Timer H margin; default 72).
-    pub affinity_ttl_s: u32,
-    /// OPTIONS handling.
-    pub options: OptionsMode,
-    /// Other out-of-dialog methods.
-    pub other: OtherMode,
-    /// Retry-After seconds in 503 answers.
-    pub retry_after_s: u32,
-    /// Claim 2 rewrite, when enabled. Also adds Via `received`/`rport`.
-    pub mark_port: Option<MarkPort>,
-    /// Key shared with processors for To-tag / connection-id checksums (0: unkeyed).
-    pub tag_key: u64,
-    /// Processor considered dead when its heartbeat is older than this (ns).
-    pub heartbeat_timeout_ns: u64,
-    /// A processor on another host is out of selection when its last load report (or OPTIONS
-    /// answer) is older than this (ns).
-    pub report_timeout_ns: u64,
-}
-
-impl Default for RouterConfig {
-    fn default() -> Self {
-        Self {
-            policy: Policy::LeastLoaded,
-            limits: Limits::default(),
-            session_size: SessionSizeConfig::default(),
-            affinity_capacity: 1 << 20,
-            affinity_ttl_s: 72,
-            options: OptionsMode::Answer,
-            other: OtherMode::Reject,
-            retry_after_s: 5,
-            mark_port: None,
-            tag_key: 0,
-            heartbeat_timeout_ns: 1_000_000_000,
-            report_timeout_ns: 800_000_000,
-        }
-    }
-}
-
-/// How the dispatcher reaches a processor.
-pub enum Link {
-    /// A thread in this chassis: its fabric queue (claim 3).
-    Local(Producer),
-    /// A process on another host, over the LAN (claim 4).
-    Remote(SocketAddr),
-}
-
-/// A processor as the router sees it: how to reach it, its port and its load report.
-pub struct Member {
-    /// The processor's own port (what claim 2 writes into the message).
-    pub port: u16,
-    /// Its capacity in session units (0: unlimited, or for remote ones: as it reports).
-    pub capacity: u32,
-    /// Queue or LAN address.
-    pub link: Link,
-    /// What it reports (in-chassis: written by its thread; remote: by the report listener).
-    pub load: Arc<LoadReport>,
-    /// Units the dispatcher assigned to it, ever (monotonic).
-    pub assigned_units: u64,
-    /// Messages forwarded to it.
-    pub forwarded: u64,
-    /// `load.reports` when last looked at, and `assigned_units` then (remote members).
-    seen_reports: u64,
-    assigned_at_report: u64,
-}
-
-impl Member {
-    /// An in-chassis member with nothing assigned yet.
-    pub fn new(port: u16, capacity: u32, producer: Producer, load: Arc<LoadReport>) -> Self {
-        Self::with_link(port, capacity, Link::Local(producer), load)
-    }
-
-    /// A member on another host at `addr`.
-    pub fn remote(addr: SocketAddr, capacity: u32, load: Arc<LoadReport>) -> Self {
-        Self::with_link(addr.port(), capacity, Link::Remote(addr), load)
-    }
-
-    fn with_link(port: u16, capacity: u32, link: Link, load: Arc<LoadReport>) -> Self {
-        Self {
-            port,
-            capacity,
-            link,
-            load,
-            assigned_units: 0,
-            forwarded: 0,
-            seen_reports: 0,
-            assigned_at_report: 0,
-        }
-    }
-
-    /// Whether it is on another host.
-    pub fn is_remote(&self) -> bool {
-        matches!(self.link, Link::Remote(_))
-    }
-
-    fn state(&mut self, now_ns: u64, cfg: &RouterConfig, origin_ns: u64) -> MemberState {
-        let hb = self.load.heartbeat_ns.load(Ordering::Relaxed);
-        match &self.link {
-            Link::Local(producer) => {
-                let released = self.load.released_units.load(Ordering::Relaxed);
-                MemberState {
-                    in_use: self.assigned_units.saturating_sub(released),
-                    capacity: self.capacity,
-                    depth: producer.depth(),
-                    queue_capacity: producer.capacity(),
-                    // Threads start with the process: alive until proven otherwise.
-                    alive: now_ns.saturating_sub(hb.max(origin_ns)) < cfg.heartbeat_timeout_ns,
-                }
-            }
-            Link::Remote(_) => {
-                // Several dispatchers may share a remote processor, so its own gauge is the
-                // truth; what we assigned since its last report is added on top.
-                let reports = self.load.reports.load(Ordering::Relaxed);
-                if reports != self.seen_reports {
-                    self.seen_reports = reports;
-                    self.assigned_at_report = self.assigned_units;
-                }
-                let reported = self.load.in_use_units.load(Ordering::Relaxed);
-                let capacity = if self.capacity > 0 {
-                    self.capacity
-                } else {
-                    self.load.capacity_units.load(Ordering::Relaxed)
-                };
-                MemberState {
-                    in_use: reported + (self.assigned_units - self.assigned_at_report),
-                    capacity,
-                    depth: 0,
-                    queue_capacity: usize::MAX,
-                    // Never heard from, or silent too long: out of selection.
-                    alive: hb != 0 && now_ns.saturating_sub(hb) < cfg.report_timeout_ns,
-                }
-            }
-        }
-    }
-}
+pub use self::{
+    config::{MarkPort, OptionsMode, OtherMode, RouterConfig, DEFAULT_AFFINITY_CAPACITY},
+    handoff::{Decision, DropReason, Handoff, Inbound, Output, Payload, REPLY_BYTES},
+    member::{local_alive, Member, MemberSpec, MemberView, Snapshot},
+};
 
 /// Counters of every routing decision.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -303,24 +101,24 @@ pub struct RouterStats {
     pub mgcp_answered: u64,
 }
 
-/// The router: one per dispatcher thread; no locks, no allocation per datagram.
+/// The router: one per dispatcher thread; no locks, no I/O, no allocation per datagram.
 pub struct Router {
     cfg: RouterConfig,
     members: Vec<Member>,
     affinity: Affinity,
     selector: Selector,
     stats: RouterStats,
-    scratch: Box<[u8; SLOT_BYTES]>,
     nonce: u64,
-    /// Clock value at construction: processors are alive until proven otherwise.
-    origin_ns: u64,
-    /// The LAN socket and batch for remote members.
-    forwarder: Option<forward::Forwarder>,
     /// The locate scan (limits and session-size header prepared once).
     locate: Locate,
     /// Whether a new dialog's session size can change a decision or the load accounting
     /// (see [`size_matters`]); when not, new INVITEs count 1 unit and no SDP is read.
     size_matters: bool,
+    /// Epoch of the snapshot the current datagram is decided with.
+    epoch: u64,
+    /// Address of the current datagram's first byte, to express piggybacked segments as
+    /// offsets into it.
+    base: usize,
 }
 
 /// Whether session sizes matter: a policy or a member that reads units. `size-aware` packs by
@@ -328,72 +126,30 @@ pub struct Router {
 /// the size they compute themselves, so assigning 1 would make that count drift); a capacity
 /// (local, or any remote member, which may report one) makes every policy check the fit.
 /// Only `round-robin` and `hash` over local members without capacity never read units.
-fn size_matters(policy: Policy, members: &[Member]) -> bool {
+fn size_matters(policy: Policy, members: &[MemberSpec]) -> bool {
     matches!(policy, Policy::SizeAware | Policy::LeastLoaded)
-        || members.iter().any(|m| m.capacity > 0 || m.is_remote())
+        || members.iter().any(|m| m.capacity > 0 || m.remote)
 }
-
-/// What a SIP routing decision reads, from the locate scan or (when that fails) the routing
-/// scan.
-struct SipFields<'a> {
-    method: Method<'a>,
-    call_id: &'a [u8],
-    from_tag: &'a [u8],
-    to_tag: Option<&'a [u8]>,
-    branch: &'a [u8],
-    scan: Scanned<'a>,
-}
-
-enum Scanned<'a> {
-    Located(Located<'a>),
-    View(RoutingView<'a>),
-}
-
-impl SipFields<'_> {
-    fn session_size(&self, cfg: &wire::SessionSizeConfig) -> u32 {
-        match &self.scan {
-            Scanned::Located(l) => l.session_size(cfg).unwrap_or(1),
-            Scanned::View(m) => m.session_size(cfg),
-        }
-    }
-}
-
-/// Buffer size the shells must give [`Router::handle`] for replies.
-pub const REPLY_BYTES: usize = 2048;
 
 impl Router {
-    /// A router over `members` (at most [`MAX_PROCESSORS`]).
-    pub fn new(cfg: RouterConfig, members: Vec<Member>, now_ns: u64) -> Self {
+    /// A router over `members` (at most [`MAX_PROCESSORS`]); processor ids are their indices.
+    pub fn new(cfg: RouterConfig, members: Vec<MemberSpec>) -> Self {
         assert!(
             members.len() <= MAX_PROCESSORS,
             "at most {MAX_PROCESSORS} processors per dispatcher"
         );
-        let seed = now_ns ^ std::process::id() as u64;
         Self {
             locate: Locate::new(&cfg.limits, &cfg.session_size.sip_header),
             size_matters: size_matters(cfg.policy, &members),
             affinity: Affinity::new(cfg.affinity_capacity, cfg.affinity_ttl_s),
-            selector: Selector::new(cfg.policy, seed),
+            selector: Selector::new(cfg.policy, cfg.seed),
+            nonce: cfg.seed,
             cfg,
-            members,
+            members: members.into_iter().map(Member::new).collect(),
             stats: RouterStats::default(),
-            scratch: Box::new([0; SLOT_BYTES]),
-            nonce: seed,
-            origin_ns: now_ns,
-            forwarder: None,
+            epoch: 0,
+            base: 0,
         }
-    }
-
-    /// Gives the router the socket it forwards to remote members from (needed when any member
-    /// is remote; without it, pushes to remote members fail and count as full).
-    pub fn with_forwarder(mut self, f: forward::Forwarder) -> Self {
-        self.forwarder = Some(f);
-        self
-    }
-
-    /// LAN forwarding counters: (sent, errors).
-    pub fn forwarder_stats(&self) -> Option<(u64, u64)> {
-        self.forwarder.as_ref().map(|f| (f.sent, f.errors))
     }
 
     /// Counters so far.
@@ -406,42 +162,48 @@ impl Router {
         &self.members
     }
 
+    /// The configuration in use.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
     /// Affinity table counters and memory.
     pub fn affinity(&self) -> (affinity::AffinityStats, usize) {
         (self.affinity.stats(), self.affinity.memory_bytes())
     }
 
-    /// Publishes everything queued in this batch to the processors (one release store each,
-    /// and a wake-up only for a parked processor).
-    pub fn flush(&mut self) {
-        for m in &mut self.members {
-            if let Link::Local(p) = &mut m.link {
-                p.commit();
-            }
-        }
-        if let Some(f) = &mut self.forwarder {
-            f.flush();
-        }
-    }
-
-    /// Decides what to do with one datagram; replies are written into `reply`
-    /// ([`REPLY_BYTES`] is enough).
-    pub fn handle(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
+    /// Decides what to do with one datagram at `now_ns`, given the processors' state `snap`
+    /// (refreshed by the shell once per receive batch). What to do is left in `out`: the
+    /// handoffs in order, and a reply for the source.
+    pub fn handle(
+        &mut self,
+        now_ns: u64,
+        msg: &Inbound<'_>,
+        snap: &Snapshot,
+        out: &mut Output,
+    ) -> Decision {
+        out.clear();
+        self.epoch = snap.epoch;
+        self.base = msg.payload.as_ptr() as usize;
         self.stats.bytes += msg.payload.len() as u64;
         if msg.payload.iter().all(|b| b.is_ascii_whitespace()) {
             self.stats.dropped_empty += 1;
-            return Action::Drop(DropReason::Empty);
+            return Decision::Drop(DropReason::Empty);
         }
-        match msg.proto {
+        let d = match msg.proto {
             PortProto::Sip => {
                 self.stats.sip += 1;
-                self.sip(now_ns, msg, reply)
+                self.sip(now_ns, msg, snap, out)
             }
             PortProto::Mgcp => {
                 self.stats.mgcp += 1;
-                self.mgcp(now_ns, msg, reply)
+                self.mgcp(now_ns, msg, snap, out)
             }
+        };
+        if let Decision::Reply(n) = d {
+            out.reply_len = n;
         }
+        d
     }
 
     fn next_nonce(&mut self) -> u64 {
@@ -468,7 +230,7 @@ impl Router {
         code: u16,
         headers: &[&[u8]],
         reply: &mut [u8],
-    ) -> Action {
+    ) -> Decision {
         let mut tag = [0u8; 19];
         self.own_tag(&mut tag);
         let m = match Message::parse(payload, &self.cfg.limits) {
@@ -479,10 +241,10 @@ impl Router {
         spec.to_tag = Some(&tag);
         spec.headers = headers;
         match m.write_response(&spec, reply) {
-            Ok(n) => Action::Reply(n),
+            Ok(n) => Decision::Reply(n),
             Err(_) => {
                 self.stats.dropped_reply_too_large += 1;
-                Action::Drop(DropReason::ReplyTooLarge)
+                Decision::Drop(DropReason::ReplyTooLarge)
             }
         }
     }
@@ -493,7 +255,7 @@ impl Router {
         payload: &[u8],
         err: &wire::sip::SipError,
         reply: &mut [u8],
-    ) -> Action {
+    ) -> Decision {
         let mut tag = [0u8; 19];
         self.own_tag(&mut tag);
         let mut text = [0u8; 120];
@@ -502,41 +264,44 @@ impl Router {
         match salvage::bad_request(payload, reason, &tag, reply) {
             Some(n) => {
                 self.stats.bad_request += 1;
-                Action::Reply(n)
+                Decision::Reply(n)
             }
             None => {
                 self.stats.dropped_unparseable += 1;
-                Action::Drop(DropReason::Unparseable)
+                Decision::Drop(DropReason::Unparseable)
             }
         }
     }
 
-    fn member_state(&mut self, k: usize, now_ns: u64) -> MemberState {
-        let origin = self.origin_ns;
-        self.members[k].state(now_ns, &self.cfg, origin)
+    /// Processor `k`'s state for the selector: the snapshot plus what we handed it since.
+    fn member_state(&mut self, k: usize, snap: &Snapshot) -> MemberState {
+        let view = snap.members.get(k).copied().unwrap_or_default();
+        self.members[k].state(self.epoch, &view)
     }
 
     /// Whether processor `k` is currently in selection.
-    fn alive(&mut self, k: u16, now_ns: u64) -> bool {
-        usize::from(k) < self.members.len() && self.member_state(usize::from(k), now_ns).alive
+    fn alive(&mut self, k: u16, snap: &Snapshot) -> bool {
+        usize::from(k) < self.members.len() && self.member_state(usize::from(k), snap).alive
     }
 
-    /// Selects a processor and pushes `write`'s output into its queue, trying further
-    /// candidates when a queue turns out full. Returns the processor, or `None` (overload).
+    /// Selects a processor for a new dialog of `size` units and records the handoff, trying
+    /// further candidates when one cannot take it. Returns the processor, or `None`
+    /// (overload); `Err` when the message is too large for a fabric slot.
     fn place(
         &mut self,
-        now_ns: u64,
         size: u32,
         key: u64,
         msg: &Inbound<'_>,
         mark: bool,
+        snap: &Snapshot,
+        hand: &mut Handoffs,
     ) -> Result<Option<u16>, ()> {
         let mut excluded = 0u64;
         loop {
             let n = self.members.len();
             let mut states: [Option<MemberState>; MAX_PROCESSORS] = [None; MAX_PROCESSORS];
             for (k, st) in states.iter_mut().enumerate().take(n) {
-                *st = Some(self.member_state(k, now_ns));
+                *st = Some(self.member_state(k, snap));
             }
             let Some(k) = self
                 .selector
@@ -544,10 +309,9 @@ impl Router {
             else {
                 return Ok(None);
             };
-            match self.push(k, msg, now_ns, mark) {
+            match self.push(k, msg, mark, snap, hand) {
                 Push::Ok => {
-                    let m = &mut self.members[k];
-                    m.assigned_units += u64::from(size);
+                    self.members[k].assigned_units += u64::from(size);
                     return Ok(Some(k as u16));
                 }
                 Push::Full => {
@@ -559,104 +323,83 @@ impl Router {
         }
     }
 
-    /// Copies (or rewrites) the message into processor `k`'s queue, or its LAN batch.
-    fn push(&mut self, k: usize, msg: &Inbound<'_>, now_ns: u64, mark: bool) -> Push {
-        let proto = match msg.proto {
-            PortProto::Sip => Proto::Sip,
-            PortProto::Mgcp => Proto::Mgcp,
-        };
-        let port = self.members[k].port;
-        let remote = self.members[k].is_remote();
-        let rewritten = if mark || remote {
-            match self.rewrite(proto, msg.payload, msg.src, port, mark, remote) {
-                Some(n) => Some(n),
-                None => return Push::TooLarge,
+    /// Records a handoff of the message to processor `k`: as received, or rewritten (claim 2's
+    /// port with `mark`; the true source for a processor on another host).
+    fn push(
+        &mut self,
+        k: usize,
+        msg: &Inbound<'_>,
+        mark: bool,
+        snap: &Snapshot,
+        hand: &mut Handoffs,
+    ) -> Push {
+        let st = self.member_state(k, snap);
+        if st.depth >= st.queue_capacity || !hand.has_room() {
+            return Push::Full;
+        }
+        let spec = self.members[k].spec;
+        if mark || spec.remote {
+            match self.rewrite(msg, spec.port, mark, spec.remote, hand.spare()) {
+                Some(n) if n <= SLOT_BYTES => hand.push_rewritten(k as u16, n),
+                _ => return Push::TooLarge,
             }
         } else {
-            None
-        };
-        let bytes: &[u8] = match rewritten {
-            Some(n) => &self.scratch[..n],
-            None => msg.payload,
-        };
-        if bytes.len() > SLOT_BYTES {
-            return Push::TooLarge;
+            if msg.payload.len() > SLOT_BYTES {
+                return Push::TooLarge;
+            }
+            let start = (msg.payload.as_ptr() as usize).wrapping_sub(self.base);
+            hand.push_inbound(k as u16, start, msg.payload.len());
         }
-        let m = &mut self.members[k];
-        let ok = match &mut m.link {
-            Link::Local(producer) => producer.push_with(|slot| {
-                slot.proto = proto;
-                slot.src = msg.src;
-                slot.dst = msg.dst;
-                slot.received_ns = now_ns;
-                slot.fill(bytes)
-            }),
-            Link::Remote(addr) => match &mut self.forwarder {
-                Some(f) => {
-                    f.slot()[..bytes.len()].copy_from_slice(bytes);
-                    f.commit(bytes.len(), *addr);
-                    true
-                }
-                None => false,
-            },
-        };
-        if ok {
-            m.forwarded += 1;
-            Push::Ok
-        } else {
-            Push::Full
-        }
+        self.members[k].handed(self.epoch);
+        Push::Ok
     }
 
-    /// Rewrites into `scratch`: claim 2's processor port (`mark`) and, for a processor on
-    /// another host (`remote`), the true source: Via `received`/`rport` for SIP (RFC 3261
-    /// §18.2.1, RFC 3581), an `X-SY-Src` parameter for MGCP (whose answers go to the command's
-    /// source, which over the LAN would otherwise be the dispatcher).
+    /// Rewrites into `out`: claim 2's processor port (`mark`) and, for a processor on another
+    /// host (`remote`), the true source: Via `received`/`rport` for SIP (RFC 3261 §18.2.1, RFC
+    /// 3581), an `X-SY-Src` parameter for MGCP (whose answers go to the command's source, which
+    /// over the LAN would otherwise be the dispatcher). One copy for SIP.
     fn rewrite(
-        &mut self,
-        proto: Proto,
-        payload: &[u8],
-        src: SocketAddr,
+        &self,
+        msg: &Inbound<'_>,
         port: u16,
         mark: bool,
         remote: bool,
+        out: &mut [u8],
     ) -> Option<usize> {
+        let (payload, src) = (msg.payload, msg.src);
         let mut ip = [0u8; 48];
         let iplen = mgcp::write_display(&mut ip, &src.ip());
-        let mut tmp = [0u8; SLOT_BYTES];
-        match proto {
-            Proto::Sip => {
+        let mark_port = self.cfg.mark_port.as_ref().filter(|_| mark);
+        match msg.proto {
+            PortProto::Sip => {
                 let m = Message::parse(payload, &self.cfg.limits).ok()?;
-                let n = m
-                    .write_with_received(&ip[..iplen], Some(src.port()), &mut tmp)
-                    .ok()?;
-                let Some(mp) = self.cfg.mark_port.as_ref().filter(|_| mark) else {
-                    self.scratch.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
-                    return Some(n);
-                };
-                let m2 = Message::parse(tmp.get(..n)?, &self.cfg.limits).ok()?;
                 let mut line = [0u8; 96];
-                let len = fmt_header(&mut line, mp.sip_header.as_bytes(), b": ", port)?;
-                m2.write_with_header(
-                    &line[..len],
-                    InsertAt::BeforeBlankLine,
-                    &mut self.scratch[..],
-                )
-                .ok()
+                let header = match mark_port {
+                    Some(mp) => {
+                        let len = fmt_header(&mut line, mp.sip_header.as_bytes(), b": ", port)?;
+                        Some((&line[..len], InsertAt::BeforeBlankLine))
+                    }
+                    None => None,
+                };
+                m.write_relayed(&ip[..iplen], Some(src.port()), header, out)
+                    .ok()
             }
-            Proto::Mgcp => {
+            PortProto::Mgcp => {
+                let mut tmp = [0u8; SLOT_BYTES];
                 let mut n = payload.len();
                 tmp.get_mut(..n)?.copy_from_slice(payload);
-                if let Some(mp) = self.cfg.mark_port.as_ref().filter(|_| mark) {
+                if let Some(mp) = mark_port {
                     let mut digits = [0u8; 8];
                     let dl = mgcp::write_display(&mut digits, &port);
                     n = mgcp::insert_param(
                         tmp.get(..n)?,
                         mp.mgcp_param.as_bytes(),
                         &digits[..dl],
-                        &mut self.scratch[..],
+                        out,
                     )?;
-                    tmp.get_mut(..n)?.copy_from_slice(self.scratch.get(..n)?);
+                    if remote {
+                        tmp.get_mut(..n)?.copy_from_slice(out.get(..n)?);
+                    }
                 }
                 if remote {
                     let mut v = [0u8; 64];
@@ -665,197 +408,12 @@ impl Router {
                         tmp.get(..n)?,
                         processor::thread::RELAY_SOURCE_PARAM.as_bytes(),
                         &v[..vl],
-                        &mut self.scratch[..],
+                        out,
                     )?;
-                } else {
-                    self.scratch.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
+                } else if mark_port.is_none() {
+                    out.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
                 }
                 Some(n)
-            }
-        }
-    }
-
-    /// The fields routing reads: the locate scan, and when it fails the routing scan, which
-    /// either accepts (locate is stricter on a few shapes) or names the defect for the 400.
-    fn sip_fields<'a>(
-        &self,
-        payload: &'a [u8],
-    ) -> Result<Option<SipFields<'a>>, wire::sip::SipError> {
-        let scope = if self.size_matters {
-            Scope::CompleteForInvite
-        } else {
-            Scope::Routing
-        };
-        if let Ok(l) = self.locate.scan(payload, scope) {
-            let Some(method) = l.method() else {
-                return Ok(None);
-            };
-            return Ok(Some(SipFields {
-                method,
-                call_id: l.call_id(),
-                from_tag: l.from_tag().unwrap_or(b""),
-                to_tag: l.to_tag(),
-                branch: l.branch().unwrap_or(b""),
-                scan: Scanned::Located(l),
-            }));
-        }
-        let m = RoutingView::parse(payload, &self.cfg.limits, &self.cfg.session_size.sip_header)?;
-        let Kind::Request { method, .. } = m.kind() else {
-            return Ok(None);
-        };
-        Ok(Some(SipFields {
-            method,
-            call_id: m.call_id(),
-            from_tag: m.from().and_then(|f| f.tag).unwrap_or(b""),
-            to_tag: m.to().and_then(|t| t.tag),
-            branch: m.top_via().branch().unwrap_or(b""),
-            scan: Scanned::View(m),
-        }))
-    }
-
-    /// The `hash` policy's key (the Call-ID hash every dispatcher computes alike); the other
-    /// policies ignore it, so it is not computed for them.
-    fn call_key(&self, call_id: &[u8]) -> u64 {
-        if self.cfg.policy == Policy::Hash {
-            affinity::key(call_id, b"", b"")
-        } else {
-            0
-        }
-    }
-
-    fn sip(&mut self, now_ns: u64, msg: &Inbound<'_>, reply: &mut [u8]) -> Action {
-        // The locate scan: start line, header framing, and the fields routing reads; the rest
-        // is the processor's business (it answers 400 to what it cannot accept).
-        let m = match self.sip_fields(msg.payload) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                self.stats.dropped_response += 1;
-                return Action::Drop(DropReason::Response);
-            }
-            Err(e) => return self.bad_request(msg.payload, &e, reply),
-        };
-        let method = m.method;
-        let now_s = (now_ns / 1_000_000_000) as u32;
-        let to_tag = m.to_tag;
-        let tkey = txkey::key(m.call_id, m.from_tag, m.branch);
-        let n = self.members.len() as u16;
-
-        // In-dialog: the processor is encoded in the To-tag it issued.
-        let tagged_processor = to_tag.and_then(|t| wire::tag::decode_keyed(self.cfg.tag_key, t, n));
-
-        match method {
-            Method::Ack => {
-                // ACK for a non-2xx final: same branch as the INVITE -> affinity.
-                if let Some(k) = self.affinity.get(tkey, now_s) {
-                    return self.forward_existing(k, now_ns, msg, Counted::AckAffinity);
-                }
-                if let Some(k) = tagged_processor {
-                    return self.forward_existing(k, now_ns, msg, Counted::InDialog);
-                }
-                self.stats.dropped_ack += 1;
-                Action::Drop(DropReason::AckAbsorbed)
-            }
-            Method::Cancel => match self.affinity.get(tkey, now_s) {
-                Some(k) => self.forward_existing(k, now_ns, msg, Counted::Cancel),
-                None => {
-                    self.stats.no_transaction += 1;
-                    self.reply_to(msg.payload, 481, &[], reply)
-                }
-            },
-            Method::Invite if to_tag.is_none() => {
-                if let Some(k) = self.affinity.get(tkey, now_s) {
-                    if self.alive(k, now_ns) {
-                        return self.forward_existing(k, now_ns, msg, Counted::Retransmission);
-                    }
-                    // Its processor died before answering: the retransmission starts the
-                    // dialog afresh on a live one (the entry is overwritten below).
-                    self.stats.rerouted += 1;
-                }
-                let size = if self.size_matters {
-                    m.session_size(&self.cfg.session_size)
-                } else {
-                    1
-                };
-                let ckey = self.call_key(m.call_id);
-                let mark = self.cfg.mark_port.is_some();
-                match self.place(now_ns, size, ckey, msg, mark) {
-                    Ok(Some(k)) => {
-                        self.affinity.insert(tkey, k, now_s);
-                        self.stats.new_dialogs += 1;
-                        Action::Forwarded(k)
-                    }
-                    Ok(None) => {
-                        self.stats.overload += 1;
-                        let mut ra = [0u8; 32];
-                        let len = fmt_header(
-                            &mut ra,
-                            b"Retry-After",
-                            b": ",
-                            self.cfg.retry_after_s as u16,
-                        )
-                        .unwrap_or(0);
-                        let hdr: &[u8] = &ra[..len];
-                        self.reply_to(msg.payload, 503, &[hdr], reply)
-                    }
-                    Err(()) => {
-                        self.stats.too_large += 1;
-                        self.reply_to(msg.payload, 513, &[], reply)
-                    }
-                }
-            }
-            _ if to_tag.is_some() => match tagged_processor {
-                Some(k) => self.forward_existing(k, now_ns, msg, Counted::InDialog),
-                None => {
-                    self.stats.no_transaction += 1;
-                    self.reply_to(msg.payload, 481, &[], reply)
-                }
-            },
-            Method::Options if self.cfg.options == OptionsMode::Answer => {
-                self.stats.options_answered += 1;
-                self.reply_to(
-                    msg.payload,
-                    200,
-                    &[
-                        b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
-                        b"Accept: application/sdp",
-                    ],
-                    reply,
-                )
-            }
-            Method::Options => self.forward_new(now_ns, &m, msg, reply),
-            _ if self.cfg.other == OtherMode::Forward => self.forward_new(now_ns, &m, msg, reply),
-            Method::Other(_) => {
-                self.stats.rejected_method += 1;
-                self.reply_to(msg.payload, 501, &[ALLOW], reply)
-            }
-            _ => {
-                self.stats.rejected_method += 1;
-                self.reply_to(msg.payload, 405, &[ALLOW], reply)
-            }
-        }
-    }
-
-    /// Out-of-dialog non-INVITE forwarded by policy (session size 0: it holds no capacity).
-    fn forward_new(
-        &mut self,
-        now_ns: u64,
-        m: &SipFields<'_>,
-        msg: &Inbound<'_>,
-        reply: &mut [u8],
-    ) -> Action {
-        let ckey = self.call_key(m.call_id);
-        match self.place(now_ns, 0, ckey, msg, false) {
-            Ok(Some(k)) => {
-                self.stats.new_dialogs += 1;
-                Action::Forwarded(k)
-            }
-            Ok(None) => {
-                self.stats.overload += 1;
-                self.reply_to(msg.payload, 503, &[], reply)
-            }
-            Err(()) => {
-                self.stats.too_large += 1;
-                self.reply_to(msg.payload, 513, &[], reply)
             }
         }
     }
@@ -866,11 +424,12 @@ impl Router {
     fn forward_existing(
         &mut self,
         k: u16,
-        now_ns: u64,
         msg: &Inbound<'_>,
+        snap: &Snapshot,
+        hand: &mut Handoffs,
         what: Counted,
-    ) -> Action {
-        match self.push(usize::from(k), msg, now_ns, false) {
+    ) -> Decision {
+        match self.push(usize::from(k), msg, false, snap, hand) {
             Push::Ok => {
                 match what {
                     Counted::Retransmission => self.stats.retransmissions += 1,
@@ -880,17 +439,15 @@ impl Router {
                     Counted::MgcpStateless => self.stats.mgcp_stateless += 1,
                     Counted::MgcpRetransmission => self.stats.mgcp_retransmissions += 1,
                 }
-                Action::Forwarded(k)
+                Decision::Hand(k)
             }
             Push::Full | Push::TooLarge => {
                 self.stats.queue_full += 1;
-                Action::Drop(DropReason::QueueFull)
+                Decision::Drop(DropReason::QueueFull)
             }
         }
     }
 }
-
-const ALLOW: &[u8] = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
 #[derive(Clone, Copy)]
 enum Counted {

@@ -1,9 +1,10 @@
-//! Sans-IO tests of every routing case, with real fabric queues (no mocks): what the router
-//! decides is checked by reading what each processor's queue received.
-use std::{net::SocketAddr, sync::atomic::Ordering, sync::Arc};
+//! Sans-IO tests of every routing case, with in-memory fakes and a fake clock: processors are
+//! plain queues of what the router handed them, their load and liveness a hand-built
+//! [`Snapshot`], and the clock a number. What the router decides is checked by reading what
+//! each fake queue received, exactly as the shell would have pushed it.
+use std::{collections::VecDeque, net::SocketAddr};
 
 use dispatcher_common::PortProto;
-use fabric::{channel, Consumer, LoadReport};
 
 use super::*;
 
@@ -11,32 +12,42 @@ const SEC: u64 = 1_000_000_000;
 
 struct Bed {
     router: Router,
-    consumers: Vec<Consumer>,
-    loads: Vec<Arc<LoadReport>>,
-    reply: Vec<u8>,
+    specs: Vec<MemberSpec>,
+    /// What each processor's queue holds: (source the message travels with, bytes).
+    queues: Vec<VecDeque<(SocketAddr, Vec<u8>)>>,
+    queue_cap: usize,
+    /// In-chassis processors: last heartbeat and units released (their load board).
+    heartbeats: Vec<u64>,
+    released: Vec<u64>,
+    /// Processors on other hosts: what their health monitor and reports say.
+    remote: Vec<MemberView>,
+    out: Output,
+    epoch: u64,
     /// Processors heartbeat at every message (live threads do, at least every 100 ms).
     heartbeat: bool,
 }
 
-fn bed_with(n: usize, capacity: u32, queue: usize, cfg: RouterConfig) -> Bed {
-    let mut members = Vec::new();
-    let mut consumers = Vec::new();
-    let mut loads = Vec::new();
-    for k in 0..n {
-        let (p, c) = channel(queue).unwrap();
-        let load = LoadReport::new(capacity);
-        load.heartbeat_ns.store(1, Ordering::Relaxed);
-        members.push(Member::new(5070 + k as u16, capacity, p, Arc::clone(&load)));
-        consumers.push(c);
-        loads.push(load);
-    }
+fn bed_of(specs: Vec<MemberSpec>, queue: usize, cfg: RouterConfig) -> Bed {
+    let n = specs.len();
     Bed {
-        router: Router::new(cfg, members, 0),
-        consumers,
-        loads,
-        reply: vec![0; REPLY_BYTES],
+        router: Router::new(cfg, specs.clone()),
+        specs,
+        queues: vec![VecDeque::new(); n],
+        queue_cap: queue,
+        heartbeats: vec![1; n],
+        released: vec![0; n],
+        remote: vec![MemberView::remote(false, 0, 0, 0); n],
+        out: Output::new(),
+        epoch: 0,
         heartbeat: true,
     }
+}
+
+fn bed_with(n: usize, capacity: u32, queue: usize, cfg: RouterConfig) -> Bed {
+    let specs = (0..n)
+        .map(|k| MemberSpec::local(5070 + k as u16, capacity))
+        .collect();
+    bed_of(specs, queue, cfg)
 }
 
 fn bed(n: usize, policy: Policy) -> Bed {
@@ -56,50 +67,83 @@ fn src() -> SocketAddr {
 }
 
 impl Bed {
-    fn send(&mut self, now: u64, proto: PortProto, payload: &[u8]) -> Action {
+    /// The snapshot the shell would build now.
+    fn snapshot(&mut self, now: u64) -> Snapshot {
+        self.epoch += 1;
+        let timeout = self.router.config().heartbeat_timeout_ns;
+        let members = (0..self.specs.len())
+            .map(|k| {
+                if self.specs[k].remote {
+                    self.remote[k]
+                } else {
+                    MemberView {
+                        alive: local_alive(now, 0, self.heartbeats[k], timeout),
+                        released_units: self.released[k],
+                        queue_free: self.queue_cap - self.queues[k].len(),
+                        queue_capacity: self.queue_cap,
+                        ..MemberView::default()
+                    }
+                }
+            })
+            .collect();
+        Snapshot {
+            epoch: self.epoch,
+            members,
+        }
+    }
+
+    fn send(&mut self, now: u64, proto: PortProto, payload: &[u8]) -> Decision {
         if self.heartbeat {
-            for l in &self.loads {
-                l.heartbeat_ns.store(now, Ordering::Relaxed);
-            }
+            self.heartbeats.iter_mut().for_each(|h| *h = now);
         }
         let dst = if proto == PortProto::Sip {
             "198.18.0.1:5060"
         } else {
             "198.18.0.1:2427"
         };
-        let a = self.router.handle(
-            now,
-            &Inbound {
-                proto,
-                src: src(),
-                dst: dst.parse().unwrap(),
-                payload,
-            },
-            &mut self.reply,
-        );
-        self.router.flush();
-        a
+        let msg = Inbound {
+            proto,
+            src: src(),
+            dst: dst.parse().unwrap(),
+            payload,
+        };
+        let snap = self.snapshot(now);
+        let d = self.router.handle(now, &msg, &snap, &mut self.out);
+        // Carry out the handoffs as the shell does; the router promised room.
+        for h in self.out.handoffs() {
+            let q = &mut self.queues[usize::from(h.to)];
+            assert!(q.len() < self.queue_cap, "handed to a full queue");
+            q.push_back((msg.src, self.out.bytes(h, payload).to_vec()));
+        }
+        match d {
+            Decision::Reply(n) => assert_eq!(self.out.reply().map(<[u8]>::len), Some(n)),
+            _ => assert!(self.out.reply().is_none()),
+        }
+        d
     }
 
-    fn sip(&mut self, now: u64, payload: &[u8]) -> Action {
+    fn sip(&mut self, now: u64, payload: &[u8]) -> Decision {
         self.send(now, PortProto::Sip, payload)
     }
 
-    fn reply_text(&self, a: Action) -> String {
+    fn reply_text(&self, a: Decision) -> String {
         match a {
-            Action::Reply(n) => String::from_utf8_lossy(&self.reply[..n]).into_owned(),
+            Decision::Reply(_) => {
+                String::from_utf8_lossy(self.out.reply().expect("a reply")).into_owned()
+            }
             other => panic!("expected a reply, got {other:?}"),
         }
     }
 
     /// Everything queued to processor k since the last call.
     fn drained(&mut self, k: usize) -> Vec<Vec<u8>> {
-        let mut out = vec![];
-        self.consumers[k].drain(usize::MAX, |s| {
-            assert_eq!(s.src, src(), "the true source travels with the message");
-            out.push(s.bytes().to_vec());
-        });
-        out
+        self.queues[k]
+            .drain(..)
+            .map(|(s, bytes)| {
+                assert_eq!(s, src(), "the true source travels with the message");
+                bytes
+            })
+            .collect()
     }
 }
 
@@ -149,7 +193,7 @@ fn proc_tag(k: u16) -> String {
 fn new_invite_is_forwarded_verbatim() {
     let mut b = bed(3, Policy::RoundRobin);
     let inv = invite("c1", "z9hG4bK-1", "");
-    assert_eq!(b.sip(SEC, &inv), Action::Forwarded(0));
+    assert_eq!(b.sip(SEC, &inv), Decision::Hand(0));
     assert_eq!(b.drained(0), vec![inv]);
     assert_eq!(b.router.stats().new_dialogs, 1);
 }
@@ -158,23 +202,23 @@ fn new_invite_is_forwarded_verbatim() {
 fn retransmission_cancel_and_non2xx_ack_follow_the_invite() {
     let mut b = bed(3, Policy::RoundRobin);
     let inv = invite("c1", "z9hG4bK-1", "");
-    assert_eq!(b.sip(SEC, &inv), Action::Forwarded(0));
+    assert_eq!(b.sip(SEC, &inv), Decision::Hand(0));
     // Another dialog moves the round-robin cursor on.
     assert_eq!(
         b.sip(SEC, &invite("c2", "z9hG4bK-2", "")),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
     // Retransmission within the window, CANCEL, and the ACK for the 487 all go to 0.
-    assert_eq!(b.sip(2 * SEC, &inv), Action::Forwarded(0));
+    assert_eq!(b.sip(2 * SEC, &inv), Decision::Hand(0));
     let cancel = request("CANCEL", "c1", "z9hG4bK-1", None, "CANCEL");
-    assert_eq!(b.sip(3 * SEC, &cancel), Action::Forwarded(0));
+    assert_eq!(b.sip(3 * SEC, &cancel), Decision::Hand(0));
     let ack = request("ACK", "c1", "z9hG4bK-1", Some(&proc_tag(0)), "ACK");
-    assert_eq!(b.sip(4 * SEC, &ack), Action::Forwarded(0));
+    assert_eq!(b.sip(4 * SEC, &ack), Decision::Hand(0));
     assert_eq!(b.drained(0).len(), 4);
     let s = b.router.stats();
     assert_eq!((s.retransmissions, s.cancels, s.acks_affinity), (1, 1, 1));
     // Past the affinity window (72 s) a retransmission is a new dialog again.
-    assert_eq!(b.sip(80 * SEC, &inv), Action::Forwarded(2));
+    assert_eq!(b.sip(80 * SEC, &inv), Decision::Hand(2));
 }
 
 #[test]
@@ -196,7 +240,7 @@ fn in_dialog_requests_route_by_to_tag_without_state() {
             Some(&proc_tag(k)),
             method,
         );
-        assert_eq!(b.sip(SEC, &m), Action::Forwarded(k), "{method}");
+        assert_eq!(b.sip(SEC, &m), Decision::Hand(k), "{method}");
     }
     assert_eq!(b.router.stats().in_dialog, 4);
     // A tag naming a processor that does not exist, or a forged checksum: 481.
@@ -220,7 +264,7 @@ fn in_dialog_requests_route_by_to_tag_without_state() {
 fn ack_for_our_own_answer_is_absorbed() {
     let mut b = bed(1, Policy::RoundRobin);
     let ack = request("ACK", "c", "z9hG4bK-5", Some("sy-0123456789abcdef"), "ACK");
-    assert_eq!(b.sip(SEC, &ack), Action::Drop(DropReason::AckAbsorbed));
+    assert_eq!(b.sip(SEC, &ack), Decision::Drop(DropReason::AckAbsorbed));
 }
 
 #[test]
@@ -244,7 +288,7 @@ fn options_answered_or_forwarded() {
             ..RouterConfig::default()
         },
     );
-    assert_eq!(f.sip(SEC, &opt), Action::Forwarded(0));
+    assert_eq!(f.sip(SEC, &opt), Decision::Hand(0));
 }
 
 #[test]
@@ -271,7 +315,7 @@ fn other_methods_get_405_or_501() {
 fn responses_are_dropped_and_garbage_gets_400_or_a_counted_drop() {
     let mut b = bed(1, Policy::RoundRobin);
     let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-    assert_eq!(b.sip(SEC, resp), Action::Drop(DropReason::Response));
+    assert_eq!(b.sip(SEC, resp), Decision::Drop(DropReason::Response));
     let mismatch = request("INVITE", "m", "z9hG4bK-m", None, "BYE");
     let text = {
         let a = b.sip(SEC, &mismatch);
@@ -283,9 +327,9 @@ fn responses_are_dropped_and_garbage_gets_400_or_a_counted_drop() {
     );
     assert_eq!(
         b.sip(SEC, b"\x00\x01garbage"),
-        Action::Drop(DropReason::Unparseable)
+        Decision::Drop(DropReason::Unparseable)
     );
-    assert_eq!(b.sip(SEC, b"\r\n\r\n"), Action::Drop(DropReason::Empty));
+    assert_eq!(b.sip(SEC, b"\r\n\r\n"), Decision::Drop(DropReason::Empty));
     let s = b.router.stats();
     assert_eq!(
         (
@@ -306,7 +350,7 @@ fn overload_is_answered_503_with_retry_after_and_recovers() {
     for i in 0..4 {
         assert!(matches!(
             b.sip(SEC, &invite(&format!("c{i}"), &format!("z9hG4bK-{i}"), "")),
-            Action::Forwarded(_)
+            Decision::Hand(_)
         ));
     }
     let a = b.sip(SEC, &invite("c5", "z9hG4bK-5", ""));
@@ -315,10 +359,10 @@ fn overload_is_answered_503_with_retry_after_and_recovers() {
     assert!(text.contains("Retry-After: 5\r\n"), "{text}");
     assert_eq!(b.router.stats().overload, 1);
     // Processor 1 reports a released session: there is room again.
-    b.loads[1].released_units.fetch_add(1, Ordering::Relaxed);
+    b.released[1] += 1;
     assert_eq!(
         b.sip(SEC, &invite("c6", "z9hG4bK-6", "")),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
 }
 
@@ -335,23 +379,23 @@ fn size_aware_uses_the_announced_session_size() {
     );
     assert_eq!(
         b.sip(SEC, &invite("a", "z9hG4bK-a", "X-Session-Size: 8\r\n")),
-        Action::Forwarded(0)
+        Decision::Hand(0)
     );
     // 0 has 2 units free, 1 has 10: a size-5 session must go to 1, a size-3 one too.
     assert_eq!(
         b.sip(SEC, &invite("b", "z9hG4bK-b", "X-Session-Size: 5\r\n")),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
     assert_eq!(
         b.sip(SEC, &invite("c", "z9hG4bK-c", "X-Session-Size: 3\r\n")),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
     // Now 0 has 2 free, 1 has 2 free: size 3 fits nowhere.
     let a = b.sip(SEC, &invite("d", "z9hG4bK-d", "X-Session-Size: 3\r\n"));
     assert!(b.reply_text(a).starts_with("SIP/2.0 503"));
     assert_eq!(
         b.sip(SEC, &invite("e", "z9hG4bK-e", "X-Session-Size: 2\r\n")),
-        Action::Forwarded(0)
+        Decision::Hand(0)
     );
 }
 
@@ -369,7 +413,7 @@ fn full_queue_moves_to_the_next_candidate_then_503() {
     let mut ks = vec![];
     for i in 0..4 {
         match b.sip(SEC, &invite(&format!("q{i}"), &format!("z9hG4bK-q{i}"), "")) {
-            Action::Forwarded(k) => ks.push(k),
+            Decision::Hand(k) => ks.push(k),
             a => panic!("{a:?}"),
         }
     }
@@ -381,7 +425,7 @@ fn full_queue_moves_to_the_next_candidate_then_503() {
     b.drained(0);
     assert_eq!(
         b.sip(SEC, &invite("q6", "z9hG4bK-q6", "")),
-        Action::Forwarded(0)
+        Decision::Hand(0)
     );
 }
 
@@ -390,15 +434,15 @@ fn silent_processor_is_out_of_selection() {
     let mut b = bed(2, Policy::RoundRobin);
     b.heartbeat = false;
     // Processor 0 stopped reporting 5 s ago; 1 reports now.
-    b.loads[1].heartbeat_ns.store(10 * SEC, Ordering::Relaxed);
-    b.loads[0].heartbeat_ns.store(5 * SEC, Ordering::Relaxed);
+    b.heartbeats[1] = 10 * SEC;
+    b.heartbeats[0] = 5 * SEC;
     for i in 0..3 {
         assert_eq!(
             b.sip(
                 10 * SEC,
                 &invite(&format!("h{i}"), &format!("z9hG4bK-h{i}"), "")
             ),
-            Action::Forwarded(1)
+            Decision::Hand(1)
         );
     }
 }
@@ -421,7 +465,7 @@ fn mark_port_adds_the_processor_port_and_via_received() {
     b.sip(SEC, &invite("m0", "z9hG4bK-m0", ""));
     assert_eq!(
         b.sip(SEC, &invite("m1", "z9hG4bK-m1", "")),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
     let got = b.drained(1).pop().unwrap();
     let text = String::from_utf8(got.clone()).unwrap();
@@ -469,7 +513,7 @@ fn affinity_eviction_is_counted() {
 
 // ---- MGCP ----
 
-fn mgcp(b: &mut Bed, now: u64, msg: &str) -> Action {
+fn mgcp(b: &mut Bed, now: u64, msg: &str) -> Decision {
     b.send(now, PortProto::Mgcp, msg.as_bytes())
 }
 
@@ -477,18 +521,18 @@ fn mgcp(b: &mut Bed, now: u64, msg: &str) -> Action {
 fn crcx_retransmission_and_stateless_followups() {
     let mut b = bed(3, Policy::RoundRobin);
     let crcx = "CRCX 1001 ds/ss7-2/1@mgw.example.net MGCP 1.0\r\nC: A3C47F21456789F0\r\nL: p:10, a:PCMU\r\nM: recvonly\r\n";
-    assert_eq!(mgcp(&mut b, SEC, crcx), Action::Forwarded(0));
+    assert_eq!(mgcp(&mut b, SEC, crcx), Decision::Hand(0));
     assert_eq!(
         mgcp(
             &mut b,
             SEC,
             "CRCX 1002 ds/ss7-2/2@mgw MGCP 1.0\r\nC: 1\r\nM: sendrecv\r\n"
         ),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
     assert_eq!(
         mgcp(&mut b, 2 * SEC, crcx),
-        Action::Forwarded(0),
+        Decision::Hand(0),
         "retransmission follows"
     );
     // MDCX with a connection id processor 2 issued.
@@ -496,7 +540,7 @@ fn crcx_retransmission_and_stateless_followups() {
         "MDCX 1003 ds/ss7-2/1@mgw MGCP 1.0\r\nC: 1\r\nI: {}\r\nM: sendrecv\r\n",
         proc_tag(2)
     );
-    assert_eq!(mgcp(&mut b, SEC, &mdcx), Action::Forwarded(2));
+    assert_eq!(mgcp(&mut b, SEC, &mdcx), Decision::Hand(2));
     // DLCX naming processor 1's specific endpoint (its port) without a connection id.
     assert_eq!(
         mgcp(
@@ -504,7 +548,7 @@ fn crcx_retransmission_and_stateless_followups() {
             SEC,
             "DLCX 1004 ds/ss7-2/1@[198.18.0.1]:5071 MGCP 1.0\r\nC: 1\r\n"
         ),
-        Action::Forwarded(1)
+        Decision::Hand(1)
     );
     let s = b.router.stats();
     assert_eq!(
@@ -543,11 +587,11 @@ fn mgcp_answers_and_errors() {
     assert!(r.starts_with("510 2005 "), "{r}");
     assert_eq!(
         mgcp(&mut b, SEC, "200 2006 OK\r\n"),
-        Action::Drop(DropReason::Response)
+        Decision::Drop(DropReason::Response)
     );
     assert_eq!(
         mgcp(&mut b, SEC, "\x01\x02"),
-        Action::Drop(DropReason::Unparseable)
+        Decision::Drop(DropReason::Unparseable)
     );
 }
 
@@ -573,7 +617,7 @@ fn mgcp_overload_answers_403() {
             SEC,
             "CRCX 4001 a@mgw MGCP 1.0\r\nC: 1\r\nM: recvonly\r\n"
         ),
-        Action::Forwarded(0)
+        Decision::Hand(0)
     );
     let r = {
         let a = mgcp(
@@ -588,77 +632,42 @@ fn mgcp_overload_answers_403() {
 
 // ---- processors on other hosts ----
 
-fn lan_bed(n: usize) -> (Router, Vec<UdpSocket>, Vec<Arc<LoadReport>>) {
-    let mut members = vec![];
-    let mut socks = vec![];
-    let mut loads = vec![];
-    for _ in 0..n {
-        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .unwrap();
-        let load = LoadReport::new(0);
-        members.push(Member::remote(
-            s.local_addr().unwrap(),
-            0,
-            Arc::clone(&load),
-        ));
-        socks.push(s);
-        loads.push(load);
-    }
-    let fwd = forward::Forwarder::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
-    let r = Router::new(
+fn lan_bed(n: usize) -> Bed {
+    let specs = (0..n)
+        .map(|k| MemberSpec::remote(SocketAddr::from(([198, 18, 0, 11 + k as u8], 5070)), 0))
+        .collect();
+    bed_of(
+        specs,
+        64,
         RouterConfig {
             policy: Policy::RoundRobin,
             ..RouterConfig::default()
         },
-        members,
-        0,
     )
-    .with_forwarder(fwd);
-    (r, socks, loads)
 }
 
-use std::net::UdpSocket;
-
-fn report(load: &LoadReport, now: u64, in_use: u64) {
-    load.in_use_units.store(in_use, Ordering::Relaxed);
-    load.heartbeat_ns.store(now, Ordering::Relaxed);
-    load.reports.fetch_add(1, Ordering::Relaxed);
-}
-
-fn route(r: &mut Router, now: u64, proto: PortProto, payload: &[u8]) -> Action {
-    let mut reply = vec![0; REPLY_BYTES];
-    let a = r.handle(
-        now,
-        &Inbound {
-            proto,
-            src: src(),
-            dst: "198.18.0.1:5060".parse().unwrap(),
-            payload,
-        },
-        &mut reply,
-    );
-    r.flush();
-    a
+/// A load report from remote processor `k` arrived (its health monitor says up).
+fn report(b: &mut Bed, k: usize, in_use: u64) {
+    let v = &mut b.remote[k];
+    *v = MemberView::remote(true, in_use, v.reports + 1, 0);
 }
 
 #[test]
-fn remote_members_get_the_true_source_and_only_while_reporting() {
-    let (mut r, socks, loads) = lan_bed(2);
+fn remote_members_get_the_true_source_and_only_while_up() {
+    let mut b = lan_bed(2);
     // Nobody reported yet: nothing is alive.
     assert!(matches!(
-        route(&mut r, SEC, PortProto::Sip, &invite("l0", "z9hG4bK-l0", "")),
-        Action::Reply(_)
+        b.sip(SEC, &invite("l0", "z9hG4bK-l0", "")),
+        Decision::Reply(_)
     ));
-    report(&loads[0], SEC, 0);
-    report(&loads[1], SEC, 0);
+    report(&mut b, 0, 0);
+    report(&mut b, 1, 0);
     assert_eq!(
-        route(&mut r, SEC, PortProto::Sip, &invite("l1", "z9hG4bK-l1", "")),
-        Action::Forwarded(0)
+        b.sip(SEC, &invite("l1", "z9hG4bK-l1", "")),
+        Decision::Hand(0)
     );
-    let mut buf = [0u8; 4096];
-    let n = socks[0].recv(&mut buf).unwrap();
-    let m = wire::sip::Message::parse(&buf[..n], &wire::Limits::default()).unwrap();
+    let got = b.drained(0);
+    let m = wire::sip::Message::parse(&got[0], &wire::Limits::default()).unwrap();
     assert_eq!(
         m.top_via().received(),
         Some(&b"198.18.0.2"[..]),
@@ -667,83 +676,109 @@ fn remote_members_get_the_true_source_and_only_while_reporting() {
     assert_eq!(m.top_via().rport(), Some(Some(5060)));
     // MGCP over the LAN carries X-SY-Src.
     let crcx = b"CRCX 77 a@mgw MGCP 1.0\r\nC: 1\r\nM: recvonly\r\n";
-    assert_eq!(
-        route(&mut r, SEC, PortProto::Mgcp, crcx),
-        Action::Forwarded(1)
-    );
-    let n = socks[1].recv(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(b.send(SEC, PortProto::Mgcp, crcx), Decision::Hand(1));
+    let got = b.drained(1);
+    let text = String::from_utf8_lossy(&got[0]);
     assert!(text.contains("\r\nX-SY-Src: 198.18.0.2:5060\r\n"), "{text}");
-    // Processor 0 goes silent: after the report timeout it is out of selection, and a
-    // retransmission of its pending INVITE is placed on 1.
-    report(&loads[1], 2 * SEC, 0);
+    // Processor 0's health monitor says down: it is out of selection, and a retransmission
+    // of its pending INVITE is placed on 1.
+    b.remote[0].alive = false;
     assert_eq!(
-        route(
-            &mut r,
-            2 * SEC,
-            PortProto::Sip,
-            &invite("l1", "z9hG4bK-l1", "")
-        ),
-        Action::Forwarded(1)
+        b.sip(2 * SEC, &invite("l1", "z9hG4bK-l1", "")),
+        Decision::Hand(1)
     );
-    assert_eq!(r.stats().rerouted, 1);
+    assert_eq!(b.router.stats().rerouted, 1);
     for i in 0..4 {
         assert_eq!(
-            route(
-                &mut r,
+            b.sip(
                 2 * SEC,
-                PortProto::Sip,
                 &invite(&format!("m{i}"), &format!("z9hG4bK-m{i}"), "")
             ),
-            Action::Forwarded(1)
+            Decision::Hand(1)
         );
     }
     // It reports again: it rejoins.
-    report(&loads[0], 2 * SEC, 0);
+    report(&mut b, 0, 0);
     let ks: Vec<_> = (0..4)
         .map(|i| {
-            route(
-                &mut r,
+            b.sip(
                 2 * SEC,
-                PortProto::Sip,
                 &invite(&format!("j{i}"), &format!("z9hG4bK-j{i}"), ""),
             )
         })
         .collect();
-    assert!(ks.contains(&Action::Forwarded(0)), "{ks:?}");
-    assert_eq!(r.forwarder_stats().unwrap().1, 0);
+    assert!(ks.contains(&Decision::Hand(0)), "{ks:?}");
 }
 
 #[test]
 fn remote_capacity_counts_reported_load_plus_our_pending() {
-    let (mut r, _socks, loads) = lan_bed(1);
-    r.members[0].capacity = 3;
-    report(&loads[0], SEC, 2); // another dispatcher's sessions hold 2 units
+    let mut b = bed_of(
+        vec![MemberSpec::remote("198.18.0.11:5070".parse().unwrap(), 3)],
+        64,
+        RouterConfig {
+            policy: Policy::RoundRobin,
+            ..RouterConfig::default()
+        },
+    );
+    report(&mut b, 0, 2); // another dispatcher's sessions hold 2 units
     assert_eq!(
-        route(&mut r, SEC, PortProto::Sip, &invite("c1", "z9hG4bK-c1", "")),
-        Action::Forwarded(0)
+        b.sip(SEC, &invite("c1", "z9hG4bK-c1", "")),
+        Decision::Hand(0)
     );
     assert!(
         matches!(
-            route(&mut r, SEC, PortProto::Sip, &invite("c2", "z9hG4bK-c2", "")),
-            Action::Reply(_)
+            b.sip(SEC, &invite("c2", "z9hG4bK-c2", "")),
+            Decision::Reply(_)
         ),
         "2 + 1 pending = 3 = full"
     );
     // A new report says 1 unit in use (ours is counted in it now): room for 2 more.
-    report(&loads[0], SEC, 1);
+    report(&mut b, 0, 1);
     assert_eq!(
-        route(&mut r, SEC, PortProto::Sip, &invite("c3", "z9hG4bK-c3", "")),
-        Action::Forwarded(0)
+        b.sip(SEC, &invite("c3", "z9hG4bK-c3", "")),
+        Decision::Hand(0)
     );
     assert_eq!(
-        route(&mut r, SEC, PortProto::Sip, &invite("c4", "z9hG4bK-c4", "")),
-        Action::Forwarded(0)
+        b.sip(SEC, &invite("c4", "z9hG4bK-c4", "")),
+        Decision::Hand(0)
     );
     assert!(matches!(
-        route(&mut r, SEC, PortProto::Sip, &invite("c5", "z9hG4bK-c5", "")),
-        Action::Reply(_)
+        b.sip(SEC, &invite("c5", "z9hG4bK-c5", "")),
+        Decision::Reply(_)
     ));
+}
+
+#[test]
+fn piggybacked_handoffs_carry_their_own_segment() {
+    let mut b = bed(2, Policy::RoundRobin);
+    let two = b"CRCX 81 a@mgw MGCP 1.0\r\nC: 1\r\nM: recvonly\r\n.\r\nCRCX 82 b@mgw MGCP 1.0\r\nC: 2\r\nM: recvonly\r\n";
+    assert_eq!(b.send(SEC, PortProto::Mgcp, two), Decision::Hand(1));
+    let (q0, q1) = (b.drained(0), b.drained(1));
+    assert!(
+        q0[0].starts_with(b"CRCX 81 "),
+        "{:?}",
+        String::from_utf8_lossy(&q0[0])
+    );
+    assert!(
+        q1[0].starts_with(b"CRCX 82 "),
+        "{:?}",
+        String::from_utf8_lossy(&q1[0])
+    );
+}
+
+#[test]
+fn a_fixed_seed_makes_decisions_reproducible() {
+    let cfg = || RouterConfig {
+        policy: Policy::LeastLoaded,
+        seed: 42,
+        ..RouterConfig::default()
+    };
+    let mut a = bed_with(4, 0, 1 << 12, cfg());
+    let mut b = bed_with(4, 0, 1 << 12, cfg());
+    for i in 0..100 {
+        let inv = invite(&format!("seed-{i}"), &format!("z9hG4bK-sd{i}"), "");
+        assert_eq!(a.sip(SEC, &inv), b.sip(SEC, &inv));
+    }
 }
 
 #[test]
@@ -770,14 +805,14 @@ fn two_dispatchers_route_identically_without_shared_state() {
             Some(&proc_tag(k)),
             "BYE",
         );
-        assert_eq!(a.sip(SEC, &bye), Action::Forwarded(k));
-        assert_eq!(b.sip(SEC, &bye), Action::Forwarded(k));
+        assert_eq!(a.sip(SEC, &bye), Decision::Hand(k));
+        assert_eq!(b.sip(SEC, &bye), Decision::Hand(k));
         let mdcx = format!(
             "MDCX {} ep@mgw MGCP 1.0\r\nC: 1\r\nI: {}\r\n",
             5000 + i,
             proc_tag(k)
         );
-        assert_eq!(mgcp(&mut a, SEC, &mdcx), Action::Forwarded(k));
-        assert_eq!(mgcp(&mut b, SEC, &mdcx), Action::Forwarded(k));
+        assert_eq!(mgcp(&mut a, SEC, &mdcx), Decision::Hand(k));
+        assert_eq!(mgcp(&mut b, SEC, &mdcx), Decision::Hand(k));
     }
 }

@@ -16,6 +16,7 @@ pub enum InsertAt {
     BeforeBlankLine,
 }
 
+#[derive(Clone, Copy)]
 struct Edit<'x> {
     start: usize,
     end: usize,
@@ -65,6 +66,20 @@ impl<const N: usize> Message<'_, N> {
         rport: Option<u16>,
         out: &mut [u8],
     ) -> Result<usize, WriteError> {
+        self.write_relayed(received, rport, None, out)
+    }
+
+    /// [`Message::write_with_received`] and, when `header` is given,
+    /// [`Message::write_with_header`] in one copy: what the dispatcher does to an initial
+    /// request for a processor on another host with claim 2's port (one scan, one copy instead
+    /// of two of each).
+    pub fn write_relayed(
+        &self,
+        received: &[u8],
+        rport: Option<u16>,
+        header: Option<(&[u8], InsertAt)>,
+        out: &mut [u8],
+    ) -> Result<usize, WriteError> {
         if !is_host_value(received) {
             return Err(WriteError::InvalidInput("received address"));
         }
@@ -75,31 +90,43 @@ impl<const N: usize> Message<'_, N> {
             None => &[],
         };
         let at = via.parm.end();
-        let mut edits: [Edit<'_>; 2] = [
+        let none = Edit {
+            start: at,
+            end: at,
+            parts: [b"", b"", b""],
+        };
+        let mut edits: [Edit<'_>; 3] = [
             Edit {
                 start: at,
                 end: at,
                 parts: [b";received=", received, b""],
             },
-            Edit {
-                start: at,
-                end: at,
-                parts: [b"", b"", b""],
-            },
+            none,
+            none,
         ];
-        let [r, p] = &mut edits;
-        {
-            if let Some(prm) = via.received {
-                r.start = prm.whole.start();
-                r.end = prm.whole.end();
+        let [r, p, h] = &mut edits;
+        if let Some(prm) = via.received {
+            r.start = prm.whole.start();
+            r.end = prm.whole.end();
+        }
+        if rport.is_some() {
+            p.parts = [b";rport=", port, b""];
+            if let Some(prm) = via.rport {
+                p.start = prm.whole.start();
+                p.end = prm.whole.end();
             }
-            if rport.is_some() {
-                p.parts = [b";rport=", port, b""];
-                if let Some(prm) = via.rport {
-                    p.start = prm.whole.start();
-                    p.end = prm.whole.end();
-                }
-            }
+        }
+        if let Some((line, where_)) = header {
+            check_header_line(line)?;
+            let pos = match where_ {
+                InsertAt::AfterStartLine => self.first_header_offset(),
+                InsertAt::BeforeBlankLine => self.headers_end_offset(),
+            };
+            *h = Edit {
+                start: pos,
+                end: pos,
+                parts: [line, b"\r\n", b""],
+            };
         }
         apply(self.as_bytes(), &mut edits, out)
     }

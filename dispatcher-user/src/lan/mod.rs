@@ -1,9 +1,13 @@
 //! The dispatcher's control side for processors on other hosts (claims 4, 7, 12, 15): a thread
 //! that receives their signed load reports, or probes third-party processors (any SIP server:
 //! SIPp, FreeSWITCH, ...) with OPTIONS, and keeps each one's [`LoadReport`] current. The
-//! dispatcher thread only reads those atomics; it never waits on this thread.
+//! dispatcher thread only reads those atomics (into its snapshot); it never waits on this thread.
+//!
+//! The rules (which report counts, when a processor is up or down, when to probe) are the pure
+//! state machine in [`health`], driven with a fake clock in its tests; this module is the thin
+//! socket loop around it.
+pub mod health;
 use std::{
-    collections::HashMap,
     io::ErrorKind,
     net::{SocketAddr, UdpSocket},
     sync::{
@@ -15,11 +19,14 @@ use std::{
 };
 
 use fabric::{monotonic_ns, LoadReport};
-use processor::report::{Report, ReportError, ReportKey};
+use processor::report::ReportKey;
 use tracing::{debug, info, warn};
 
+use self::health::{Event, HealthMonitor, Watched};
+
 /// How a remote processor proves it is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Health {
     /// Signed load reports (a `switchyard-processor`).
     Reports,
@@ -73,7 +80,7 @@ impl std::str::FromStr for RemoteSpec {
 }
 
 /// Counters of the report listener.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LanStats {
     /// Reports accepted.
     pub reports: u64,
@@ -89,6 +96,8 @@ pub struct LanStats {
     pub probes_sent: u64,
     /// Answers to probes.
     pub probe_answers: u64,
+    /// Processors that went down (silent past the report timeout).
+    pub went_down: u64,
 }
 
 /// The running listener.
@@ -97,29 +106,44 @@ pub struct Lan {
     stop: Arc<AtomicBool>,
 }
 
-/// Member index and its load board, by the address reports come from.
-type Board = HashMap<SocketAddr, (usize, Health, Arc<LoadReport>)>;
-
 impl Lan {
     /// Starts the listener on `sock`. `members` are `(pool index, spec, load)` of the remote
-    /// processors; `probe_every` paces OPTIONS probes.
+    /// processors; `probe_every` paces OPTIONS probes; a processor silent for `report_timeout`
+    /// is marked down.
     pub fn start(
         sock: UdpSocket,
         key: ReportKey,
         members: Vec<(usize, RemoteSpec, Arc<LoadReport>)>,
         probe_every: Duration,
+        report_timeout: Duration,
     ) -> std::io::Result<Self> {
         sock.set_read_timeout(Some(Duration::from_millis(20)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
-        let board: Board = members
+        let (watched, loads): (Vec<Watched>, Vec<Arc<LoadReport>>) = members
             .into_iter()
-            .map(|(k, spec, load)| (spec.addr, (k, spec.health, load)))
-            .collect();
-        info!(listen = ?sock.local_addr().ok(), processors = board.len(), "load report listener running");
+            .map(|(k, spec, load)| {
+                (
+                    Watched {
+                        id: k,
+                        addr: spec.addr,
+                        health: spec.health,
+                    },
+                    load,
+                )
+            })
+            .unzip();
+        let monitor = HealthMonitor::new(
+            watched,
+            key,
+            probe_every.as_nanos() as u64,
+            report_timeout.as_nanos() as u64,
+            sock.local_addr().ok(),
+        );
+        info!(listen = ?sock.local_addr().ok(), processors = loads.len(), "load report listener running");
         let handle = std::thread::Builder::new()
             .name("lan-reports".into())
-            .spawn(move || run(&sock, &key, &board, probe_every, &stop2))?;
+            .spawn(move || run(&sock, monitor, &loads, &stop2))?;
         Ok(Self { handle, stop })
     }
 
@@ -130,35 +154,19 @@ impl Lan {
     }
 }
 
+/// The socket loop: datagrams and the clock into the monitor, its events onto the load board
+/// and the wire.
 fn run(
     sock: &UdpSocket,
-    key: &ReportKey,
-    board: &Board,
-    probe_every: Duration,
+    mut monitor: HealthMonitor,
+    loads: &[Arc<LoadReport>],
     stop: &AtomicBool,
 ) -> LanStats {
-    let mut st = LanStats::default();
-    let mut last_seq: HashMap<SocketAddr, u64> = HashMap::new();
     let mut buf = [0u8; 2048];
-    let mut next_probe = 0u64;
-    let mut probe_n = 0u64;
-    let local = sock.local_addr().ok();
+    let mut events = Vec::new();
     while !stop.load(Relaxed) {
-        let now = monotonic_ns();
-        if now >= next_probe {
-            next_probe = now + probe_every.as_nanos() as u64;
-            for (addr, (_, health, _)) in board {
-                if *health == Health::Options {
-                    probe_n += 1;
-                    if sock
-                        .send_to(&options_probe(*addr, local, probe_n), addr)
-                        .is_ok()
-                    {
-                        st.probes_sent += 1;
-                    }
-                }
-            }
-        }
+        monitor.poll(monotonic_ns(), &mut events);
+        apply(sock, &monitor, loads, &mut events);
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e)
@@ -175,66 +183,67 @@ fn run(
                 continue;
             }
         };
-        let msg = &buf[..n];
-        let Some((k, health, load)) = board.get(&from) else {
-            st.rejected_unknown += 1;
-            debug!(%from, "datagram from an unknown address on the report port");
-            continue;
-        };
-        match health {
-            Health::Options => {
-                // Any SIP response from the probed address proves it alive.
-                if msg.starts_with(b"SIP/2.0 ") {
-                    st.probe_answers += 1;
-                    load.heartbeat_ns.store(monotonic_ns(), Relaxed);
-                    load.reports.fetch_add(1, Relaxed);
-                }
-            }
-            Health::Reports => match Report::decode(msg, key) {
-                Ok(r) if usize::from(r.id) != *k => st.rejected_unknown += 1,
-                Ok(r) => {
-                    let last = last_seq.entry(from).or_insert(0);
-                    if r.seq <= *last {
-                        st.rejected_stale += 1;
-                        continue;
-                    }
-                    *last = r.seq;
-                    load.active.store(r.active, Relaxed);
-                    load.in_use_units.store(r.units_in_use, Relaxed);
-                    load.released_units.store(r.released_units, Relaxed);
-                    load.rejected_units.store(r.rejected_units, Relaxed);
-                    load.capacity_units.store(r.capacity, Relaxed);
-                    load.heartbeat_ns.store(monotonic_ns(), Relaxed);
-                    load.reports.fetch_add(1, Relaxed);
-                    st.reports += 1;
-                }
-                Err(ReportError::Auth) => {
-                    st.rejected_auth += 1;
-                    warn!(%from, "load report failed authentication (wrong --report-key-file?)");
-                }
-                Err(e) => {
-                    st.rejected_malformed += 1;
-                    debug!(%from, error = %e, "not a load report");
-                }
-            },
-        }
+        monitor.on_datagram(monotonic_ns(), from, &buf[..n], &mut events);
+        apply(sock, &monitor, loads, &mut events);
     }
-    st
+    monitor.stats()
 }
 
-/// An OPTIONS request probing `to` (RFC 3261 §11), from the report socket.
-fn options_probe(to: SocketAddr, local: Option<SocketAddr>, n: u64) -> Vec<u8> {
-    let me = local.map_or_else(|| "0.0.0.0:0".to_owned(), |a| a.to_string());
-    format!(
-        "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-syprobe-{n}\r\nMax-Forwards: 70\r\nFrom: <sip:switchyard@{me}>;tag=syprobe\r\nTo: <sip:{to}>\r\nCall-ID: syprobe-{n}@{me}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n",
-        n = n % 1_000_000_000
-    )
-    .into_bytes()
+/// Carries out the monitor's events.
+fn apply(
+    sock: &UdpSocket,
+    monitor: &HealthMonitor,
+    loads: &[Arc<LoadReport>],
+    events: &mut Vec<Event>,
+) {
+    for ev in events.drain(..) {
+        match ev {
+            Event::Report {
+                member,
+                report,
+                now,
+            } => {
+                let load = &loads[member];
+                load.active.store(report.active, Relaxed);
+                load.in_use_units.store(report.units_in_use, Relaxed);
+                load.released_units.store(report.released_units, Relaxed);
+                load.rejected_units.store(report.rejected_units, Relaxed);
+                load.capacity_units.store(report.capacity, Relaxed);
+                load.heartbeat_ns.store(now, Relaxed);
+                load.reports.fetch_add(1, Relaxed);
+            }
+            Event::ProbeAnswered { member, now } => {
+                let load = &loads[member];
+                load.heartbeat_ns.store(now, Relaxed);
+                load.reports.fetch_add(1, Relaxed);
+            }
+            Event::Up { member } => {
+                loads[member].up.store(true, Relaxed);
+                info!(processor = monitor.id(member), addr = %monitor.addr(member), "remote processor up");
+            }
+            Event::Down { member } => {
+                loads[member].up.store(false, Relaxed);
+                warn!(processor = monitor.id(member), addr = %monitor.addr(member), "remote processor down: no report or probe answer within the report timeout");
+            }
+            Event::Probe { to, bytes } => {
+                if sock.send_to(&bytes, to).is_err() {
+                    debug!(%to, "OPTIONS probe not sent");
+                }
+            }
+            Event::Rejected { from, why } if why.starts_with("authentication") => {
+                warn!(%from, why, "load report refused");
+            }
+            Event::Rejected { from, why } => {
+                debug!(%from, why, "datagram on the report port not accepted");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use processor::report::Report;
 
     #[test]
     fn spec_parses() {
@@ -266,6 +275,7 @@ mod tests {
             listener,
             key.clone(),
             vec![(3, spec, Arc::clone(&load))],
+            Duration::from_secs(1),
             Duration::from_secs(1),
         )
         .unwrap();
@@ -302,5 +312,6 @@ mod tests {
         assert_eq!(load.in_use_units.load(Relaxed), 7);
         assert_eq!(load.capacity_units.load(Relaxed), 50);
         assert!(load.heartbeat_ns.load(Relaxed) > 0);
+        assert!(load.up.load(Relaxed), "a valid report brings it up");
     }
 }

@@ -1,6 +1,6 @@
 //! Forwarding over the LAN (claim 4): messages for processors on other hosts are collected in a
-//! preallocated batch during one receive batch and sent with one `sendmmsg` at
-//! [`super::Router::flush`], so the per-packet cost stays a copy, not a syscall.
+//! preallocated batch during one receive batch and sent with one `sendmmsg` when the shell
+//! flushes ([`crate::links::Links::flush`]), so the per-packet cost stays a copy, not a syscall.
 use std::{
     io,
     mem::MaybeUninit,

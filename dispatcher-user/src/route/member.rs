@@ -1,0 +1,220 @@
+//! Processors as the router sees them: a fixed [`MemberSpec`] each, the [`Snapshot`] of their
+//! load and liveness the shell passes in, and the router's own accounting on top.
+//!
+//! Why a snapshot rather than reading the load board directly: the board is shared memory that
+//! processor threads and the LAN health monitor write at any time. The shell reads it once per
+//! receive batch into one plain value, so every decision in a batch sees one consistent view,
+//! the router stays deterministic (tests build snapshots by hand, with a fake clock), and the
+//! hot path reads no cache line another core is writing. What the router assigned since the
+//! snapshot was taken is its own knowledge and is added on top: a queue the router filled in
+//! this batch is full even if the snapshot still shows room.
+use std::net::SocketAddr;
+
+use super::select::MemberState;
+
+/// What the router needs to know about a processor that does not change while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberSpec {
+    /// The processor's own port (what claim 2 writes into the message).
+    pub port: u16,
+    /// Its capacity in session units (0: unlimited, or for remote ones: as it reports).
+    pub capacity: u32,
+    /// Whether it is on another host (reached over the LAN, with the true source relayed).
+    pub remote: bool,
+}
+
+impl MemberSpec {
+    /// A processor thread in this chassis listening on `port`.
+    pub fn local(port: u16, capacity: u32) -> Self {
+        Self {
+            port,
+            capacity,
+            remote: false,
+        }
+    }
+
+    /// A processor on another host at `addr`.
+    pub fn remote(addr: SocketAddr, capacity: u32) -> Self {
+        Self {
+            port: addr.port(),
+            capacity,
+            remote: true,
+        }
+    }
+}
+
+/// One processor's load and liveness at one moment, as the shell read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberView {
+    /// In selection: heartbeat fresh (in-chassis) or health up (remote).
+    pub alive: bool,
+    /// Units released by ended or refused sessions, ever (in-chassis processors count these;
+    /// units in use = units assigned − released).
+    pub released_units: u64,
+    /// Units in use as the processor last reported them (remote processors, which several
+    /// dispatchers may share, so their own gauge is the truth).
+    pub reported_in_use: u64,
+    /// Reports accepted so far (the router notices a new report by this changing).
+    pub reports: u64,
+    /// Capacity the processor reports (used when the configured one is 0).
+    pub reported_capacity: u32,
+    /// Free slots in its fabric queue when the snapshot was taken (`usize::MAX` for remote).
+    pub queue_free: usize,
+    /// Slots in its fabric queue (`usize::MAX` for remote).
+    pub queue_capacity: usize,
+}
+
+impl MemberView {
+    /// A remote processor's view: `up` as its health monitor says, and its last report.
+    pub fn remote(up: bool, reported_in_use: u64, reports: u64, reported_capacity: u32) -> Self {
+        Self {
+            alive: up,
+            released_units: 0,
+            reported_in_use,
+            reports,
+            reported_capacity,
+            queue_free: usize::MAX,
+            queue_capacity: usize::MAX,
+        }
+    }
+}
+
+/// The liveness rule for in-chassis processors: alive while the last heartbeat (or, before the
+/// first, the dispatcher's start `origin_ns`: threads start with the process) is younger than
+/// `timeout_ns`.
+pub fn local_alive(now_ns: u64, origin_ns: u64, heartbeat_ns: u64, timeout_ns: u64) -> bool {
+    now_ns.saturating_sub(heartbeat_ns.max(origin_ns)) < timeout_ns
+}
+
+/// Every processor's view, index = processor id; `epoch` changes with every refresh so the
+/// router knows when to forget what it handed since the previous one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Bumped by each refresh.
+    pub epoch: u64,
+    /// One view per processor, in processor order.
+    pub members: Vec<MemberView>,
+}
+
+impl Snapshot {
+    /// A snapshot of `n` processors, all unknown (not alive).
+    pub fn new(n: usize) -> Self {
+        Self {
+            epoch: 0,
+            members: vec![MemberView::default(); n],
+        }
+    }
+}
+
+/// A processor in the router: its spec and what the router has assigned it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// As configured.
+    pub spec: MemberSpec,
+    /// Units the dispatcher assigned to it, ever (monotonic).
+    pub assigned_units: u64,
+    /// Messages handed to it.
+    pub forwarded: u64,
+    /// Messages handed to it since the snapshot of epoch `epoch` (they occupy queue slots the
+    /// snapshot still shows free).
+    handed: usize,
+    epoch: u64,
+    /// `reports` when last looked at, and `assigned_units` then (remote members).
+    seen_reports: u64,
+    assigned_at_report: u64,
+}
+
+impl Member {
+    pub(super) fn new(spec: MemberSpec) -> Self {
+        Self {
+            spec,
+            assigned_units: 0,
+            forwarded: 0,
+            handed: 0,
+            epoch: u64::MAX,
+            seen_reports: 0,
+            assigned_at_report: 0,
+        }
+    }
+
+    /// Forgets per-snapshot counts when a new snapshot arrives.
+    fn sync(&mut self, epoch: u64) {
+        if self.epoch != epoch {
+            self.epoch = epoch;
+            self.handed = 0;
+        }
+    }
+
+    /// Records one message handed to it.
+    pub(super) fn handed(&mut self, epoch: u64) {
+        self.sync(epoch);
+        self.handed += 1;
+        self.forwarded += 1;
+    }
+
+    /// The selector's view: the snapshot plus the router's own accounting.
+    pub(super) fn state(&mut self, epoch: u64, v: &MemberView) -> MemberState {
+        self.sync(epoch);
+        let depth = v
+            .queue_capacity
+            .saturating_sub(v.queue_free)
+            .saturating_add(self.handed);
+        if self.spec.remote {
+            // What we assigned since its last report is added to what it reported.
+            if v.reports != self.seen_reports {
+                self.seen_reports = v.reports;
+                self.assigned_at_report = self.assigned_units;
+            }
+            let capacity = if self.spec.capacity > 0 {
+                self.spec.capacity
+            } else {
+                v.reported_capacity
+            };
+            MemberState {
+                in_use: v.reported_in_use + (self.assigned_units - self.assigned_at_report),
+                capacity,
+                depth: 0,
+                queue_capacity: usize::MAX,
+                alive: v.alive,
+            }
+        } else {
+            MemberState {
+                in_use: self.assigned_units.saturating_sub(v.released_units),
+                capacity: self.spec.capacity,
+                depth,
+                queue_capacity: v.queue_capacity,
+                alive: v.alive,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_rule_counts_from_start_until_the_first_beat() {
+        let sec = 1_000_000_000;
+        assert!(local_alive(sec / 2, 0, 0, sec), "fresh process");
+        assert!(!local_alive(2 * sec, 0, 0, sec), "never beat");
+        assert!(local_alive(10 * sec, 0, 9 * sec + 1, sec));
+        assert!(!local_alive(10 * sec, 0, 9 * sec, sec));
+    }
+
+    #[test]
+    fn handed_messages_fill_the_queue_until_the_next_snapshot() {
+        let mut m = Member::new(MemberSpec::local(5070, 0));
+        let v = MemberView {
+            alive: true,
+            queue_free: 2,
+            queue_capacity: 4,
+            ..MemberView::default()
+        };
+        assert_eq!(m.state(1, &v).depth, 2);
+        m.handed(1);
+        m.handed(1);
+        assert_eq!(m.state(1, &v).depth, 4, "full: nothing more fits");
+        assert_eq!(m.state(2, &v).depth, 2, "a new snapshot counts afresh");
+    }
+}
