@@ -1,6 +1,6 @@
 //! The dispatcher's sans-IO routing core, in the style of quinn-proto: a datagram (bytes,
 //! addresses), a clock value and a [`Snapshot`] of the processors' load and liveness in; an
-//! [`Output`] of handoffs and a reply out, which the shell carries out. No queue, eventfd,
+//! [`Output`] of handoffs and a reply out, which the shell carries out. No queue, wake-up,
 //! socket or clock is touched here: the shells own those (`udp_shell`, `xdp_shell`, and
 //! `links`, which pushes handoffs into fabric queues and LAN batches). Both shells feed the
 //! same [`Router`], so behaviour never depends on the backend, and everything here runs in
