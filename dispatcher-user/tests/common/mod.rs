@@ -9,6 +9,8 @@ use std::{
 
 use xtask::testbed::{self, Testbed};
 
+pub mod fixtures;
+
 /// The repository's `testdata/` (SIPp scenarios, XDP frame fixtures), seen from this crate.
 pub const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 
