@@ -200,6 +200,28 @@ case("truncated ipv6 header", full6, MALFORMED, "malformed", cut=14 + 30)
 case("truncated ipv6 udp header", full6, MALFORMED, "malformed", cut=14 + 40 + 6)
 case("ipv6 ethertype with version 4", eth(type=0x86DD) / v4() / Raw(b"\0" * 20), MALFORMED,
      "malformed", note="an IPv4 packet (padded past 40 bytes) behind the IPv6 ethertype")
+case("ipv4 total length beyond frame",
+     eth() / IP(src=V4_APP, dst=V4_DISP, len=20 + 8 + len(SIP) + 10)
+     / UDP(sport=40000, dport=5060) / Raw(SIP), MALFORMED, "malformed",
+     note="the IPv4 header claims 10 bytes more than the frame holds (RFC 791 total length)")
+case("udp length beyond ipv4 total length",
+     eth() / IP(src=V4_APP, dst=V4_DISP, len=20 + 8 + 10)
+     / UDP(sport=40000, dport=5060) / Raw(SIP), MALFORMED, "malformed",
+     note="the datagram ends 10 bytes into the payload; the rest of the frame is not part of it")
+case("udp length into ethernet padding",
+     eth() / IP(src=V4_APP, dst=V4_DISP) / UDP(sport=40000, dport=5060, len=8 + 7 + 4)
+     / Raw(b"OPTIONS") / Padding(b"\0" * 11), MALFORMED, "malformed",
+     note="UDP length reaches 4 bytes past the IPv4 datagram, into the frame's padding")
+case("ipv4 total length shorter than its header",
+     eth() / IP(src=V4_APP, dst=V4_DISP, len=19) / UDP(sport=40000, dport=5060) / Raw(SIP),
+     MALFORMED, "malformed")
+case("ipv6 payload length beyond frame",
+     eth() / IPv6(src=V6_APP, dst=V6_DISP, plen=8 + len(SIP) + 10)
+     / UDP(sport=40000, dport=5060) / Raw(SIP), MALFORMED, "malformed",
+     note="RFC 8200 payload length 10 bytes more than the frame holds")
+case("udp length beyond ipv6 payload length",
+     eth() / IPv6(src=V6_APP, dst=V6_DISP, plen=8 + 10)
+     / UDP(sport=40000, dport=5060) / Raw(SIP), MALFORMED, "malformed")
 case("vlan truncated ipv4 header", eth(Dot1Q(vlan=100)) / v4(), MALFORMED, "malformed",
      cut=18 + 19)
 
