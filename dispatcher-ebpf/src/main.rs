@@ -75,9 +75,10 @@ mod program {
     }
 
     /// Walks Ethernet (one optional 802.1Q/802.1ad tag), IPv4/IPv6 and UDP; returns where the
-    /// UDP header starts, or why the frame is not ours.
+    /// UDP header starts and where the IP datagram ends by its length field, or why the frame
+    /// is not ours.
     #[inline(always)]
-    fn udp_offset(ctx: &XdpContext) -> Result<usize, Verdict> {
+    fn udp_offset(ctx: &XdpContext) -> Result<(usize, usize), Verdict> {
         let mut off = ETH_HLEN;
         let mut ethertype = be16(bytes::<2>(ctx, 12).ok_or(Verdict::Malformed)?);
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
@@ -104,7 +105,8 @@ mod program {
                 if hdr[9] != IPPROTO_UDP {
                     return Err(Verdict::NotOurs);
                 }
-                Ok(off + ihl)
+                // Total length covers header and data; bytes after it are link padding.
+                Ok((off + ihl, off + be16([hdr[2], hdr[3]]) as usize))
             }
             ETH_P_IPV6 => {
                 let hdr = bytes::<IPV6_HLEN>(ctx, off).ok_or(Verdict::Malformed)?;
@@ -116,7 +118,11 @@ mod program {
                 if hdr[6] != IPPROTO_UDP {
                     return Err(Verdict::NotOurs);
                 }
-                Ok(off + IPV6_HLEN)
+                // Payload length: what follows the fixed header (here: the UDP datagram).
+                Ok((
+                    off + IPV6_HLEN,
+                    off + IPV6_HLEN + be16([hdr[4], hdr[5]]) as usize,
+                ))
             }
             _ => Err(Verdict::NotOurs),
         }
@@ -124,8 +130,8 @@ mod program {
 
     #[inline(always)]
     fn classify(ctx: &XdpContext) -> Verdict {
-        let udp = match udp_offset(ctx) {
-            Ok(off) => off,
+        let (udp, ip_end) = match udp_offset(ctx) {
+            Ok(at) => at,
             Err(v) => return v,
         };
         let Some(h) = bytes::<UDP_HLEN>(ctx, udp) else {
@@ -133,7 +139,9 @@ mod program {
         };
         let dport = be16([h[2], h[3]]);
         let len = be16([h[4], h[5]]) as usize;
-        if len < UDP_HLEN || udp + len > ctx.data_end() - ctx.data() {
+        // The IP datagram must fit the frame, and the UDP datagram the IP one (a UDP length
+        // reaching into link padding, or an IP length shorter than its headers, is impossible).
+        if len < UDP_HLEN || ip_end > ctx.data_end() - ctx.data() || udp + len > ip_end {
             return Verdict::Malformed;
         }
         if WELL_KNOWN_PORTS.get_ptr(PortKey::new(dport)).is_some() {

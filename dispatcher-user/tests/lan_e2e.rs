@@ -109,8 +109,7 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
     let dir = std::env::temp_dir().join(format!("sy-lan-sipp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let scenario =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/sipp/uac-follow-contact.xml");
+    let scenario = Path::new(common::TESTDATA).join("sipp/uac-follow-contact.xml");
     let status = LanTestbed::exec_in(&tb.app_ns, "sipp")
         .current_dir(&dir)
         .arg("-sf")

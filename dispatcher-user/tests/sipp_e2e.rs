@@ -2,7 +2,7 @@
 //! server's UAC, Switchyard with in-chassis processor threads as the far end.
 //!
 //! - UDP backend on loopback and XDP backend on the testbed veth;
-//! - `../shared/sipp/uac-follow-contact.xml` (ACK and BYE go to the Contact = a processor port)
+//! - `testdata/sipp/uac-follow-contact.xml` (ACK and BYE go to the Contact = a processor port)
 //!   and SIPp's built-in `-sn uac` (ACK and BYE go to the well-known port and are routed by the
 //!   processor id in the To-tag);
 //! - ≥ 2,000 calls, 0 failed, 0 unexpected messages; on the veth a capture (tshark) shows the
@@ -21,13 +21,10 @@ use xtask::testbed::{self, Testbed};
 
 const CALLS: u32 = 2000;
 
-fn shared() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(
-        p.join("sipp/uac-follow-contact.xml").exists(),
-        "../shared/sipp/uac-follow-contact.xml not found beside the checkout ({})",
-        p.display()
-    );
+/// `testdata/sipp/uac-follow-contact.xml`, checked in with the repository.
+fn follow_contact() -> PathBuf {
+    let p = Path::new(common::TESTDATA).join("sipp/uac-follow-contact.xml");
+    assert!(p.exists(), "SIPp scenario missing: {}", p.display());
     p
 }
 
@@ -105,7 +102,7 @@ fn assert_sipp_clean(status: std::process::ExitStatus, stf: &Path, what: &str) {
 #[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
 fn sipp_follow_contact_over_udp_backend() {
     require_sipp();
-    let scenario = shared().join("sipp/uac-follow-contact.xml");
+    let scenario = follow_contact();
     let (sy, ports) = common::udp_switchyard(&[], "fc-udp");
     let (sip, procs) = (ports.sip, ports.procs);
     let mut cmd = Command::new("sipp");
@@ -160,7 +157,7 @@ fn sipp_over_xdp_backend_with_capture() {
     common::require_root();
     require_sipp();
     let tb = Testbed::up(&common::tb_name("sx"), 1).expect("testbed");
-    let scenario = shared().join("sipp/uac-follow-contact.xml");
+    let scenario = follow_contact();
 
     // Scenario 1: follow Contact, with a capture on the application server's side.
     let sy = common::xdp_switchyard(&tb, &[], "sx1");

@@ -1,6 +1,8 @@
 //! Property tests: generated valid messages scan and round-trip their fields; arbitrary
 //! mutations never panic (and whatever scans can be rewritten without panicking).
 
+mod common;
+
 use proptest::prelude::*;
 use wire::sip::{InsertAt, Message, ResponseSpec};
 use wire::{mgcp, Limits, SessionSizeConfig};
@@ -243,15 +245,7 @@ proptest! {
 
 #[test]
 fn corpus_mutations_never_panic() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {dir}: {e}"));
-    for e in entries {
-        let path = e.unwrap().path();
-        if path.extension().and_then(|x| x.to_str()) != Some("dat") {
-            continue;
-        }
-        let data = std::fs::read(&path).unwrap();
+    for (_, _, data) in common::corpus() {
         // Every truncation of every torture message.
         for cut in 0..=data.len() {
             if let Ok(m) = Message::parse(&data[..cut], &Limits::default()) {

@@ -1,11 +1,12 @@
 //! RFC 4475 torture messages, driven by the corpus INDEX.tsv: every file listed there must be
 //! covered by exactly one row below, and every row must match the index's class.
 
+mod common;
+use common::corpus;
+
 use std::collections::BTreeMap;
 use wire::sip::{Kind, Message, Method, SipErrorKind};
 use wire::Limits;
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
 
 /// Expected scan result for a syntactically valid message.
 struct Valid {
@@ -337,23 +338,9 @@ fn table() -> BTreeMap<&'static str, Expect> {
     t
 }
 
-fn read_index() -> Vec<(String, String)> {
-    let index = format!("{CORPUS}/INDEX.tsv");
-    let text = std::fs::read_to_string(&index).unwrap_or_else(|e| {
-        panic!("RFC 4475 corpus missing: cannot read {index}: {e} (expected /work/shared beside the checkout)")
-    });
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|l| {
-            let mut c = l.split('\t');
-            (c.next().unwrap().to_string(), c.nth(1).unwrap().to_string())
-        })
-        .collect()
-}
-
 #[test]
 fn rfc4475_corpus() {
-    let index = read_index();
+    let index = corpus();
     assert_eq!(
         index.len(),
         49,
@@ -362,13 +349,11 @@ fn rfc4475_corpus() {
     let table = table();
     assert_eq!(table.len(), 49);
     let limits = Limits::default();
-    for (file, class) in &index {
-        let path = format!("{CORPUS}/{file}");
-        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    for (file, class, data) in &index {
         let expect = table
             .get(file.as_str())
             .unwrap_or_else(|| panic!("{file} missing from table"));
-        let res = Message::parse(&data, &limits);
+        let res = Message::parse(data, &limits);
         match expect {
             Expect::Valid(v) => {
                 assert_eq!(class, "valid", "{file}");
@@ -411,11 +396,10 @@ fn rfc4475_corpus() {
 #[test]
 fn rfc4475_bare_lf() {
     let limits = Limits::default();
-    for (file, class) in read_index() {
+    for (file, class, data) in corpus() {
         if class != "valid" || file == "mpart01.dat" {
             continue; // mpart01's body is binary and Content-Length counts its CRLFs
         }
-        let data = std::fs::read(format!("{CORPUS}/{file}")).unwrap();
         let crlf = Message::parse(&data, &limits).unwrap();
         let hdr_end = data.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let mut lf: Vec<u8> = Vec::new();

@@ -1,11 +1,12 @@
 //! Differential test against `rsip` (a full-parse SIP library) on the RFC 4475 valid set:
 //! where rsip parses a message, both must agree on Call-ID, CSeq, top-Via branch and tags.
 
+mod common;
+use common::corpus;
+
 use rsip::prelude::*;
 use wire::sip::Message;
 use wire::Limits;
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
 
 /// Valid torture messages rsip 0.4 cannot handle (checked below to still fail, so the list
 /// stays honest when rsip improves):
@@ -52,17 +53,13 @@ fn s(b: &[u8]) -> String {
 
 #[test]
 fn rsip_agrees_on_valid_corpus() {
-    let index = std::fs::read_to_string(format!("{CORPUS}/INDEX.tsv"))
-        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {CORPUS}: {e}"));
     let mut compared = 0;
     let mut failed = Vec::new();
-    for line in index.lines().filter(|l| !l.starts_with('#')) {
-        let cols: Vec<&str> = line.split('\t').collect();
-        if cols.get(2) != Some(&"valid") {
+    for (file, class, data) in corpus() {
+        if class != "valid" {
             continue;
         }
-        let file = cols[0];
-        let data = std::fs::read(format!("{CORPUS}/{file}")).unwrap();
+        let file = file.as_str();
         let ours = Message::parse(&data, &Limits::default()).unwrap();
         match rsip_fields(&data) {
             Ok(f) => {

@@ -36,7 +36,7 @@ pub enum FrameError {
     /// An IPv4 fragment: reassembly is the kernel's job, the XDP program passes these.
     #[error("IPv4 fragment")]
     Fragment,
-    /// Version nibble, IHL or UDP length that cannot be right.
+    /// Version nibble, IHL, IP length or UDP length that cannot be right.
     #[error("malformed header at byte {0}")]
     Malformed(usize),
 }
@@ -124,11 +124,20 @@ pub fn parse(frame: &[u8]) -> Result<UdpFrame<'_>, FrameError> {
         }
         other => return Err(FrameError::NotIp(other)),
     };
+    // Where the IP datagram ends by its own length field; bytes after it are link padding.
+    let ip_end = if ethertype == ETH_P_IP {
+        off + usize::from(be16(frame, off + 2)?) // total length: header and data
+    } else {
+        udp_off + usize::from(be16(frame, off + 4)?) // payload length: after the fixed header
+    };
+    if frame.len() < ip_end {
+        return Err(FrameError::Truncated(ip_end));
+    }
     let udp = array::<UDP_HLEN>(frame, udp_off)?;
     let sport = u16::from_be_bytes([udp[0], udp[1]]);
     let dport = u16::from_be_bytes([udp[2], udp[3]]);
     let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    if len < UDP_HLEN {
+    if len < UDP_HLEN || udp_off + len > ip_end {
         return Err(FrameError::Malformed(udp_off + 4));
     }
     let payload = frame

@@ -262,7 +262,7 @@ fn fuzz_smoke() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
     let fuzz_dir = workspace_root().join("wire");
-    let corpus_src = workspace_root().join("../shared/corpus/rfc4475");
+    let corpus_src = workspace_root().join("testdata/rfc4475");
     let targets = [
         "sip_scan",
         "sip_locate",

@@ -9,6 +9,11 @@ use std::{
 
 use xtask::testbed::{self, Testbed};
 
+pub mod fixtures;
+
+/// The repository's `testdata/` (SIPp scenarios, XDP frame fixtures), seen from this crate.
+pub const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
+
 /// Panics (fails the test loudly) unless running as root: these tests need netns, veth and BPF.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -86,20 +86,16 @@ c=IN IP4 128.96.41.1\r\n\
 t=0 0\r\n\
 m=audio 3456 RTP/AVP 0\r\n";
 
-pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
+/// The corpus loader of the wire tests (`testdata/rfc4475/`, read via INDEX.tsv).
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
 /// The RFC 4475 `valid` messages, read via INDEX.tsv.
 pub fn valid_corpus() -> Vec<Vec<u8>> {
-    let index = std::fs::read_to_string(format!("{CORPUS}/INDEX.tsv"))
-        .unwrap_or_else(|e| panic!("RFC 4475 corpus missing at {CORPUS}: {e}"));
-    index
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split('\t').nth(2) == Some("valid"))
-        .map(|l| {
-            let f = l.split('\t').next().unwrap_or_default();
-            std::fs::read(format!("{CORPUS}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"))
-        })
+    common::corpus()
+        .into_iter()
+        .filter(|(_, class, _)| class == "valid")
+        .map(|(_, _, data)| data)
         .collect()
 }
 

@@ -1,7 +1,8 @@
-//! Shared by the scanner-equivalence tests: the RFC 4475 corpus beside the checkout.
+//! Shared by the wire tests (and, through `#[path]`, the bench support): the RFC 4475 corpus
+//! checked in at `testdata/rfc4475/`.
 
-/// Where `../shared/corpus/rfc4475` is, seen from this crate.
-pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/rfc4475");
+/// The repository's `testdata/rfc4475`, seen from this crate.
+pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/rfc4475");
 
 /// Every message listed in INDEX.tsv as (file, class, bytes); panics with the path when the
 /// corpus is missing, so the tests fail loudly instead of passing on nothing.
