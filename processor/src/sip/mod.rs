@@ -10,7 +10,6 @@
 //! Transactions are keyed by the top Via branch and sent-by (RFC 3261 §17.2.3; RFC 2543
 //! requests without the magic cookie by Call-ID, From-tag, CSeq and Via), dialogs by the local
 //! tag this UAS issued (unique per dialog), checked against Call-ID.
-mod malformed;
 pub mod route;
 
 use std::{
@@ -23,7 +22,8 @@ use std::{
 
 use tracing::{debug, trace};
 use wire::{
-    sip::{Body, Kind, Message, Method, ResponseSpec},
+    hash::mix,
+    sip::{salvage::write_bad_request, Body, Kind, Message, Method, ResponseSpec},
     Limits, SessionSizeConfig,
 };
 
@@ -34,7 +34,6 @@ use crate::{
     outbox::Outbox,
     sdp::{write_sdp, SdpParams},
 };
-use malformed::{write_bad_request, Salvage};
 
 /// T2 (RFC 3261 §17.1.2.2): cap of the retransmission interval.
 const T2_NS: u64 = 4_000_000_000;
@@ -216,12 +215,6 @@ pub struct Uas {
     nict_expiry: VecDeque<(u64, Vec<u8>)>,
     timers: BinaryHeap<Reverse<(u64, u64)>>,
     sdp_buf: Vec<u8>,
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 fn random_seed() -> u64 {
@@ -428,14 +421,18 @@ impl Uas {
         }
     }
 
+    /// Answers a request the scanner rejected with 400 at its top Via (RFC 3261 §18.2.2), or
+    /// drops it when [`wire::sip::salvage`] finds it unanswerable or its top Via unusable.
     fn malformed(&mut self, bytes: &[u8], reason: &str, src: SocketAddr, out: &mut Outbox) {
         let mut dst = None;
-        let res = out.push_with(src, |b| match write_bad_request(bytes, reason, src, b)? {
-            Salvage::Answer(d, n) => {
-                dst = Some(d);
-                Ok(n)
-            }
-            Salvage::Drop => Err(wire::WriteError::InvalidInput("unanswerable")),
+        let res = out.push_with(src, |b| {
+            let s = write_bad_request(bytes, reason, None, b)
+                .map_err(|_| wire::WriteError::InvalidInput("unanswerable"))?;
+            let via = s
+                .top_via
+                .ok_or(wire::WriteError::InvalidInput("unusable Via"))?;
+            dst = Some(route::response_destination(&via, src));
+            Ok(s.len)
         });
         match (res.is_ok(), dst) {
             (true, Some(d)) => {
