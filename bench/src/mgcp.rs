@@ -14,14 +14,15 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use wire::{
     mgcp::{split_piggybacked, Kind, Message},
-    Limits,
+    out::Out,
+    Limits, WriteError,
 };
 
 use crate::{
     engine::{Engine, Progress},
     hist::Latency,
     net::Outbox,
-    timers::{earliest, Fifo, Writer},
+    timers::{earliest, Fifo},
 };
 
 /// Initial retransmission timeout.
@@ -301,47 +302,56 @@ impl MgcpCa {
         (tid != 0 && self.slots.get(s as usize)?.tid == tid).then_some(s)
     }
 
-    fn write(&self, buf: &mut [u8], slot: u32) -> Option<usize> {
+    fn write(&self, buf: &mut [u8], slot: u32) -> Result<usize, WriteError> {
         let c = &self.slots[slot as usize];
-        let mut w = Writer::new(buf);
+        let mut w = Out::new(buf);
         let verb: &[u8] = match c.step {
             Step::Crcx => b"CRCX ",
             Step::Mdcx => b"MDCX ",
             _ => b"DLCX ",
         };
-        w.b(verb).dec(u64::from(c.tid)).b(b" ");
+        w.put(verb)?;
+        w.put_u64(u64::from(c.tid))?;
+        w.put(b" ")?;
         if c.step == Step::Crcx {
-            w.b(&self.crcx_ep);
+            w.put(&self.crcx_ep)?;
         } else {
-            w.b(&c.ep[..c.ep_len as usize]);
+            w.put(&c.ep[..c.ep_len as usize])?;
         }
-        w.b(b" MGCP 1.0\r\nC: ").hex(c.seq, 16).b(b"\r\n");
+        w.put(b" MGCP 1.0\r\nC: ")?;
+        w.put_hex(c.seq, 16)?;
+        w.put(b"\r\n")?;
         match c.step {
             Step::Crcx => {
-                w.b(b"L: p:20, a:PCMU\r\nM: recvonly\r\n");
+                w.put(b"L: p:20, a:PCMU\r\nM: recvonly\r\n")?;
                 if let Some(n) = self.cfg.session_size {
-                    w.b(b"X-Size: ").dec(u64::from(n)).b(b"\r\n");
+                    w.put(b"X-Size: ")?;
+                    w.put_u64(u64::from(n))?;
+                    w.put(b"\r\n")?;
                 }
                 if !self.sdp.is_empty() {
-                    w.b(b"\r\n").b(&self.sdp);
+                    w.put(b"\r\n")?;
+                    w.put(&self.sdp)?;
                 }
             }
             Step::Mdcx => {
-                w.b(b"I: ")
-                    .b(&c.conn[..c.conn_len as usize])
-                    .b(b"\r\nM: sendrecv\r\n");
+                w.put(b"I: ")?;
+                w.put(&c.conn[..c.conn_len as usize])?;
+                w.put(b"\r\nM: sendrecv\r\n")?;
             }
             _ => {
-                w.b(b"I: ").b(&c.conn[..c.conn_len as usize]).b(b"\r\n");
+                w.put(b"I: ")?;
+                w.put(&c.conn[..c.conn_len as usize])?;
+                w.put(b"\r\n")?;
             }
         }
-        w.finish()
+        Ok(w.len())
     }
 
     fn send(&mut self, slot: u32, out: &mut Outbox) {
         let c = &self.slots[slot as usize];
         let (sock, dst) = (self.sock_of(c.seq), c.dst);
-        if !out.push(sock, dst, |b| self.write(b, slot)) {
+        if !out.push(sock, dst, |b| self.write(b, slot).ok()) {
             self.counters.build_overflow += 1;
         }
     }

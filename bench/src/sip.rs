@@ -16,15 +16,16 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 use wire::{
+    out::Out,
     sip::{Kind, Message, Method},
-    Limits,
+    Limits, WriteError,
 };
 
 use crate::{
     engine::{Engine, Progress},
     hist::Latency,
     net::Outbox,
-    timers::{earliest, parse_hex, Fifo, Writer},
+    timers::{earliest, parse_hex, Fifo},
 };
 
 /// T1 (RFC 3261): 500 ms.
@@ -294,7 +295,15 @@ pub fn uri_hostport(uri: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip.parse().ok()?, port))
 }
 
-/// The call slot and sequence number encoded in a Call-ID we issued.
+/// Writes the Call-ID of call `slot`, sequence `seq`: `<slot:8>.<seq:16>@bench` in hex.
+fn put_call_id(w: &mut Out<'_>, slot: u32, seq: u64) -> Result<(), WriteError> {
+    w.put_hex(u64::from(slot), 8)?;
+    w.put(b".")?;
+    w.put_hex(seq, 16)?;
+    w.put(b"@bench")
+}
+
+/// The call slot and sequence number encoded in a Call-ID we issued ([`put_call_id`]).
 #[inline]
 pub fn decode_call_id(cid: &[u8]) -> Option<(u32, u64)> {
     if cid.len() < 8 + 1 + 16 || cid[8] != b'.' {
@@ -391,101 +400,97 @@ impl SipUac {
         (seq % self.cfg.locals.len().max(1) as u64) as usize
     }
 
-    fn write_invite(&self, buf: &mut [u8], slot: u32, seq: u64) -> Option<usize> {
+    fn write_invite(&self, buf: &mut [u8], slot: u32, seq: u64) -> Result<usize, WriteError> {
         let s = self.sock_of(seq);
-        let mut w = Writer::new(buf);
-        w.b(b"INVITE sip:service@")
-            .b(&self.target_hp)
-            .b(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")
-            .b(&self.local_hp[s])
-            .b(b";branch=z9hG4bK")
-            .hex(seq, 16)
-            .b(b"i;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")
-            .b(&self.local_ip[s])
-            .b(b">;tag=f")
-            .hex(seq, 16)
-            .b(b"\r\nTo: <sip:service@")
-            .b(&self.target_hp)
-            .b(b">\r\nCall-ID: ")
-            .hex(u64::from(slot), 8)
-            .b(b".")
-            .hex(seq, 16)
-            .b(b"@bench\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@")
-            .b(&self.local_hp[s])
-            .b(b">\r\n");
+        let mut w = Out::new(buf);
+        w.put(b"INVITE sip:service@")?;
+        w.put(&self.target_hp)?;
+        w.put(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")?;
+        w.put(&self.local_hp[s])?;
+        w.put(b";branch=z9hG4bK")?;
+        w.put_hex(seq, 16)?;
+        w.put(b"i;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")?;
+        w.put(&self.local_ip[s])?;
+        w.put(b">;tag=f")?;
+        w.put_hex(seq, 16)?;
+        w.put(b"\r\nTo: <sip:service@")?;
+        w.put(&self.target_hp)?;
+        w.put(b">\r\nCall-ID: ")?;
+        put_call_id(&mut w, slot, seq)?;
+        w.put(b"\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@")?;
+        w.put(&self.local_hp[s])?;
+        w.put(b">\r\n")?;
         if let Some(n) = self.cfg.session_size {
-            w.b(b"X-Session-Size: ").dec(u64::from(n)).b(b"\r\n");
+            w.put(b"X-Session-Size: ")?;
+            w.put_u64(u64::from(n))?;
+            w.put(b"\r\n")?;
         }
-        w.b(&self.pad);
+        w.put(&self.pad)?;
         if !self.sdp.is_empty() {
-            w.b(b"Content-Type: application/sdp\r\n");
+            w.put(b"Content-Type: application/sdp\r\n")?;
         }
-        w.b(b"Content-Length: ")
-            .dec(self.sdp.len() as u64)
-            .b(b"\r\n\r\n")
-            .b(&self.sdp);
-        w.finish()
+        w.put(b"Content-Length: ")?;
+        w.put_u64(self.sdp.len() as u64)?;
+        w.put(b"\r\n\r\n")?;
+        w.put(&self.sdp)?;
+        Ok(w.len())
     }
 
     /// ACK (2xx: new branch, Request-URI = Contact) or non-2xx ACK (INVITE's branch and URI).
-    fn write_ack(&self, buf: &mut [u8], slot: u32, to_2xx: bool) -> Option<usize> {
+    fn write_ack(&self, buf: &mut [u8], slot: u32, to_2xx: bool) -> Result<usize, WriteError> {
         let c = &self.slots[slot as usize];
-        let s = self.sock_of(c.seq);
-        let mut w = Writer::new(buf);
-        w.b(b"ACK ");
+        let mut w = Out::new(buf);
+        w.put(b"ACK ")?;
         if to_2xx && c.uri_len > 0 {
-            w.b(&c.uri[..c.uri_len as usize]);
+            w.put(&c.uri[..c.uri_len as usize])?;
         } else {
-            w.b(b"sip:service@").b(&self.target_hp);
+            w.put(b"sip:service@")?;
+            w.put(&self.target_hp)?;
         }
-        w.b(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")
-            .b(&self.local_hp[s])
-            .b(b";branch=z9hG4bK")
-            .hex(c.seq, 16)
-            .b(if to_2xx { b"a" } else { b"i" })
-            .b(b";rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")
-            .b(&self.local_ip[s])
-            .b(b">;tag=f")
-            .hex(c.seq, 16);
-        self.to_and_call(&mut w, slot);
-        w.b(b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-        w.finish()
+        self.via_from_to_call(&mut w, slot, if to_2xx { b"a" } else { b"i" })?;
+        w.put(b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")?;
+        Ok(w.len())
     }
 
-    fn to_and_call(&self, w: &mut Writer<'_>, slot: u32) {
-        let c = &self.slots[slot as usize];
-        w.b(b"\r\nTo: <sip:service@").b(&self.target_hp).b(b">");
-        if c.tag_len > 0 {
-            w.b(b";tag=").b(&c.to_tag[..c.tag_len as usize]);
-        }
-        w.b(b"\r\nCall-ID: ")
-            .hex(u64::from(slot), 8)
-            .b(b".")
-            .hex(c.seq, 16)
-            .b(b"@bench\r\n");
-    }
-
-    fn write_bye(&self, buf: &mut [u8], slot: u32) -> Option<usize> {
+    /// Via (branch = the call's sequence number plus `kind`), From, To (with the dialog's tag
+    /// once known) and Call-ID of an in-call request, after its Request-URI.
+    fn via_from_to_call(&self, w: &mut Out<'_>, slot: u32, kind: &[u8]) -> Result<(), WriteError> {
         let c = &self.slots[slot as usize];
         let s = self.sock_of(c.seq);
-        let mut w = Writer::new(buf);
-        w.b(b"BYE ");
-        if c.uri_len > 0 {
-            w.b(&c.uri[..c.uri_len as usize]);
-        } else {
-            w.b(b"sip:service@").b(&self.target_hp);
+        w.put(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")?;
+        w.put(&self.local_hp[s])?;
+        w.put(b";branch=z9hG4bK")?;
+        w.put_hex(c.seq, 16)?;
+        w.put(kind)?;
+        w.put(b";rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")?;
+        w.put(&self.local_ip[s])?;
+        w.put(b">;tag=f")?;
+        w.put_hex(c.seq, 16)?;
+        w.put(b"\r\nTo: <sip:service@")?;
+        w.put(&self.target_hp)?;
+        w.put(b">")?;
+        if c.tag_len > 0 {
+            w.put(b";tag=")?;
+            w.put(&c.to_tag[..c.tag_len as usize])?;
         }
-        w.b(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")
-            .b(&self.local_hp[s])
-            .b(b";branch=z9hG4bK")
-            .hex(c.seq, 16)
-            .b(b"b;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")
-            .b(&self.local_ip[s])
-            .b(b">;tag=f")
-            .hex(c.seq, 16);
-        self.to_and_call(&mut w, slot);
-        w.b(b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
-        w.finish()
+        w.put(b"\r\nCall-ID: ")?;
+        put_call_id(w, slot, c.seq)?;
+        w.put(b"\r\n")
+    }
+
+    fn write_bye(&self, buf: &mut [u8], slot: u32) -> Result<usize, WriteError> {
+        let c = &self.slots[slot as usize];
+        let mut w = Out::new(buf);
+        w.put(b"BYE ")?;
+        if c.uri_len > 0 {
+            w.put(&c.uri[..c.uri_len as usize])?;
+        } else {
+            w.put(b"sip:service@")?;
+            w.put(&self.target_hp)?;
+        }
+        self.via_from_to_call(&mut w, slot, b"b")?;
+        w.put(b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")?;
+        Ok(w.len())
     }
 
     fn dialog_dst(&self, slot: u32) -> SocketAddr {
@@ -498,7 +503,9 @@ impl SipUac {
     fn send_invite(&mut self, slot: u32, out: &mut Outbox) {
         let seq = self.slots[slot as usize].seq;
         let sock = self.sock_of(seq);
-        if !out.push(sock, self.cfg.target, |b| self.write_invite(b, slot, seq)) {
+        if !out.push(sock, self.cfg.target, |b| {
+            self.write_invite(b, slot, seq).ok()
+        }) {
             self.counters.build_overflow += 1;
         }
     }
@@ -510,7 +517,9 @@ impl SipUac {
         } else {
             self.cfg.target
         };
-        if !out.push(self.sock_of(seq), dst, |b| self.write_ack(b, slot, to_2xx)) {
+        if !out.push(self.sock_of(seq), dst, |b| {
+            self.write_ack(b, slot, to_2xx).ok()
+        }) {
             self.counters.build_overflow += 1;
         }
     }
@@ -518,7 +527,7 @@ impl SipUac {
     fn send_bye(&mut self, slot: u32, out: &mut Outbox) {
         let seq = self.slots[slot as usize].seq;
         let dst = self.dialog_dst(slot);
-        if !out.push(self.sock_of(seq), dst, |b| self.write_bye(b, slot)) {
+        if !out.push(self.sock_of(seq), dst, |b| self.write_bye(b, slot).ok()) {
             self.counters.build_overflow += 1;
         }
     }
@@ -666,7 +675,9 @@ impl Engine for SipUac {
     fn start(&mut self, now: u64, intended: u64, index: u64, out: &mut Outbox) -> bool {
         if self.cfg.blast {
             let sock = self.sock_of(index);
-            let ok = out.push(sock, self.cfg.target, |b| self.write_invite(b, 0, index));
+            let ok = out.push(sock, self.cfg.target, |b| {
+                self.write_invite(b, 0, index).ok()
+            });
             if ok {
                 self.counters.started += 1;
                 self.counters.completed += 1;
