@@ -9,6 +9,8 @@
 
 use core::net::{IpAddr, SocketAddr};
 
+use crate::scan::{le64, pack};
+
 /// The splitmix64 finalizer (Stafford's "Mix13"): a bijective 64-bit mix in which every input
 /// bit affects every output bit. Cheap enough for the data path, not a keyed MAC.
 #[inline]
@@ -68,26 +70,13 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (m as u64) ^ ((m >> 64) as u64)
 }
 
-/// Up to eight bytes, little-endian, zero-padded.
-#[inline(always)]
-fn pack(s: &[u8]) -> u64 {
-    s.iter()
-        .take(8)
-        .rev()
-        .fold(0u64, |a, &b| (a << 8) | u64::from(b))
-}
-
 #[inline(always)]
 fn absorb(mut h: u64, part: &[u8]) -> u64 {
     // The length first, so that ("ab", "c") and ("a", "bc") differ.
     h = fold_mul(h ^ part.len() as u64, K1);
     let mut chunks = part.chunks_exact(8);
     for c in &mut chunks {
-        let w = match c {
-            &[a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
-            _ => pack(c),
-        };
-        h = fold_mul(h ^ w, K0);
+        h = fold_mul(h ^ le64(c), K0);
     }
     let r = chunks.remainder();
     if !r.is_empty() {

@@ -139,23 +139,11 @@ impl<'b> Out<'b> {
     /// allocating. When it does not fit, nothing of it is kept.
     pub fn put_display(&mut self, v: &dyn fmt::Display) -> Result<(), WriteError> {
         let start = self.len;
-        let mut sink = Sink {
-            out: self,
-            truncate: false,
-            overflow: None,
-        };
-        let res = fmt::write(&mut sink, format_args!("{v}"));
-        let overflow = sink.overflow;
-        if let Some(e) = overflow {
-            self.len = start;
-            return Err(e);
-        }
+        let res = self.display(v, false);
         if res.is_err() {
-            // The Display impl itself failed: keep the output consistent.
             self.len = start;
-            return Err(WriteError::InvalidInput("Display output"));
         }
-        Ok(())
+        res
     }
 
     /// Appends as much of `v`'s `Display` output as fits (cut at a character boundary) and
@@ -163,13 +151,23 @@ impl<'b> Out<'b> {
     /// cites an error.
     pub fn put_display_truncating(&mut self, v: &dyn fmt::Display) -> usize {
         let start = self.len;
+        let _ = self.display(v, true);
+        self.len - start
+    }
+
+    fn display(&mut self, v: &dyn fmt::Display, truncate: bool) -> Result<(), WriteError> {
         let mut sink = Sink {
             out: self,
-            truncate: true,
+            truncate,
             overflow: None,
         };
-        let _ = fmt::write(&mut sink, format_args!("{v}"));
-        self.len - start
+        let res = fmt::write(&mut sink, format_args!("{v}"));
+        match (sink.overflow, res) {
+            (Some(e), _) => Err(e),
+            // The Display impl itself failed.
+            (None, Err(_)) => Err(WriteError::InvalidInput("Display output")),
+            (None, Ok(())) => Ok(()),
+        }
     }
 }
 

@@ -123,28 +123,35 @@ impl SipUac {
         slot: u32,
         to_2xx: bool,
     ) -> Result<usize, WriteError> {
-        let c = &self.slots[slot as usize];
         let mut w = Out::new(buf);
-        w.put(b"ACK ")?;
-        if to_2xx && c.uri_len > 0 {
-            w.put(&c.uri[..c.uri_len as usize])?;
-        } else {
-            w.put(b"sip:service@")?;
-            w.put(&self.target_hp)?;
-        }
+        self.request_line(&mut w, b"ACK ", slot, to_2xx)?;
         self.via_from_to_call(&mut w, slot, if to_2xx { b"a" } else { b"i" })?;
         w.put(b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")?;
         Ok(w.len())
     }
 
-    /// Via (branch = the call's sequence number plus `kind`), From, To (with the dialog's tag
-    /// once known) and Call-ID of an in-call request, after its Request-URI.
-    pub(super) fn via_from_to_call(
+    /// `method` and the Request-URI: the 2xx's Contact when `in_dialog` and one was kept (RFC
+    /// 3261 §12.2.1.1), else the INVITE's target.
+    fn request_line(
         &self,
         w: &mut Out<'_>,
+        method: &[u8],
         slot: u32,
-        kind: &[u8],
+        in_dialog: bool,
     ) -> Result<(), WriteError> {
+        let c = &self.slots[slot as usize];
+        w.put(method)?;
+        if in_dialog && c.uri_len > 0 {
+            w.put(&c.uri[..c.uri_len as usize])
+        } else {
+            w.put(b"sip:service@")?;
+            w.put(&self.target_hp)
+        }
+    }
+
+    /// Via (branch = the call's sequence number plus `kind`), From, To (with the dialog's tag
+    /// once known) and Call-ID of an in-call request, after its Request-URI.
+    fn via_from_to_call(&self, w: &mut Out<'_>, slot: u32, kind: &[u8]) -> Result<(), WriteError> {
         let c = &self.slots[slot as usize];
         let s = self.sock_of(c.seq);
         w.put(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")?;
@@ -169,15 +176,8 @@ impl SipUac {
     }
 
     pub(super) fn write_bye(&self, buf: &mut [u8], slot: u32) -> Result<usize, WriteError> {
-        let c = &self.slots[slot as usize];
         let mut w = Out::new(buf);
-        w.put(b"BYE ")?;
-        if c.uri_len > 0 {
-            w.put(&c.uri[..c.uri_len as usize])?;
-        } else {
-            w.put(b"sip:service@")?;
-            w.put(&self.target_hp)?;
-        }
+        self.request_line(&mut w, b"BYE ", slot, true)?;
         self.via_from_to_call(&mut w, slot, b"b")?;
         w.put(b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")?;
         Ok(w.len())

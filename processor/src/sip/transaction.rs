@@ -56,6 +56,35 @@ pub(super) struct InviteTx {
 }
 
 impl InviteTx {
+    /// A transaction that has a dialog and no final response yet (an INVITE or re-INVITE
+    /// being answered); no timer runs until a response is sent.
+    pub(super) fn proceeding(
+        key: Vec<u8>,
+        dst: SocketAddr,
+        tag: Vec<u8>,
+        cseq: u32,
+        reinvite: bool,
+        t1: u64,
+    ) -> Self {
+        InviteTx {
+            key,
+            dst,
+            state: TxState::Proceeding,
+            tag,
+            has_dialog: true,
+            reinvite,
+            cseq,
+            request: Vec::new(),
+            last: Vec::new(),
+            answer_at: None,
+            g_at: None,
+            g_interval: t1,
+            h_at: None,
+            linger_until: None,
+            scheduled: None,
+        }
+    }
+
     pub(super) fn next_deadline(&self) -> Option<u64> {
         [self.answer_at, self.g_at, self.h_at, self.linger_until]
             .into_iter()

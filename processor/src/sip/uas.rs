@@ -405,23 +405,7 @@ impl Uas {
         self.next_tx += 1;
         let key = tx_key(msg, b'I');
         self.tx_keys.insert(key.clone(), id);
-        let mut tx = InviteTx {
-            key,
-            dst,
-            state: TxState::Proceeding,
-            tag: tag.clone(),
-            has_dialog: true,
-            reinvite: false,
-            cseq: msg.cseq().seq,
-            request: Vec::new(),
-            last: Vec::new(),
-            answer_at: None,
-            g_at: None,
-            g_interval: self.t1,
-            h_at: None,
-            linger_until: None,
-            scheduled: None,
-        };
+        let mut tx = InviteTx::proceeding(key, dst, tag.clone(), msg.cseq().seq, false, self.t1);
         if let Some(d) = self.dialogs.get_mut(&tag) {
             d.pending = Some(id);
         }
@@ -536,23 +520,7 @@ impl Uas {
             d.sdp_version += 1;
             d.pending = Some(id);
         }
-        let mut tx = InviteTx {
-            key,
-            dst,
-            state: TxState::Proceeding,
-            tag: tag.to_vec(),
-            has_dialog: true,
-            reinvite: true,
-            cseq: msg.cseq().seq,
-            request: Vec::new(),
-            last: Vec::new(),
-            answer_at: None,
-            g_at: None,
-            g_interval: self.t1,
-            h_at: None,
-            linger_until: None,
-            scheduled: None,
-        };
+        let mut tx = InviteTx::proceeding(key, dst, tag.to_vec(), msg.cseq().seq, true, self.t1);
         self.send_2xx(now, msg, &mut tx, out);
         self.txs.insert(id, tx);
         self.schedule(id);
