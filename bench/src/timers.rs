@@ -83,89 +83,6 @@ pub fn earliest<'a>(qs: impl IntoIterator<Item = &'a Fifo>) -> Option<u64> {
     qs.into_iter().filter_map(Fifo::next).min()
 }
 
-/// A bounds-checked writer into a byte buffer; `None` from [`Writer::finish`] on overflow.
-pub struct Writer<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-    overflow: bool,
-}
-
-impl<'a> Writer<'a> {
-    /// Starts writing at the beginning of `buf`.
-    pub fn new(buf: &'a mut [u8]) -> Self {
-        Writer {
-            buf,
-            len: 0,
-            overflow: false,
-        }
-    }
-
-    /// Appends bytes.
-    #[inline]
-    pub fn b(&mut self, s: &[u8]) -> &mut Self {
-        match self.buf.get_mut(self.len..self.len + s.len()) {
-            Some(d) => {
-                d.copy_from_slice(s);
-                self.len += s.len();
-            }
-            None => self.overflow = true,
-        }
-        self
-    }
-
-    /// Appends `v` as exactly `width` lowercase hex digits (the low bits).
-    #[inline]
-    pub fn hex(&mut self, v: u64, width: usize) -> &mut Self {
-        const D: &[u8; 16] = b"0123456789abcdef";
-        match self.buf.get_mut(self.len..self.len + width) {
-            Some(d) => {
-                for (i, c) in d.iter_mut().enumerate() {
-                    let shift = 4 * (width - 1 - i);
-                    *c = if shift < 64 {
-                        D[((v >> shift) & 0xf) as usize]
-                    } else {
-                        b'0'
-                    };
-                }
-                self.len += width;
-            }
-            None => self.overflow = true,
-        }
-        self
-    }
-
-    /// Appends `v` in decimal.
-    #[inline]
-    pub fn dec(&mut self, mut v: u64) -> &mut Self {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.b(&tmp[i..])
-    }
-
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The length, or `None` if anything did not fit.
-    pub fn finish(&self) -> Option<usize> {
-        (!self.overflow).then_some(self.len)
-    }
-}
-
 /// Parses lowercase/uppercase hex digits; `None` on anything else or overflow.
 #[inline]
 pub fn parse_hex(s: &[u8]) -> Option<u64> {
@@ -203,16 +120,7 @@ mod tests {
     }
 
     #[test]
-    fn writer_hex_dec_overflow() {
-        let mut b = [0u8; 32];
-        let mut w = Writer::new(&mut b);
-        w.b(b"x").hex(0xab, 4).dec(0).b(b"/").dec(1234567);
-        let n = w.finish().unwrap();
-        assert_eq!(&b[..n], b"x00ab0/1234567");
-        let mut b = [0u8; 4];
-        let mut w = Writer::new(&mut b);
-        w.b(b"abc").dec(42);
-        assert_eq!(w.finish(), None);
+    fn hex_parsing() {
         assert_eq!(parse_hex(b"00ab"), Some(0xab));
         assert_eq!(parse_hex(b"0g"), None);
         assert_eq!(parse_hex(b""), None);

@@ -8,7 +8,7 @@
 //! is noticed promptly).
 use std::{
     io::ErrorKind,
-    net::{SocketAddr, UdpSocket},
+    net::UdpSocket,
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -49,28 +49,9 @@ pub struct ProcessorConfig {
 }
 
 /// MGCP parameter a dispatcher adds when it relays a command over the LAN (see
-/// [`ProcessorConfig::relays`]).
-pub const RELAY_SOURCE_PARAM: &str = "X-SY-Src";
-
-/// The call agent's address from a relayed MGCP command, when `from` is a trusted relay.
-pub fn relayed_source(msg: &[u8], from: SocketAddr, relays: &[std::net::IpAddr]) -> SocketAddr {
-    if !relays.contains(&from.ip()) {
-        return from;
-    }
-    let name = RELAY_SOURCE_PARAM.as_bytes();
-    msg.split(|&b| b == b'\n')
-        .skip(1)
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (n, v) = l.split_at(l.iter().position(|&b| b == b':')?);
-            if !n.trim_ascii().eq_ignore_ascii_case(name) {
-                return None;
-            }
-            std::str::from_utf8(v.get(1..)?).ok()?.trim().parse().ok()
-        })
-        .unwrap_or(from)
-}
+/// [`ProcessorConfig::relays`]); the rules live in [`wire::mgcp`], re-exported here for
+/// callers that still name them through this module.
+pub use wire::mgcp::{looks_like_mgcp, relayed_source, RELAY_SOURCE_PARAM};
 
 impl ProcessorConfig {
     /// Defaults for processor `id` of `max_processors` owning `addr`.
@@ -105,28 +86,6 @@ pub struct ProcessorStats {
     pub recv_errors: u64,
     /// Times the thread went to sleep.
     pub sleeps: u64,
-}
-
-/// Whether a datagram received directly looks like MGCP: a 4-letter verb or a 3-digit code as
-/// its first token, and no `SIP/2.0` on the first line (SIP's `INFO` is four letters too).
-pub fn looks_like_mgcp(b: &[u8]) -> bool {
-    let start = b
-        .iter()
-        .position(|&c| c != b'\r' && c != b'\n')
-        .unwrap_or(b.len());
-    let rest = &b[start..];
-    let line_end = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
-    let line = &rest[..line_end];
-    if line.windows(7).any(|w| w.eq_ignore_ascii_case(b"SIP/2.0")) {
-        return false;
-    }
-    let tok_end = line
-        .iter()
-        .position(|&c| c == b' ' || c == b'\t')
-        .unwrap_or(line.len());
-    let tok = &line[..tok_end];
-    (tok.len() == 4 && tok.iter().all(u8::is_ascii_alphabetic))
-        || (tok.len() == 3 && tok.iter().all(u8::is_ascii_digit))
 }
 
 /// Starts the processor thread; see the module docs. Panics only if the OS cannot create a
@@ -284,35 +243,6 @@ fn run(
 }
 
 #[cfg(test)]
-mod relay_tests {
-    use super::*;
-
-    #[test]
-    fn relayed_source_only_from_trusted_relays() {
-        let relay: SocketAddr = "198.18.0.1:40000".parse().unwrap();
-        let msg = b"CRCX 1 a@gw MGCP 1.0\r\nC: 1\r\nx-sy-src: 198.18.0.2:2727\r\nM: recvonly\r\n";
-        let trusted = [relay.ip()];
-        assert_eq!(
-            relayed_source(msg, relay, &trusted),
-            "198.18.0.2:2727".parse().unwrap()
-        );
-        assert_eq!(relayed_source(msg, relay, &[]), relay, "untrusted sender");
-        assert_eq!(
-            relayed_source(b"CRCX 1 a@gw MGCP 1.0\r\n", relay, &trusted),
-            relay
-        );
-        assert_eq!(
-            relayed_source(
-                b"CRCX 1 a@gw MGCP 1.0\r\nX-SY-Src: junk\r\n",
-                relay,
-                &trusted
-            ),
-            relay
-        );
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fabric;
@@ -322,16 +252,6 @@ mod tests {
         let mut b = [0u8; 8192];
         let (n, _) = s.recv_from(&mut b).expect("response within the timeout");
         String::from_utf8_lossy(&b[..n]).into_owned()
-    }
-
-    #[test]
-    fn mgcp_detection() {
-        assert!(looks_like_mgcp(b"CRCX 1 a@gw MGCP 1.0\r\n"));
-        assert!(looks_like_mgcp(b"000 12\r\n"));
-        assert!(!looks_like_mgcp(b"INFO sip:a@b SIP/2.0\r\n"));
-        assert!(!looks_like_mgcp(b"SIP/2.0 200 OK\r\n"));
-        assert!(!looks_like_mgcp(b"BYE sip:a@b SIP/2.0\r\n"));
-        assert!(!looks_like_mgcp(b""));
     }
 
     #[test]

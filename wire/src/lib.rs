@@ -19,10 +19,11 @@
 #![deny(missing_docs)]
 
 mod limits;
-mod out;
 mod scan;
 
+pub mod hash;
 pub mod mgcp;
+pub mod out;
 pub mod sdp;
 pub mod session_size;
 pub mod sip;

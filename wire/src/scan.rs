@@ -207,3 +207,21 @@ pub(crate) fn find(buf: &[u8], start: usize, end: usize, needle: u8) -> Option<u
     let s = buf.get(start..end)?;
     memchr::memchr(needle, s).map(|i| i + start)
 }
+
+/// Up to eight bytes, little-endian, zero-padded (the tail of a word-at-a-time loop).
+#[inline(always)]
+pub(crate) fn pack(s: &[u8]) -> u64 {
+    s.iter()
+        .take(8)
+        .rev()
+        .fold(0u64, |a, &b| (a << 8) | u64::from(b))
+}
+
+/// `c` (eight bytes) as a little-endian word.
+#[inline(always)]
+pub(crate) fn le64(c: &[u8]) -> u64 {
+    match c {
+        &[a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        _ => pack(c),
+    }
+}

@@ -389,3 +389,42 @@ fn blast_sends_without_state() {
     assert_eq!(p.header(b"X-Pad").unwrap().len(), 291);
     assert_eq!(u.next_timer(), None);
 }
+
+#[test]
+fn in_call_request_bytes_are_pinned() {
+    // Written out from the builders' format, so a change to the writer shows up here.
+    let mut u = uac(0);
+    let mut out = Outbox::new(8, u.msg_cap());
+    u.start(0, 0, 3, &mut out);
+    let (_, _, inv) = sent(&out).pop().unwrap();
+    assert_eq!(
+        inv,
+        "INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:40001;branch=z9hG4bK0000000000000003i;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bench@127.0.0.1>;tag=f0000000000000003\r\n\
+         To: <sip:service@127.0.0.1:5060>\r\nCall-ID: 00000000.0000000000000003@bench\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:bench@127.0.0.1:40001>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: 114\r\n\r\n"
+            .to_string()
+            + &String::from_utf8(make_sdp(&"127.0.0.1".parse().unwrap(), None)).unwrap()
+    );
+    out.clear();
+    let ok = respond(&inv, 200, Some("tt9"), Some("sip:p1@127.0.0.1:5070"));
+    u.on_datagram(MS, proc_(), &ok, &mut out);
+    let msgs = sent(&out);
+    assert_eq!(
+        msgs[0].2,
+        "ACK sip:p1@127.0.0.1:5070 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:40001;branch=z9hG4bK0000000000000003a;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:bench@127.0.0.1>;tag=f0000000000000003\r\n\
+         To: <sip:service@127.0.0.1:5060>;tag=tt9\r\nCall-ID: 00000000.0000000000000003@bench\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert!(msgs[1].2.starts_with(
+        "BYE sip:p1@127.0.0.1:5070 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:40001;branch=z9hG4bK0000000000000003b;rport\r\n"
+    ));
+    assert!(msgs[1].2.ends_with(
+        ";tag=tt9\r\nCall-ID: 00000000.0000000000000003@bench\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    ));
+}

@@ -25,7 +25,9 @@ use std::{
 
 use tracing::{debug, trace};
 use wire::{
-    mgcp::{split_piggybacked, write_response, Kind, Message, Verb},
+    hash::mix,
+    mgcp::{leading_tid, split_piggybacked, write_response, Kind, Message, Verb},
+    out::Out,
     Limits, SessionSizeConfig,
 };
 
@@ -197,12 +199,6 @@ pub struct Gateway {
     resp_buf: Vec<u8>,
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -217,24 +213,6 @@ fn endpoint_matches(pattern: &[u8], local: &[u8]) -> bool {
         Some(i) => local.len() >= i && local[..i].eq_ignore_ascii_case(&pattern[..i]),
         None => pattern.eq_ignore_ascii_case(local),
     }
-}
-
-/// The transaction id of a datagram whose first line did not parse, when readable, so the
-/// error can still be answered (RFC 3435 §3.4: responses carry the command's id).
-fn salvage_tid(seg: &[u8]) -> Option<u32> {
-    let line = seg
-        .split(|&b| b == b'\n')
-        .map(|l| l.trim_ascii())
-        .find(|l| !l.is_empty())?;
-    let mut f = line
-        .split(|&b| b == b' ' || b == b'\t')
-        .filter(|x| !x.is_empty());
-    let first = f.next()?;
-    if first.first().is_some_and(u8::is_ascii_digit) {
-        return None; // a response: never answered
-    }
-    let t = std::str::from_utf8(f.next()?).ok()?.parse::<u32>().ok()?;
-    (1..=999_999_999).contains(&t).then_some(t)
 }
 
 impl Gateway {
@@ -312,23 +290,16 @@ impl Gateway {
         let msg = match Message::parse(seg, &self.limits) {
             Ok(m) => m,
             Err(e) => {
-                let Some(tid) = salvage_tid(seg) else {
+                let Some(tid) = leading_tid(seg) else {
                     self.stats.dropped += 1;
                     trace!(%src, "unanswerable malformed MGCP segment dropped");
                     return;
                 };
                 self.stats.malformed += 1;
-                let mut text = String::new();
-                let _ = write!(text, "{}", e.kind);
-                self.send_now(
-                    src,
-                    e.kind.return_code(),
-                    tid,
-                    text.as_bytes(),
-                    &[],
-                    None,
-                    out,
-                );
+                let mut text = [0u8; 100];
+                let mut o = Out::new(&mut text);
+                o.put_display_truncating(&e.kind);
+                self.send_now(src, e.kind.return_code(), tid, o.as_bytes(), &[], None, out);
                 return;
             }
         };

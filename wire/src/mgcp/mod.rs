@@ -1,5 +1,6 @@
 //! MGCP (RFC 3435) message views: command/response line, parameter lines, SDP body, and
-//! splitting of piggybacked datagrams.
+//! splitting of piggybacked datagrams; plus the rules read or written without a full scan
+//! (MGCP detection, the transaction id of an unscannable command, inserted parameters).
 //!
 //! Like the SIP view, [`Message::parse`] validates once and stores parameter lines as byte
 //! ranges in a fixed inline array; accessors return slices of the input.
@@ -7,12 +8,16 @@
 mod error;
 mod line;
 mod piggyback;
+mod relay;
 mod response;
+mod sniff;
 
 pub use error::{MgcpError, MgcpErrorKind};
 pub use line::{Endpoint, Kind, Verb, Version};
 pub use piggyback::{split_piggybacked, Piggybacked};
+pub use relay::{insert_param, relay_source_param, relayed_source, RELAY_SOURCE_PARAM};
 pub use response::write_response;
+pub use sniff::{leading_tid, looks_like_mgcp};
 
 use crate::scan::{eq_ic, is_ws, line_at, Span};
 use crate::session_size::{self, SessionSizeConfig};

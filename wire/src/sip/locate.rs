@@ -57,7 +57,7 @@
 
 use super::params::skip_quoted;
 use super::{err, HeaderId, Message, Method, SipError, SipErrorKind};
-use crate::scan::{is_lws, is_token, parse_digits, peek, skip_lws, skip_while, Span};
+use crate::scan::{is_lws, is_token, le64, pack, parse_digits, peek, skip_lws, skip_while, Span};
 use crate::session_size::SessionSizeConfig;
 use crate::Limits;
 
@@ -353,24 +353,6 @@ fn word_padded(buf: &[u8], at: usize) -> u64 {
     match word(buf, at) {
         Some(w) => w,
         None => pack(buf.get(at..).unwrap_or(&[])),
-    }
-}
-
-/// Up to eight bytes, little-endian, zero-padded.
-#[inline(always)]
-fn pack(s: &[u8]) -> u64 {
-    s.iter()
-        .take(8)
-        .rev()
-        .fold(0u64, |a, &b| (a << 8) | u64::from(b))
-}
-
-/// `c` (eight bytes) as a little-endian word.
-#[inline(always)]
-fn le64(c: &[u8]) -> u64 {
-    match c {
-        &[a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
-        _ => pack(c),
     }
 }
 

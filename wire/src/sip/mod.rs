@@ -19,6 +19,7 @@ mod params;
 mod response;
 mod rewrite;
 mod routing;
+pub mod salvage;
 mod start_line;
 pub mod uri;
 mod via;

@@ -12,6 +12,9 @@
 //! response arrives (Timer A); BYE after T1, 2·T1, ... capped at T2 = 4 s (Timer E). Both give
 //! up after `timeout` (Timer B/F = 64·T1 = 32 s by default) and count a timeout failure. A
 //! retransmitted 2xx (our ACK was lost) is answered with the ACK again.
+//!
+//! This module is the state machine; the bytes of every request (and the Call-ID format) are
+//! written in `build`.
 use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
@@ -20,11 +23,16 @@ use wire::{
     Limits,
 };
 
+mod build;
+
+pub use build::{decode_call_id, make_sdp};
+use build::{host, hostport};
+
 use crate::{
     engine::{Engine, Progress},
     hist::Latency,
     net::Outbox,
-    timers::{earliest, parse_hex, Fifo, Writer},
+    timers::{earliest, parse_hex, Fifo},
 };
 
 /// T1 (RFC 3261): 500 ms.
@@ -219,49 +227,6 @@ pub struct SipUac {
     pub bye_200: Latency,
 }
 
-fn hostport(a: &SocketAddr) -> Vec<u8> {
-    a.to_string().into_bytes()
-}
-
-fn host(ip: &IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v) => v.to_string().into_bytes(),
-        IpAddr::V6(v) => format!("[{v}]").into_bytes(),
-    }
-}
-
-/// The SDP body: a minimal audio offer, padded with `a=` lines to `bytes` (exactly, when
-/// `bytes` exceeds the minimal body by at least 6).
-pub fn make_sdp(ip: &IpAddr, bytes: Option<usize>) -> Vec<u8> {
-    if bytes == Some(0) {
-        return Vec::new();
-    }
-    let (fam, addr) = match ip {
-        IpAddr::V4(v) => ("IP4", v.to_string()),
-        IpAddr::V6(v) => ("IP6", v.to_string()),
-    };
-    let mut s = format!(
-        "v=0\r\no=bench 1 1 IN {fam} {addr}\r\ns=-\r\nc=IN {fam} {addr}\r\nt=0 0\r\n\
-         m=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    )
-    .into_bytes();
-    if let Some(want) = bytes {
-        let mut r = want.saturating_sub(s.len());
-        while r > 0 {
-            // "a=x:" + payload + CRLF: at least 6 bytes a line; never leave 1..6 bytes over.
-            let mut l = r.clamp(6, 78);
-            if r > l && r - l < 6 {
-                l = r - 6;
-            }
-            s.extend_from_slice(b"a=x:");
-            s.extend(std::iter::repeat_n(b'p', l - 6));
-            s.extend_from_slice(b"\r\n");
-            r = r.saturating_sub(l);
-        }
-    }
-    s
-}
-
 /// The numeric host:port of a SIP URI's host part (`sip:user@1.2.3.4:5070;transport=udp`);
 /// `None` for host names (no resolver on the hot path).
 pub fn uri_hostport(uri: &[u8]) -> Option<SocketAddr> {
@@ -292,17 +257,6 @@ pub fn uri_hostport(uri: &[u8]) -> Option<SocketAddr> {
         None => (hp, 5060),
     };
     Some(SocketAddr::new(ip.parse().ok()?, port))
-}
-
-/// The call slot and sequence number encoded in a Call-ID we issued.
-#[inline]
-pub fn decode_call_id(cid: &[u8]) -> Option<(u32, u64)> {
-    if cid.len() < 8 + 1 + 16 || cid[8] != b'.' {
-        return None;
-    }
-    let slot = parse_hex(&cid[..8])? as u32;
-    let seq = parse_hex(&cid[9..25])?;
-    Some((slot, seq))
 }
 
 impl SipUac {
@@ -391,103 +345,6 @@ impl SipUac {
         (seq % self.cfg.locals.len().max(1) as u64) as usize
     }
 
-    fn write_invite(&self, buf: &mut [u8], slot: u32, seq: u64) -> Option<usize> {
-        let s = self.sock_of(seq);
-        let mut w = Writer::new(buf);
-        w.b(b"INVITE sip:service@")
-            .b(&self.target_hp)
-            .b(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")
-            .b(&self.local_hp[s])
-            .b(b";branch=z9hG4bK")
-            .hex(seq, 16)
-            .b(b"i;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")
-            .b(&self.local_ip[s])
-            .b(b">;tag=f")
-            .hex(seq, 16)
-            .b(b"\r\nTo: <sip:service@")
-            .b(&self.target_hp)
-            .b(b">\r\nCall-ID: ")
-            .hex(u64::from(slot), 8)
-            .b(b".")
-            .hex(seq, 16)
-            .b(b"@bench\r\nCSeq: 1 INVITE\r\nContact: <sip:bench@")
-            .b(&self.local_hp[s])
-            .b(b">\r\n");
-        if let Some(n) = self.cfg.session_size {
-            w.b(b"X-Session-Size: ").dec(u64::from(n)).b(b"\r\n");
-        }
-        w.b(&self.pad);
-        if !self.sdp.is_empty() {
-            w.b(b"Content-Type: application/sdp\r\n");
-        }
-        w.b(b"Content-Length: ")
-            .dec(self.sdp.len() as u64)
-            .b(b"\r\n\r\n")
-            .b(&self.sdp);
-        w.finish()
-    }
-
-    /// ACK (2xx: new branch, Request-URI = Contact) or non-2xx ACK (INVITE's branch and URI).
-    fn write_ack(&self, buf: &mut [u8], slot: u32, to_2xx: bool) -> Option<usize> {
-        let c = &self.slots[slot as usize];
-        let s = self.sock_of(c.seq);
-        let mut w = Writer::new(buf);
-        w.b(b"ACK ");
-        if to_2xx && c.uri_len > 0 {
-            w.b(&c.uri[..c.uri_len as usize]);
-        } else {
-            w.b(b"sip:service@").b(&self.target_hp);
-        }
-        w.b(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")
-            .b(&self.local_hp[s])
-            .b(b";branch=z9hG4bK")
-            .hex(c.seq, 16)
-            .b(if to_2xx { b"a" } else { b"i" })
-            .b(b";rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")
-            .b(&self.local_ip[s])
-            .b(b">;tag=f")
-            .hex(c.seq, 16);
-        self.to_and_call(&mut w, slot);
-        w.b(b"CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-        w.finish()
-    }
-
-    fn to_and_call(&self, w: &mut Writer<'_>, slot: u32) {
-        let c = &self.slots[slot as usize];
-        w.b(b"\r\nTo: <sip:service@").b(&self.target_hp).b(b">");
-        if c.tag_len > 0 {
-            w.b(b";tag=").b(&c.to_tag[..c.tag_len as usize]);
-        }
-        w.b(b"\r\nCall-ID: ")
-            .hex(u64::from(slot), 8)
-            .b(b".")
-            .hex(c.seq, 16)
-            .b(b"@bench\r\n");
-    }
-
-    fn write_bye(&self, buf: &mut [u8], slot: u32) -> Option<usize> {
-        let c = &self.slots[slot as usize];
-        let s = self.sock_of(c.seq);
-        let mut w = Writer::new(buf);
-        w.b(b"BYE ");
-        if c.uri_len > 0 {
-            w.b(&c.uri[..c.uri_len as usize]);
-        } else {
-            w.b(b"sip:service@").b(&self.target_hp);
-        }
-        w.b(b" SIP/2.0\r\nVia: SIP/2.0/UDP ")
-            .b(&self.local_hp[s])
-            .b(b";branch=z9hG4bK")
-            .hex(c.seq, 16)
-            .b(b"b;rport\r\nMax-Forwards: 70\r\nFrom: <sip:bench@")
-            .b(&self.local_ip[s])
-            .b(b">;tag=f")
-            .hex(c.seq, 16);
-        self.to_and_call(&mut w, slot);
-        w.b(b"CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n");
-        w.finish()
-    }
-
     fn dialog_dst(&self, slot: u32) -> SocketAddr {
         match self.cfg.ack_bye_to {
             AckByeTo::Contact => self.slots[slot as usize].contact,
@@ -498,7 +355,9 @@ impl SipUac {
     fn send_invite(&mut self, slot: u32, out: &mut Outbox) {
         let seq = self.slots[slot as usize].seq;
         let sock = self.sock_of(seq);
-        if !out.push(sock, self.cfg.target, |b| self.write_invite(b, slot, seq)) {
+        if !out.push(sock, self.cfg.target, |b| {
+            self.write_invite(b, slot, seq).ok()
+        }) {
             self.counters.build_overflow += 1;
         }
     }
@@ -510,7 +369,9 @@ impl SipUac {
         } else {
             self.cfg.target
         };
-        if !out.push(self.sock_of(seq), dst, |b| self.write_ack(b, slot, to_2xx)) {
+        if !out.push(self.sock_of(seq), dst, |b| {
+            self.write_ack(b, slot, to_2xx).ok()
+        }) {
             self.counters.build_overflow += 1;
         }
     }
@@ -518,7 +379,7 @@ impl SipUac {
     fn send_bye(&mut self, slot: u32, out: &mut Outbox) {
         let seq = self.slots[slot as usize].seq;
         let dst = self.dialog_dst(slot);
-        if !out.push(self.sock_of(seq), dst, |b| self.write_bye(b, slot)) {
+        if !out.push(self.sock_of(seq), dst, |b| self.write_bye(b, slot).ok()) {
             self.counters.build_overflow += 1;
         }
     }
@@ -666,7 +527,9 @@ impl Engine for SipUac {
     fn start(&mut self, now: u64, intended: u64, index: u64, out: &mut Outbox) -> bool {
         if self.cfg.blast {
             let sock = self.sock_of(index);
-            let ok = out.push(sock, self.cfg.target, |b| self.write_invite(b, 0, index));
+            let ok = out.push(sock, self.cfg.target, |b| {
+                self.write_invite(b, 0, index).ok()
+            });
             if ok {
                 self.counters.started += 1;
                 self.counters.completed += 1;
