@@ -4,9 +4,6 @@
 //! Layout: sans-IO state machines ([`sip::Uas`], [`mgcp::Gateway`]) take bytes and a clock
 //! value and fill an [`outbox::Outbox`]; [`thread`] is the thin shell that feeds them from the
 //! switch fabric (the `fabric` crate) and the processor's UDP socket and reports load.
-// The switch fabric is its own crate; processor modules name it `crate::fabric` until they are
-// switched to the crate path.
-pub use fabric;
 pub mod load;
 pub mod media;
 pub mod mgcp;

@@ -4,7 +4,7 @@
 //! monotonic counters so the dispatcher can compute units in use without races.
 use std::sync::{atomic::Ordering, Arc};
 
-use crate::fabric::LoadReport;
+use fabric::LoadReport;
 
 /// Handle on a processor's [`LoadReport`]; cheap to clone, shared by its state machines.
 #[derive(Debug, Clone)]

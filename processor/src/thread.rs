@@ -20,8 +20,9 @@ use std::{
 
 use tracing::{debug, warn};
 
+use fabric::{Consumer, LoadReport, Proto};
+
 use crate::{
-    fabric::{Consumer, LoadReport, Proto},
     load::LoadAccount,
     mgcp::{Gateway, GatewayConfig, GatewayStats},
     outbox::Outbox,
@@ -184,7 +185,7 @@ fn run(
             // A timer storm (thousands of unacknowledged 2xx retransmitting at once) can make
             // one round long: keep the heartbeat fresh so busy is never mistaken for dead.
             if i % 256 == 255 {
-                account.heartbeat(crate::fabric::monotonic_ns());
+                account.heartbeat(fabric::monotonic_ns());
             }
             match socket.send_to(bytes, dst) {
                 Ok(_) => st.sent += 1,
@@ -195,7 +196,7 @@ fn run(
             }
         }
         out.clear();
-        account.heartbeat(crate::fabric::monotonic_ns());
+        account.heartbeat(fabric::monotonic_ns());
         if work > 0 || sent_any {
             continue;
         }
@@ -245,7 +246,6 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fabric;
     use std::net::SocketAddr;
 
     fn recv_text(s: &UdpSocket) -> String {

@@ -47,25 +47,6 @@ pub struct Affinity {
     stats: AffinityStats,
 }
 
-/// Hashes the transaction key (Call-ID, From-tag, branch) with FNV-1a 64, field-separated.
-///
-/// Not keyed: an attacker who can forge Call-IDs can also just send INVITEs; the window bound
-/// keeps a collision flood from costing more than eviction.
-pub fn key(call_id: &[u8], from_tag: &[u8], branch: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [call_id, b"\x00", from_tag, b"\x00", branch] {
-        for &b in part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    // Final avalanche so the low bits used for the index depend on every byte.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h.max(1)
-}
-
 impl Affinity {
     /// A table of at least `capacity` entries (power of two), entries living `ttl_s` seconds.
     pub fn new(capacity: usize, ttl_s: u32) -> Self {
@@ -142,6 +123,7 @@ impl Affinity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::hash::stable_key as key;
 
     #[test]
     fn insert_get_and_expire() {

@@ -13,37 +13,17 @@
 //!
 //! Piggybacked datagrams are split and each message is routed on its own; the dispatcher's own
 //! answers to one datagram are piggybacked into one reply.
-use wire::mgcp::{self, Kind, Message, Verb};
+use wire::{
+    hash::mgcp_tx_key,
+    mgcp::{self, leading_tid, Kind, Message, Verb},
+    out::Out,
+};
 
 use super::{
-    affinity,
     handoff::{Handoffs, Output},
     member::Snapshot,
     Counted, Decision, DropReason, Inbound, Router,
 };
-
-/// Inserts `name: value` as the first parameter line of an MGCP command (claim 2's port, or
-/// the relayed source); returns the new length in `out`.
-pub fn insert_param(msg: &[u8], name: &[u8], value: &[u8], out: &mut [u8]) -> Option<usize> {
-    let eol = msg.iter().position(|&b| b == b'\n')?;
-    let (first, rest) = msg.split_at(eol + 1);
-    let mut len = 0;
-    for part in [first, name, b": ", value, b"\r\n", rest] {
-        out.get_mut(len..len + part.len())?.copy_from_slice(part);
-        len += part.len();
-    }
-    Some(len)
-}
-
-/// Transaction key of an MGCP command: source address and transaction id.
-fn tkey(src: std::net::SocketAddr, tid: u32) -> u64 {
-    let mut ip = [0u8; 16];
-    match src.ip() {
-        std::net::IpAddr::V4(a) => ip[..4].copy_from_slice(&a.octets()),
-        std::net::IpAddr::V6(a) => ip.copy_from_slice(&a.octets()),
-    }
-    affinity::key(&ip, &src.port().to_be_bytes(), &tid.to_be_bytes())
-}
 
 impl Router {
     pub(super) fn mgcp(
@@ -116,7 +96,7 @@ impl Router {
                     Some(tid) if !msg.payload.first().is_some_and(u8::is_ascii_digit) => {
                         self.stats.bad_request += 1;
                         let mut text = [0u8; 100];
-                        let n = write_display(&mut text, &e);
+                        let n = Out::new(&mut text).put_display_truncating(&e);
                         self.mgcp_reply(510, tid, &text[..n], reply)
                     }
                     _ => {
@@ -139,7 +119,7 @@ impl Router {
             } => (verb, tid, endpoint),
         };
         let now_s = (now_ns / 1_000_000_000) as u32;
-        let key = tkey(msg.src, tid);
+        let key = mgcp_tx_key(msg.src, tid);
         if let Some(k) = self.affinity.get(key, now_s) {
             return self.forward_existing(k, msg, snap, hand, Counted::MgcpRetransmission);
         }
@@ -218,29 +198,4 @@ impl Router {
             }
         }
     }
-}
-
-/// The transaction id of a command line `VERB tid ...`, when readable.
-fn leading_tid(msg: &[u8]) -> Option<u32> {
-    let line = msg.split(|&b| b == b'\n').next()?;
-    let mut words = line
-        .split(|&b| b == b' ' || b == b'\t')
-        .filter(|w| !w.is_empty());
-    let _verb = words.next()?;
-    let tid = words.next()?;
-    if tid.is_empty() || tid.len() > 9 || !tid.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    tid.iter()
-        .try_fold(0u32, |a, &d| Some(a * 10 + u32::from(d - b'0')))
-        .filter(|&t| t > 0)
-}
-
-/// Formats an error's Display into `out` without allocating; truncates.
-pub(super) fn write_display(out: &mut [u8], e: &dyn std::fmt::Display) -> usize {
-    use std::io::Write;
-    let cap = out.len();
-    let mut cur = std::io::Cursor::new(out);
-    let _ = write!(cur, "{e}");
-    (cur.position() as usize).min(cap)
 }

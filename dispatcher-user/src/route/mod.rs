@@ -8,7 +8,8 @@
 //!
 //! Layout: [`config`] (what it is told), [`member`] (processors and the snapshot),
 //! [`handoff`] (what comes in and goes out), `sip` and [`mgcp`] (the protocol rules),
-//! [`select`] (policies), [`affinity`] and [`txkey`] (the INVITE transaction table).
+//! [`select`] (policies), [`affinity`] (the INVITE transaction table). Message rules (scans,
+//! rewrites, the 400 salvage, hashing) are `wire`'s.
 //!
 //! SIP at the well-known port (DESIGN.md, "Protocol notes"):
 //! - a new INVITE (no To-tag, no affinity entry) goes to the processor the policy selects;
@@ -28,14 +29,15 @@ pub mod config;
 pub mod handoff;
 pub mod member;
 pub mod mgcp;
-pub mod salvage;
 pub mod select;
 mod sip;
-pub mod txkey;
 
 use dispatcher_common::PortProto;
 use fabric::SLOT_BYTES;
-use wire::sip::{InsertAt, Locate, Message, ResponseSpec};
+use wire::{
+    out::Out,
+    sip::{InsertAt, Locate, Message, ResponseSpec},
+};
 
 use self::{
     affinity::Affinity,
@@ -259,9 +261,9 @@ impl Router {
         let mut tag = [0u8; 19];
         self.own_tag(&mut tag);
         let mut text = [0u8; 120];
-        let len = mgcp::write_display(&mut text, err);
+        let len = Out::new(&mut text).put_display_truncating(err);
         let reason = std::str::from_utf8(&text[..len]).unwrap_or("malformed request");
-        match salvage::bad_request(payload, reason, &tag, reply) {
+        match wire::sip::salvage::bad_request(payload, reason, &tag, reply) {
             Some(n) => {
                 self.stats.bad_request += 1;
                 Decision::Reply(n)
@@ -368,7 +370,7 @@ impl Router {
     ) -> Option<usize> {
         let (payload, src) = (msg.payload, msg.src);
         let mut ip = [0u8; 48];
-        let iplen = mgcp::write_display(&mut ip, &src.ip());
+        let iplen = Out::new(&mut ip).put_display_truncating(&src.ip());
         let mark_port = self.cfg.mark_port.as_ref().filter(|_| mark);
         match msg.proto {
             PortProto::Sip => {
@@ -376,7 +378,8 @@ impl Router {
                 let mut line = [0u8; 96];
                 let header = match mark_port {
                     Some(mp) => {
-                        let len = fmt_header(&mut line, mp.sip_header.as_bytes(), b": ", port)?;
+                        let len =
+                            header_line(&mut line, mp.sip_header.as_bytes(), u64::from(port))?;
                         Some((&line[..len], InsertAt::BeforeBlankLine))
                     }
                     None => None,
@@ -390,26 +393,28 @@ impl Router {
                 tmp.get_mut(..n)?.copy_from_slice(payload);
                 if let Some(mp) = mark_port {
                     let mut digits = [0u8; 8];
-                    let dl = mgcp::write_display(&mut digits, &port);
-                    n = mgcp::insert_param(
+                    let dl = Out::new(&mut digits).put_display_truncating(&port);
+                    n = wire::mgcp::insert_param(
                         tmp.get(..n)?,
                         mp.mgcp_param.as_bytes(),
                         &digits[..dl],
                         out,
-                    )?;
+                    )
+                    .ok()?;
                     if remote {
                         tmp.get_mut(..n)?.copy_from_slice(out.get(..n)?);
                     }
                 }
                 if remote {
                     let mut v = [0u8; 64];
-                    let vl = mgcp::write_display(&mut v, &src);
-                    n = mgcp::insert_param(
+                    let vl = Out::new(&mut v).put_display_truncating(&src);
+                    n = wire::mgcp::insert_param(
                         tmp.get(..n)?,
-                        processor::thread::RELAY_SOURCE_PARAM.as_bytes(),
+                        wire::mgcp::RELAY_SOURCE_PARAM.as_bytes(),
                         &v[..vl],
                         out,
-                    )?;
+                    )
+                    .ok()?;
                 } else if mark_port.is_none() {
                     out.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
                 }
@@ -465,26 +470,13 @@ enum Push {
     TooLarge,
 }
 
-/// Writes `name sep value` into `out` without allocating; returns the length.
-fn fmt_header(out: &mut [u8], name: &[u8], sep: &[u8], value: u16) -> Option<usize> {
-    let mut digits = [0u8; 5];
-    let mut v = value;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    let parts: [&[u8]; 3] = [name, sep, &digits[i..]];
-    let mut len = 0;
-    for p in parts {
-        out.get_mut(len..len + p.len())?.copy_from_slice(p);
-        len += p.len();
-    }
-    Some(len)
+/// Writes the header line `name: value` into `buf`; returns its length.
+fn header_line(buf: &mut [u8], name: &[u8], value: u64) -> Option<usize> {
+    let mut o = Out::new(buf);
+    o.put(name).ok()?;
+    o.put(b": ").ok()?;
+    o.put_u64(value).ok()?;
+    Some(o.len())
 }
 
 #[cfg(test)]

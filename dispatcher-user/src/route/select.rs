@@ -77,14 +77,9 @@ pub struct Selector {
     rng: u64,
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Rendezvous score of `key` on processor `k`: the processor with the highest score owns it.
 pub fn rendezvous_score(key: u64, k: usize) -> u64 {
+    use wire::hash::mix;
     mix(key ^ mix(k as u64 ^ 0x5ca1_ab1e))
 }
 
@@ -247,7 +242,7 @@ mod tests {
     #[test]
     fn hash_moves_only_the_removed_share() {
         let mut s = Selector::new(Policy::Hash, 1);
-        let keys: Vec<u64> = (0..20_000u64).map(mix).collect();
+        let keys: Vec<u64> = (0..20_000u64).map(wire::hash::mix).collect();
         let all = |k: usize| st(0, 0).with_alive(k != usize::MAX);
         let before: Vec<usize> = keys
             .iter()

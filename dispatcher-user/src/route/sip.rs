@@ -4,13 +4,12 @@
 use wire::sip::{Kind, Located, Method, RoutingView, Scope};
 
 use super::{
-    affinity,
     config::{OptionsMode, OtherMode},
-    fmt_header,
     handoff::Output,
+    header_line,
     member::Snapshot,
     select::Policy,
-    txkey, Counted, Decision, DropReason, Inbound, Router,
+    Counted, Decision, DropReason, Inbound, Router,
 };
 
 /// What a SIP routing decision reads, from the locate scan or (when that fails) the routing
@@ -81,7 +80,7 @@ impl Router {
     /// policies ignore it, so it is not computed for them.
     fn call_key(&self, call_id: &[u8]) -> u64 {
         if self.cfg.policy == Policy::Hash {
-            affinity::key(call_id, b"", b"")
+            wire::hash::stable_key(call_id, b"", b"")
         } else {
             0
         }
@@ -107,7 +106,7 @@ impl Router {
         let method = m.method;
         let now_s = (now_ns / 1_000_000_000) as u32;
         let to_tag = m.to_tag;
-        let tkey = txkey::key(m.call_id, m.from_tag, m.branch);
+        let tkey = wire::hash::tx_key(m.call_id, m.from_tag, m.branch);
         let n = self.members.len() as u16;
 
         // In-dialog: the processor is encoded in the To-tag it issued.
@@ -169,13 +168,9 @@ impl Router {
                     Ok(None) => {
                         self.stats.overload += 1;
                         let mut ra = [0u8; 32];
-                        let len = fmt_header(
-                            &mut ra,
-                            b"Retry-After",
-                            b": ",
-                            self.cfg.retry_after_s as u16,
-                        )
-                        .unwrap_or(0);
+                        let len =
+                            header_line(&mut ra, b"Retry-After", u64::from(self.cfg.retry_after_s))
+                                .unwrap_or(0);
                         let hdr: &[u8] = &ra[..len];
                         self.reply_to(msg.payload, 503, &[hdr], &mut out.reply)
                     }

@@ -17,8 +17,8 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
+use fabric::{monotonic_ns, LoadReport};
 use processor::{
-    fabric::{self, monotonic_ns, LoadReport},
     report::{Report, ReportKey},
     thread::ProcessorConfig,
 };

@@ -31,8 +31,9 @@ use wire::{
     Limits, SessionSizeConfig,
 };
 
+use fabric::LoadReport;
+
 use crate::{
-    fabric::LoadReport,
     load::LoadAccount,
     media::PortPool,
     outbox::Outbox,

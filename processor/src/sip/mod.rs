@@ -23,7 +23,8 @@ pub use uas::{Uas, UasConfig, UasStats};
 
 #[cfg(test)]
 use {
-    crate::{fabric::LoadReport, outbox::Outbox},
+    crate::outbox::Outbox,
+    fabric::LoadReport,
     std::{net::SocketAddr, sync::Arc},
     wire::hash::mix,
 };

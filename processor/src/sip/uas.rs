@@ -23,8 +23,9 @@ use super::{
     route,
     transaction::{tx_key, InviteTx, NonInviteTx, TxState, T4_NS},
 };
+use fabric::LoadReport;
+
 use crate::{
-    fabric::LoadReport,
     load::LoadAccount,
     media::PortPool,
     outbox::Outbox,
