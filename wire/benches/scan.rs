@@ -16,8 +16,13 @@ fn benches(c: &mut Criterion) {
     g.bench_function("wire/invite", |b| {
         b.iter(|| wire::sip::Message::parse(black_box(INVITE), &limits).is_ok())
     });
-    g.bench_function("wire/invite-routing", |b| {
-        b.iter(|| wire::sip::Message::parse_routing(black_box(INVITE), &limits).is_ok())
+    let locate = wire::sip::Locate::new(&limits, b"X-Session-Size");
+    g.bench_function("wire/invite-locate-routing", |b| {
+        b.iter(|| {
+            locate
+                .scan(black_box(INVITE), wire::sip::Scope::Routing)
+                .is_ok()
+        })
     });
     g.bench_function("rsip/invite", |b| {
         b.iter(|| rsip::SipMessage::try_from(black_box(INVITE)).is_ok())

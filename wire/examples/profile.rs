@@ -1,4 +1,4 @@
-//! `cargo run --release -p wire --example profile -- [invite|ok|crcx|routing|routing-ok|locate|locate-size|locate-route|locate-dispatch|locate-dispatch-route] [iters]`: parses one
+//! `cargo run --release -p wire --example profile -- [invite|ok|crcx|locate|locate-size|locate-route|locate-dispatch|locate-dispatch-route] [iters]`: parses one
 //! benchmark message in a loop, for `valgrind --tool=callgrind` instruction counts.
 
 #[path = "../benches/support/messages.rs"]
@@ -17,12 +17,6 @@ fn main() {
     for _ in 0..iters {
         ok += match which.as_str() {
             "ok" => wire::sip::Message::parse(black_box(messages::OK200), &limits).is_ok(),
-            "routing" => {
-                wire::sip::Message::parse_routing(black_box(messages::INVITE), &limits).is_ok()
-            }
-            "routing-ok" => {
-                wire::sip::Message::parse_routing(black_box(messages::OK200), &limits).is_ok()
-            }
             "locate" => wire::sip::Message::locate(
                 black_box(messages::INVITE),
                 &limits,

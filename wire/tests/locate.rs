@@ -7,7 +7,9 @@ use common::corpus;
 
 use proptest::prelude::*;
 use wire::sip::locate::sdp_units;
-use wire::sip::{Kind, Locate, Message, Scope};
+use wire::sip::{InsertAt, Kind, Locate, Message, Scope};
+
+const MARK: &[u8] = b"X-Switchyard-Port: 5071";
 use wire::{session_size, Limits, SessionSizeConfig};
 
 const SCOPES: [Scope; 3] = [Scope::Complete, Scope::Routing, Scope::CompleteForInvite];
@@ -39,9 +41,32 @@ fn check_with(data: &[u8], limits: &Limits, session: &[u8]) -> Result<bool, Stri
             (Ok(_), Err(e)) => {
                 return Err(format!("{scope:?}: parse accepts, locate rejects: {e}"))
             }
-            (Err(_), _) => continue,
+            (Err(_), Ok(l)) => {
+                // Whatever locate accepted, the relay rewrite answers without panicking.
+                let mut out = [0u8; 4096];
+                let _ = l.write_relayed(b"198.18.0.2", Some(5060), Some(MARK), &mut out);
+                continue;
+            }
+            (Err(_), Err(_)) => continue,
         };
         let (m, l) = m;
+        // The one-scan relay rewrite equals the full view's (body cut at Content-Length only
+        // in a complete scan, so a routing scan's copy may carry trailing bytes).
+        {
+            let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
+            let la = l.write_relayed(b"198.18.0.2", Some(5060), Some(MARK), &mut a);
+            let lb = m.write_relayed(
+                b"198.18.0.2",
+                Some(5060),
+                Some((MARK, InsertAt::AfterStartLine)),
+                &mut b,
+            );
+            match (la, lb) {
+                (Ok(x), Ok(y)) if a[..x].starts_with(&b[..y]) => {}
+                (Err(e1), Err(e2)) if e1 == e2 => {}
+                other => return Err(format!("{scope:?}: relay rewrites differ: {other:?}")),
+            }
+        }
         let status = match m.kind() {
             Kind::Response { code, .. } => Some(code),
             Kind::Request { .. } => None,

@@ -22,7 +22,7 @@ use wire::{
 use super::{
     handoff::{Handoffs, Output},
     member::Snapshot,
-    Counted, Decision, DropReason, Inbound, Router,
+    Counted, Decision, DropReason, Inbound, NewDialog, Router,
 };
 
 impl Router {
@@ -121,7 +121,7 @@ impl Router {
         let now_s = (now_ns / 1_000_000_000) as u32;
         let key = mgcp_tx_key(msg.src, tid);
         if let Some(k) = self.affinity.get(key, now_s) {
-            return self.forward_existing(k, msg, snap, hand, Counted::MgcpRetransmission);
+            return self.forward_existing(k, msg, None, snap, hand, Counted::MgcpRetransmission);
         }
         let n = self.members.len() as u16;
         let by_conn = m
@@ -135,7 +135,7 @@ impl Router {
             Verb::Crcx => {
                 // A CRCX naming a processor's specific endpoint belongs to that processor.
                 if let Some(k) = by_port {
-                    let r = self.forward_existing(k, msg, snap, hand, Counted::MgcpStateless);
+                    let r = self.forward_existing(k, msg, None, snap, hand, Counted::MgcpStateless);
                     if matches!(r, Decision::Hand(_)) {
                         self.affinity.insert(key, k, now_s);
                         self.members[usize::from(k)].assigned_units +=
@@ -145,7 +145,7 @@ impl Router {
                 }
                 let size = m.session_size(&self.cfg.session_size);
                 let mark = self.cfg.mark_port.is_some();
-                match self.place(size, key, msg, mark, snap, hand) {
+                match self.place(NewDialog { size, key, mark }, msg, None, snap, hand) {
                     Ok(Some(k)) => {
                         self.affinity.insert(key, k, now_s);
                         self.stats.new_dialogs += 1;
@@ -176,7 +176,8 @@ impl Router {
             Verb::Mdcx | Verb::Dlcx | Verb::Aucx | Verb::Rqnt | Verb::Auep | Verb::Epcf => {
                 match by_conn.or(by_port) {
                     Some(k) => {
-                        let r = self.forward_existing(k, msg, snap, hand, Counted::MgcpStateless);
+                        let r =
+                            self.forward_existing(k, msg, None, snap, hand, Counted::MgcpStateless);
                         if matches!(r, Decision::Hand(_)) {
                             self.affinity.insert(key, k, now_s);
                         }

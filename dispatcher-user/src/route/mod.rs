@@ -36,7 +36,7 @@ use dispatcher_common::PortProto;
 use fabric::SLOT_BYTES;
 use wire::{
     out::Out,
-    sip::{InsertAt, Locate, Message, ResponseSpec},
+    sip::{Locate, Located, Message, ResponseSpec},
 };
 
 use self::{
@@ -223,7 +223,7 @@ impl Router {
         }
     }
 
-    /// Builds the dispatcher's own response to the request in `payload`. The routing scan
+    /// Builds the dispatcher's own response to the request in `payload`. The locate scan
     /// validated only what routing needs, so the full scan runs here (answers are the rare
     /// path); if it finds a defect, the answer becomes a 400 citing it.
     fn reply_to(
@@ -291,13 +291,13 @@ impl Router {
     /// (overload); `Err` when the message is too large for a fabric slot.
     fn place(
         &mut self,
-        size: u32,
-        key: u64,
+        new: NewDialog,
         msg: &Inbound<'_>,
-        mark: bool,
+        scan: Option<&Located<'_>>,
         snap: &Snapshot,
         hand: &mut Handoffs,
     ) -> Result<Option<u16>, ()> {
+        let NewDialog { size, key, mark } = new;
         let mut excluded = 0u64;
         loop {
             let n = self.members.len();
@@ -311,7 +311,7 @@ impl Router {
             else {
                 return Ok(None);
             };
-            match self.push(k, msg, mark, snap, hand) {
+            match self.push(k, msg, scan, mark, snap, hand) {
                 Push::Ok => {
                     self.members[k].assigned_units += u64::from(size);
                     return Ok(Some(k as u16));
@@ -331,6 +331,7 @@ impl Router {
         &mut self,
         k: usize,
         msg: &Inbound<'_>,
+        scan: Option<&Located<'_>>,
         mark: bool,
         snap: &Snapshot,
         hand: &mut Handoffs,
@@ -341,7 +342,7 @@ impl Router {
         }
         let spec = self.members[k].spec;
         if mark || spec.remote {
-            match self.rewrite(msg, spec.port, mark, spec.remote, hand.spare()) {
+            match self.rewrite(msg, scan, spec.port, mark, spec.remote, hand.spare()) {
                 Some(n) if n <= SLOT_BYTES => hand.push_rewritten(k as u16, n),
                 _ => return Push::TooLarge,
             }
@@ -359,10 +360,12 @@ impl Router {
     /// Rewrites into `out`: claim 2's processor port (`mark`) and, for a processor on another
     /// host (`remote`), the true source: Via `received`/`rport` for SIP (RFC 3261 §18.2.1, RFC
     /// 3581), an `X-SY-Src` parameter for MGCP (whose answers go to the command's source, which
-    /// over the LAN would otherwise be the dispatcher). One copy for SIP.
+    /// over the LAN would otherwise be the dispatcher). SIP works from the locate scan: one copy,
+    /// no second scan; the port header goes right after the start line.
     fn rewrite(
         &self,
         msg: &Inbound<'_>,
+        scan: Option<&Located<'_>>,
         port: u16,
         mark: bool,
         remote: bool,
@@ -374,17 +377,17 @@ impl Router {
         let mark_port = self.cfg.mark_port.as_ref().filter(|_| mark);
         match msg.proto {
             PortProto::Sip => {
-                let m = Message::parse(payload, &self.cfg.limits).ok()?;
                 let mut line = [0u8; 96];
                 let header = match mark_port {
                     Some(mp) => {
                         let len =
                             header_line(&mut line, mp.sip_header.as_bytes(), u64::from(port))?;
-                        Some((&line[..len], InsertAt::BeforeBlankLine))
+                        Some(&line[..len])
                     }
                     None => None,
                 };
-                m.write_relayed(&ip[..iplen], Some(src.port()), header, out)
+                scan?
+                    .write_relayed(&ip[..iplen], Some(src.port()), header, out)
                     .ok()
             }
             PortProto::Mgcp => {
@@ -430,11 +433,12 @@ impl Router {
         &mut self,
         k: u16,
         msg: &Inbound<'_>,
+        scan: Option<&Located<'_>>,
         snap: &Snapshot,
         hand: &mut Handoffs,
         what: Counted,
     ) -> Decision {
-        match self.push(usize::from(k), msg, false, snap, hand) {
+        match self.push(usize::from(k), msg, scan, false, snap, hand) {
             Push::Ok => {
                 match what {
                     Counted::Retransmission => self.stats.retransmissions += 1,
@@ -452,6 +456,15 @@ impl Router {
             }
         }
     }
+}
+
+/// What placing a new dialog needs besides the message: its session size, the `hash`
+/// policy's key, and whether claim 2's port goes in.
+#[derive(Clone, Copy)]
+struct NewDialog {
+    size: u32,
+    key: u64,
+    mark: bool,
 }
 
 #[derive(Clone, Copy)]

@@ -1,7 +1,7 @@
 //! SIP at the well-known port: which processor a request belongs to, or the dispatcher's own
 //! answer (see the module doc of [`super`] for the rules). Reads only what the locate scan
 //! found; the full scan runs only on the rare answer path.
-use wire::sip::{Kind, Located, Method, RoutingView, Scope};
+use wire::sip::{Located, Method, Scope};
 
 use super::{
     config::{OptionsMode, OtherMode},
@@ -9,37 +9,30 @@ use super::{
     header_line,
     member::Snapshot,
     select::Policy,
-    Counted, Decision, DropReason, Inbound, Router,
+    Counted, Decision, DropReason, Inbound, NewDialog, Router,
 };
 
-/// What a SIP routing decision reads, from the locate scan or (when that fails) the routing
-/// scan.
+/// What a SIP routing decision reads: the fields of the one locate scan, and the scan itself
+/// (the relay rewrite and session sizing work from it, so nothing scans the datagram again).
 struct SipFields<'a> {
     method: Method<'a>,
     call_id: &'a [u8],
     from_tag: &'a [u8],
     to_tag: Option<&'a [u8]>,
     branch: &'a [u8],
-    scan: Scanned<'a>,
-}
-
-enum Scanned<'a> {
-    Located(Located<'a>),
-    View(RoutingView<'a>),
+    scan: Located<'a>,
 }
 
 impl SipFields<'_> {
     fn session_size(&self, cfg: &wire::SessionSizeConfig) -> u32 {
-        match &self.scan {
-            Scanned::Located(l) => l.session_size(cfg).unwrap_or(1),
-            Scanned::View(m) => m.session_size(cfg),
-        }
+        self.scan.session_size(cfg).unwrap_or(1)
     }
 }
 
 impl Router {
-    /// The fields routing reads: the locate scan, and when it fails the routing scan, which
-    /// either accepts (locate is stricter on a few shapes) or names the defect for the 400.
+    /// The fields routing reads, from one locate scan. `locate` accepts everything the full
+    /// scan accepts (wire's agreement tests), so a locate error is final: it names the defect
+    /// the 400 cites, with no second scan.
     fn sip_fields<'a>(
         &self,
         payload: &'a [u8],
@@ -49,30 +42,17 @@ impl Router {
         } else {
             Scope::Routing
         };
-        if let Ok(l) = self.locate.scan(payload, scope) {
-            let Some(method) = l.method() else {
-                return Ok(None);
-            };
-            return Ok(Some(SipFields {
-                method,
-                call_id: l.call_id(),
-                from_tag: l.from_tag().unwrap_or(b""),
-                to_tag: l.to_tag(),
-                branch: l.branch().unwrap_or(b""),
-                scan: Scanned::Located(l),
-            }));
-        }
-        let m = RoutingView::parse(payload, &self.cfg.limits, &self.cfg.session_size.sip_header)?;
-        let Kind::Request { method, .. } = m.kind() else {
+        let l = self.locate.scan(payload, scope)?;
+        let Some(method) = l.method() else {
             return Ok(None);
         };
         Ok(Some(SipFields {
             method,
-            call_id: m.call_id(),
-            from_tag: m.from().and_then(|f| f.tag).unwrap_or(b""),
-            to_tag: m.to().and_then(|t| t.tag),
-            branch: m.top_via().branch().unwrap_or(b""),
-            scan: Scanned::View(m),
+            call_id: l.call_id(),
+            from_tag: l.from_tag().unwrap_or(b""),
+            to_tag: l.to_tag(),
+            branch: l.branch().unwrap_or(b""),
+            scan: l,
         }))
     }
 
@@ -119,19 +99,34 @@ impl Router {
                     return self.forward_existing(
                         k,
                         msg,
+                        Some(&m.scan),
                         snap,
                         &mut out.hand,
                         Counted::AckAffinity,
                     );
                 }
                 if let Some(k) = tagged_processor {
-                    return self.forward_existing(k, msg, snap, &mut out.hand, Counted::InDialog);
+                    return self.forward_existing(
+                        k,
+                        msg,
+                        Some(&m.scan),
+                        snap,
+                        &mut out.hand,
+                        Counted::InDialog,
+                    );
                 }
                 self.stats.dropped_ack += 1;
                 Decision::Drop(DropReason::AckAbsorbed)
             }
             Method::Cancel => match self.affinity.get(tkey, now_s) {
-                Some(k) => self.forward_existing(k, msg, snap, &mut out.hand, Counted::Cancel),
+                Some(k) => self.forward_existing(
+                    k,
+                    msg,
+                    Some(&m.scan),
+                    snap,
+                    &mut out.hand,
+                    Counted::Cancel,
+                ),
                 None => {
                     self.stats.no_transaction += 1;
                     self.reply_to(msg.payload, 481, &[], &mut out.reply)
@@ -143,6 +138,7 @@ impl Router {
                         return self.forward_existing(
                             k,
                             msg,
+                            Some(&m.scan),
                             snap,
                             &mut out.hand,
                             Counted::Retransmission,
@@ -159,7 +155,17 @@ impl Router {
                 };
                 let ckey = self.call_key(m.call_id);
                 let mark = self.cfg.mark_port.is_some();
-                match self.place(size, ckey, msg, mark, snap, &mut out.hand) {
+                match self.place(
+                    NewDialog {
+                        size,
+                        key: ckey,
+                        mark,
+                    },
+                    msg,
+                    Some(&m.scan),
+                    snap,
+                    &mut out.hand,
+                ) {
                     Ok(Some(k)) => {
                         self.affinity.insert(tkey, k, now_s);
                         self.stats.new_dialogs += 1;
@@ -181,7 +187,14 @@ impl Router {
                 }
             }
             _ if to_tag.is_some() => match tagged_processor {
-                Some(k) => self.forward_existing(k, msg, snap, &mut out.hand, Counted::InDialog),
+                Some(k) => self.forward_existing(
+                    k,
+                    msg,
+                    Some(&m.scan),
+                    snap,
+                    &mut out.hand,
+                    Counted::InDialog,
+                ),
                 None => {
                     self.stats.no_transaction += 1;
                     self.reply_to(msg.payload, 481, &[], &mut out.reply)
@@ -221,7 +234,17 @@ impl Router {
         out: &mut Output,
     ) -> Decision {
         let ckey = self.call_key(m.call_id);
-        match self.place(0, ckey, msg, false, snap, &mut out.hand) {
+        match self.place(
+            NewDialog {
+                size: 0,
+                key: ckey,
+                mark: false,
+            },
+            msg,
+            Some(&m.scan),
+            snap,
+            &mut out.hand,
+        ) {
             Ok(Some(k)) => {
                 self.stats.new_dialogs += 1;
                 Decision::Hand(k)

@@ -103,10 +103,6 @@ fn wire_sip(m: &[u8]) -> bool {
     wire::sip::Message::parse(std::hint::black_box(m), &wire::Limits::default()).is_ok()
 }
 
-fn wire_routing(m: &[u8]) -> bool {
-    wire::sip::Message::parse_routing(std::hint::black_box(m), &wire::Limits::default()).is_ok()
-}
-
 fn wire_locate(m: &[u8]) -> bool {
     wire::sip::Message::locate(
         std::hint::black_box(m),
@@ -169,9 +165,8 @@ fn time_ns(msgs: &[&[u8]], f: fn(&[u8]) -> bool) -> f64 {
 pub fn print_table() {
     let corpus = valid_corpus();
     let corpus: Vec<&[u8]> = corpus.iter().map(|v| v.as_slice()).collect();
-    let rows: [(&str, Vec<&[u8]>, u8); 15] = [
+    let rows: [(&str, Vec<&[u8]>, u8); 12] = [
         ("INVITE+SDP (969 B)", vec![INVITE], SIP),
-        ("INVITE+SDP parse_routing", vec![INVITE], ROUTING),
         ("INVITE+SDP locate", vec![INVITE], LOCATE),
         ("INVITE+SDP locate+size", vec![INVITE], LOCATE_SIZE),
         ("dispatch INVITE locate", vec![DISPATCH_INVITE], LOCATE),
@@ -186,11 +181,9 @@ pub fn print_table() {
             LOCATE_ROUTING,
         ),
         ("200 OK", vec![OK200], SIP),
-        ("200 OK parse_routing", vec![OK200], ROUTING),
         ("200 OK locate", vec![OK200], LOCATE),
         ("MGCP CRCX", vec![CRCX], MGCP),
         ("RFC 4475 valid set (per msg)", corpus.clone(), SIP),
-        ("RFC 4475 valid parse_routing", corpus.clone(), ROUTING),
         ("RFC 4475 valid locate", corpus.clone(), LOCATE),
         ("RFC 4475 valid locate route", corpus, LOCATE_ROUTING),
     ];
@@ -203,7 +196,6 @@ pub fn print_table() {
     for (name, msgs, what) in rows {
         let f = match what {
             SIP => wire_sip,
-            ROUTING => wire_routing,
             LOCATE => wire_locate,
             LOCATE_SIZE => wire_locate_size,
             LOCATE_ROUTING => wire_locate_routing,
@@ -220,7 +212,6 @@ pub fn print_table() {
 }
 
 const SIP: u8 = 0;
-const ROUTING: u8 = 1;
 const MGCP: u8 = 2;
 const LOCATE: u8 = 3;
 const LOCATE_SIZE: u8 = 4;

@@ -133,9 +133,19 @@ pub struct Located<'a> {
     session_size: Option<Span>,
     content_type: Option<Span>,
     body: Option<Span>,
+    /// The value of the first Via header (for the relay rewrite).
+    pub(crate) top_via: Span,
+    /// Offset of the first header line (after the start line).
+    pub(crate) first_header: usize,
 }
 
 impl<'a> Located<'a> {
+    /// The message bytes the scan covered (up to the end of the Content-Length body in a
+    /// complete scan, else the whole input).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
     /// The request method, or `None` for a response.
     pub fn method(&self) -> Option<Method<'a>> {
         self.method
@@ -548,6 +558,7 @@ fn scan<'a>(
     let Some((sl_end, mut ls)) = line_end(buf, pos) else {
         return err(SipErrorKind::Truncated, buf.len());
     };
+    let first_header = ls;
     if sl_end - pos > max_line {
         return err(SipErrorKind::LineTooLong, pos);
     }
@@ -572,6 +583,7 @@ fn scan<'a>(
     let mut from = None;
     let mut to = None;
     let mut branch = None;
+    let mut top_via = Span::new(0, 0);
     let mut cseq_method = None;
     let mut session_size = None;
     let mut content_type = None;
@@ -616,6 +628,7 @@ fn scan<'a>(
             match id {
                 HeaderId::Via if found & VIA == 0 => {
                     found |= VIA;
+                    top_via = Span::new(vs, ve);
                     branch = via_branch(buf, vs, ve);
                 }
                 HeaderId::From if found & FROM == 0 => {
@@ -726,6 +739,8 @@ fn scan<'a>(
         session_size,
         content_type,
         body,
+        top_via,
+        first_header,
     })
 }
 

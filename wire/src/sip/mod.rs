@@ -18,7 +18,6 @@ mod name_addr;
 mod params;
 mod response;
 mod rewrite;
-mod routing;
 pub mod salvage;
 mod start_line;
 pub mod uri;
@@ -30,7 +29,8 @@ pub use locate::{Locate, Located, Scope};
 pub use name_addr::NameAddr;
 pub use response::{reason_phrase, Body, ResponseSpec};
 pub use rewrite::InsertAt;
-pub use routing::{RoutingView, DEFAULT_SESSION_SIZE_HEADER};
+/// The session-size header Switchyard reads by default (`X-Session-Size: <units>`).
+pub const DEFAULT_SESSION_SIZE_HEADER: &[u8] = b"X-Session-Size";
 pub use start_line::{Kind, Method};
 pub use via::{Via, MAGIC_COOKIE};
 
@@ -120,7 +120,7 @@ pub(crate) enum Line {
     },
 }
 
-/// Frames the header line at `ls` (shared by [`Message::parse`] and [`RoutingView::parse`]).
+/// Frames the header line at `ls` (used by [`Message::parse`]).
 ///
 /// Fast path: `token *WS ":"` at the line start. Neither a token byte nor WS is a line
 /// terminator, so the colon lies on this physical line and the LF search can start after it;

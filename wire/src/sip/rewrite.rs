@@ -3,7 +3,7 @@
 //! and a processor adds its To-tag. Each copies the message once with at most a few splices;
 //! Content-Length is unaffected because only headers change.
 
-use super::Message;
+use super::{locate::Located, via::ViaRaw, Message};
 use crate::out::{Out, WriteError};
 use crate::scan::{fmt_u64, is_token};
 
@@ -80,55 +80,15 @@ impl<const N: usize> Message<'_, N> {
         header: Option<(&[u8], InsertAt)>,
         out: &mut [u8],
     ) -> Result<usize, WriteError> {
-        if !is_host_value(received) {
-            return Err(WriteError::InvalidInput("received address"));
-        }
         let via = self.top_via_raw().ok_or(WriteError::MissingHeader("Via"))?;
-        let mut tmp = [0u8; 20];
-        let port: &[u8] = match rport {
-            Some(p) => fmt_u64(u64::from(p), &mut tmp),
-            None => &[],
-        };
-        let at = via.parm.end();
-        let none = Edit {
-            start: at,
-            end: at,
-            parts: [b"", b"", b""],
-        };
-        let mut edits: [Edit<'_>; 3] = [
-            Edit {
-                start: at,
-                end: at,
-                parts: [b";received=", received, b""],
-            },
-            none,
-            none,
-        ];
-        let [r, p, h] = &mut edits;
-        if let Some(prm) = via.received {
-            r.start = prm.whole.start();
-            r.end = prm.whole.end();
-        }
-        if rport.is_some() {
-            p.parts = [b";rport=", port, b""];
-            if let Some(prm) = via.rport {
-                p.start = prm.whole.start();
-                p.end = prm.whole.end();
-            }
-        }
-        if let Some((line, where_)) = header {
-            check_header_line(line)?;
-            let pos = match where_ {
+        let header = header.map(|(line, at)| {
+            let pos = match at {
                 InsertAt::AfterStartLine => self.first_header_offset(),
                 InsertAt::BeforeBlankLine => self.headers_end_offset(),
             };
-            *h = Edit {
-                start: pos,
-                end: pos,
-                parts: [line, b"\r\n", b""],
-            };
-        }
-        apply(self.as_bytes(), &mut edits, out)
+            (line, pos)
+        });
+        relay(self.as_bytes(), via, received, rport, header, out)
     }
 
     /// Writes the message with one extra header line (e.g. `X-Processor-Port: 5071`, given
@@ -185,5 +145,88 @@ pub(crate) fn check_header_line(line: &[u8]) -> Result<(), WriteError> {
         Ok(())
     } else {
         Err(WriteError::InvalidInput("header line"))
+    }
+}
+
+/// The relay edits both views share: `received`/`rport` in the top via-parm `via`, and
+/// optionally a header line at byte `pos`, in one copy of `src`.
+fn relay(
+    src: &[u8],
+    via: &ViaRaw,
+    received: &[u8],
+    rport: Option<u16>,
+    header: Option<(&[u8], usize)>,
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
+    if !is_host_value(received) {
+        return Err(WriteError::InvalidInput("received address"));
+    }
+    let mut tmp = [0u8; 20];
+    let port: &[u8] = match rport {
+        Some(p) => fmt_u64(u64::from(p), &mut tmp),
+        None => &[],
+    };
+    let at = via.parm.end();
+    let none = Edit {
+        start: at,
+        end: at,
+        parts: [b"", b"", b""],
+    };
+    let mut edits: [Edit<'_>; 3] = [
+        Edit {
+            start: at,
+            end: at,
+            parts: [b";received=", received, b""],
+        },
+        none,
+        none,
+    ];
+    let [r, p, h] = &mut edits;
+    if let Some(prm) = via.received {
+        r.start = prm.whole.start();
+        r.end = prm.whole.end();
+    }
+    if rport.is_some() {
+        p.parts = [b";rport=", port, b""];
+        if let Some(prm) = via.rport {
+            p.start = prm.whole.start();
+            p.end = prm.whole.end();
+        }
+    }
+    if let Some((line, pos)) = header {
+        check_header_line(line)?;
+        *h = Edit {
+            start: pos,
+            end: pos,
+            parts: [line, b"\r\n", b""],
+        };
+    }
+    apply(src, &mut edits, out)
+}
+
+impl Located<'_> {
+    /// [`Message::write_relayed`] on the bytes a locate scan accepted, without a second scan
+    /// of the message: only the top via-parm is parsed (its parameters are what change), and
+    /// the header goes right after the start line. This is how the dispatcher rewrites an
+    /// initial request (claim 2's port, the true source for a processor on another host) with
+    /// one scan per datagram. A top Via that does not parse is [`WriteError::MissingHeader`].
+    pub fn write_relayed(
+        &self,
+        received: &[u8],
+        rport: Option<u16>,
+        header: Option<&[u8]>,
+        out: &mut [u8],
+    ) -> Result<usize, WriteError> {
+        let buf = self.as_bytes();
+        let (via, _) = super::via::parse_parm(buf, self.top_via.start(), self.top_via.end())
+            .map_err(|_| WriteError::MissingHeader("Via"))?;
+        relay(
+            buf,
+            &via,
+            received,
+            rport,
+            header.map(|l| (l, self.first_header)),
+            out,
+        )
     }
 }
