@@ -12,15 +12,15 @@ use std::{
 use anyhow::Context as _;
 use fabric::LoadReport;
 use processor::thread::{ProcessorConfig, ProcessorStats};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::{
     forward::Forwarder,
-    lan::{Health, Lan},
+    lan::{Health, Lan, LanStats},
     links::{LinkedMember, Links},
     route::{Router, RouterConfig},
     run::ProcessorsConfig,
+    stats::ProcessorReport,
 };
 use processor::report::ReportKey;
 
@@ -195,58 +195,23 @@ impl Processors {
             .context("processor members already taken")
     }
 
-    /// Stops the threads (after the dispatcher has stopped) and returns their counters.
-    pub fn stop(self) -> serde_json::Value {
+    /// Stops the threads (after the dispatcher has stopped) and returns their counters, and
+    /// the LAN health monitor's when processors on other hosts were configured.
+    pub fn stop(self) -> (Vec<ProcessorReport>, Option<LanStats>) {
         let lan = self.lan.map(Lan::stop);
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut out = Vec::new();
-        for (k, (addr, h)) in self.handles.into_iter().enumerate() {
-            match h.join() {
-                Ok(s) => out.push(stats_json(k, addr, &s)),
-                Err(_) => out.push(json!({ "id": k, "addr": addr.to_string(), "panicked": true })),
-            }
-        }
-        if let Some(l) = lan {
-            out.push(json!({
-                "lan": {
-                    "reports": l.reports, "rejected_auth": l.rejected_auth,
-                    "rejected_malformed": l.rejected_malformed, "rejected_unknown": l.rejected_unknown,
-                    "rejected_stale": l.rejected_stale, "probes_sent": l.probes_sent,
-                    "probe_answers": l.probe_answers,
-                }
-            }));
-        }
-        serde_json::Value::Array(out)
+        let reports = self
+            .handles
+            .into_iter()
+            .enumerate()
+            .map(|(id, (addr, h))| ProcessorReport {
+                id,
+                addr,
+                stats: h.join().ok(),
+            })
+            .collect();
+        (reports, lan)
     }
-}
-
-fn stats_json(k: usize, addr: SocketAddr, s: &ProcessorStats) -> serde_json::Value {
-    let u = &s.sip;
-    let g = &s.mgcp;
-    json!({
-        "id": k,
-        "addr": addr.to_string(),
-        "queue_messages": s.queue_messages,
-        "socket_messages": s.socket_messages,
-        "sent": s.sent,
-        "send_errors": s.send_errors,
-        "recv_errors": s.recv_errors,
-        "sip": {
-            "dialogs_started": u.dialogs_started, "dialogs_confirmed": u.dialogs_confirmed,
-            "dialogs_ended": u.dialogs_ended, "timeouts": u.timeouts, "cancels": u.cancels,
-            "rejected": u.rejected, "not_found_481": u.not_found_481,
-            "bad_request_400": u.bad_request_400, "dropped": u.dropped,
-            "retransmissions_sent": u.retransmissions_sent,
-            "retransmissions_absorbed": u.retransmissions_absorbed, "ignored": u.ignored,
-        },
-        "mgcp": {
-            "commands": g.commands, "connections_created": g.connections_created,
-            "connections_deleted": g.connections_deleted,
-            "retransmissions_absorbed": g.retransmissions_absorbed,
-            "retransmissions_sent": g.retransmissions_sent, "errors": g.errors,
-            "malformed": g.malformed, "dropped": g.dropped,
-        },
-    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use std::{
 
 use anyhow::{bail, Context as _};
 use dispatcher_common::PortProto;
-use serde_json::json;
 use tracing::{info, warn};
 
 use xdp_io::{
@@ -24,7 +23,7 @@ use crate::{
     links::Dispatch,
     processors::Processors,
     route::RouterConfig,
-    stats::Published,
+    stats::{AfXdpReport, ExitReport, Published, RouterReport},
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
 };
@@ -162,9 +161,7 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
         elapsed_s = format_args!("{elapsed:.1}"),
         "switchyard stopped; counters follow"
     );
-    for line in report.to_string().lines() {
-        info!("{line}");
-    }
+    info!("{}", serde_json::to_string(&report)?);
     if let Some(path) = &cfg.stats_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -238,7 +235,7 @@ fn run_udp(
     cfg: &RunConfig,
     stop: &Arc<AtomicBool>,
     published: &Arc<Published>,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<ExitReport> {
     let listeners = vec![
         Listener::bind(cfg.sip, PortProto::Sip)
             .with_context(|| format!("binding SIP socket {}", cfg.sip))?,
@@ -271,18 +268,20 @@ fn run_udp(
     let joined = handle
         .join()
         .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
-    let procs_json = procs.stop();
+    let (processors, lan) = procs.stop();
     let (core, stats) = joined??;
-    Ok(json!({
-        "backend": "udp",
-        "udp": {
-            "rx_datagrams": stats.rx_datagrams, "rx_batches": stats.rx_batches,
-            "truncated": stats.truncated, "tx_replies": stats.tx_replies, "tx_errors": stats.tx_errors,
-        },
-        "dispatcher_cpu_ns": stats.cpu_ns,
-        "router": router_json(&core),
-        "processors": procs_json,
-    }))
+    Ok(ExitReport {
+        backend: "udp".into(),
+        dispatcher_cpu_ns: stats.cpu_ns,
+        udp: Some(stats),
+        attach_mode: None,
+        zero_copy: None,
+        xdp: None,
+        afxdp: None,
+        router: RouterReport::new(&core),
+        processors,
+        lan,
+    })
 }
 
 /// The address processors bind: `--processor-ip`, else the SIP address's, else loopback.
@@ -298,7 +297,7 @@ fn run_xdp(
     cfg: &RunConfig,
     stop: &Arc<AtomicBool>,
     published: &Arc<Published>,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<ExitReport> {
     let iface = cfg
         .iface
         .clone()
@@ -370,49 +369,18 @@ fn run_xdp(
         .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
     let x = prog.counters()?;
     drop(prog); // detaches
-    let procs_json = procs.stop();
+    let (processors, lan) = procs.stop();
     let (core, shell, qs) = joined?;
-    let sum = |f: fn(&XskStats) -> u64| qs.iter().map(f).sum::<u64>();
-    Ok(json!({
-        "backend": "xdp",
-        "attach_mode": format!("{mode:?}").to_lowercase(),
-        "zero_copy": zc,
-        "xdp": { "redirected": x.redirected, "passed": x.passed, "malformed": x.malformed, "no_socket": x.no_socket },
-        "afxdp": {
-            "rx_frames": sum(|s| s.rx_frames), "rx_bytes": sum(|s| s.rx_bytes),
-            "tx_frames": sum(|s| s.tx_frames), "tx_full": sum(|s| s.tx_full),
-            "fill_short": sum(|s| s.fill_short), "kernel_rx_dropped": sum(|s| s.kernel_rx_dropped),
-            "bad_frames": shell.bad_frames, "unknown_port": shell.unknown_port,
-            "reply_not_sent": shell.reply_not_sent,
-        },
-        "dispatcher_cpu_ns": shell.cpu_ns,
-        "router": router_json(&core),
-        "processors": procs_json,
-    }))
-}
-
-fn router_json(core: &Dispatch) -> serde_json::Value {
-    let router = &core.router;
-    let r = router.stats();
-    let l = core.links.stats();
-    let (aff, aff_bytes) = router.affinity();
-    json!({
-        "sip": r.sip, "mgcp": r.mgcp, "bytes": r.bytes,
-        "new_dialogs": r.new_dialogs, "retransmissions": r.retransmissions, "rerouted": r.rerouted, "cancels": r.cancels,
-        "acks_affinity": r.acks_affinity, "in_dialog": r.in_dialog,
-        "options_answered": r.options_answered, "rejected_method": r.rejected_method,
-        "no_transaction": r.no_transaction, "bad_request": r.bad_request, "too_large": r.too_large,
-        "overload": r.overload, "queue_full": r.queue_full,
-        "dropped_empty": r.dropped_empty, "dropped_response": r.dropped_response,
-        "dropped_unparseable": r.dropped_unparseable, "dropped_ack": r.dropped_ack,
-        "dropped_reply_too_large": r.dropped_reply_too_large,
-        "mgcp_stateless": r.mgcp_stateless, "mgcp_retransmissions": r.mgcp_retransmissions,
-        "mgcp_answered": r.mgcp_answered,
-        "affinity": { "inserted": aff.inserted, "evicted": aff.evicted, "hits": aff.hits,
-                      "misses": aff.misses, "memory_bytes": aff_bytes },
-        "forwarded_per_processor": router.members().iter().map(|m| m.forwarded).collect::<Vec<_>>(),
-        "lan_forwarded": l.lan_sent,
-        "lan_forward_errors": l.lan_errors,
-        "handoff_failed": l.push_failed,
+    Ok(ExitReport {
+        backend: "xdp".into(),
+        dispatcher_cpu_ns: shell.cpu_ns,
+        udp: None,
+        attach_mode: Some(format!("{mode:?}").to_lowercase()),
+        zero_copy: Some(zc),
+        xdp: Some(x),
+        afxdp: Some(AfXdpReport::new(&qs, &shell)),
+        router: RouterReport::new(&core),
+        processors,
+        lan,
     })
 }

@@ -23,7 +23,7 @@ const BATCH: usize = 64;
 const MAX_DGRAM: usize = 65_536;
 
 /// Counters of the UDP shell itself.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UdpStats {
     /// Datagrams received.
     pub rx_datagrams: u64,

@@ -32,7 +32,7 @@ pub enum Idle {
 }
 
 /// Counters of frames the shell could not hand to the core.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XdpShellStats {
     /// Frames that were not a readable UDP datagram (should not happen: the XDP program checked).
     pub bad_frames: u64,

@@ -144,29 +144,16 @@ fn sipp_through_the_dispatcher_to_processors_on_other_hosts() {
     let stats = sy.stop();
     assert!(
         status.success(),
-        "SIPp reported failed calls: {status}; {stats}"
+        "SIPp reported failed calls: {status}; {stats:?}"
     );
-    assert_eq!(stats["router"]["new_dialogs"], 2000, "{stats}");
-    let per: Vec<u64> = stats["router"]["forwarded_per_processor"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    assert_eq!(stats.router.decisions.new_dialogs, 2000, "{stats:?}");
+    let per = &stats.router.forwarded_per_processor;
     assert!(
         per.iter().all(|&n| n > 0),
         "both hosts got dialogs: {per:?}"
     );
-    let lan = stats["processors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|v| v.get("lan"))
-        .expect("lan stats");
-    assert!(
-        lan["reports"].as_u64().unwrap() > 10 && lan["rejected_auth"] == 0,
-        "{lan}"
-    );
+    let lan = stats.lan.expect("lan stats");
+    assert!(lan.reports > 10 && lan.rejected_auth == 0, "{lan:?}");
 
     // The app server's view: INVITEs to the dispatcher; 200 OKs straight from the processor
     // hosts; ACK and BYE straight to them.
@@ -318,10 +305,10 @@ fn killing_a_processor_host_takes_it_out_of_selection() {
     let (_, kill_wall) = killed_at.expect("processor was killed");
     assert!(
         log.last_tx.is_empty(),
-        "{} INVITEs never got a final answer: {stats}",
+        "{} INVITEs never got a final answer: {stats:?}",
         log.last_tx.len()
     );
-    assert_eq!(log.ok_from.len() as u32 + log.busy, CALLS, "{stats}");
+    assert_eq!(log.ok_from.len() as u32 + log.busy, CALLS, "{stats:?}");
     let p2: SocketAddr = format!("{}:5070", PROC_V4[1]).parse().unwrap();
     let lost: Vec<_> = log
         .bye_ok
@@ -353,7 +340,7 @@ fn killing_a_processor_host_takes_it_out_of_selection() {
     );
     println!(
         "INVITE retransmissions rerouted off the dead host: {}",
-        stats["router"]["rerouted"]
+        stats.router.decisions.rerouted
     );
     let _ = std::fs::remove_file(&pcap);
     let _ = std::fs::remove_file(&key);
@@ -447,15 +434,9 @@ fn load_reports_with_a_bad_key_or_body_are_rejected_and_counted() {
         "{text}"
     );
     let stats = sy.stop();
-    let lan = stats["processors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|v| v.get("lan"))
-        .expect("lan stats")
-        .clone();
-    assert_eq!(lan["rejected_auth"], 1, "{lan}");
-    assert_eq!(lan["rejected_malformed"], 1, "{lan}");
-    assert_eq!(lan["reports"], 1, "{lan}");
+    let lan = stats.lan.expect("lan stats");
+    assert_eq!(lan.rejected_auth, 1, "{lan:?}");
+    assert_eq!(lan.rejected_malformed, 1, "{lan:?}");
+    assert_eq!(lan.reports, 1, "{lan:?}");
     let _ = std::fs::remove_file(&key);
 }

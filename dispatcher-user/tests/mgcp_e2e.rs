@@ -231,29 +231,37 @@ fn mgcp_sequences_over_udp_backend_both_variants() {
     let mut via_gw = call_agent(&sock, gw, true, 100_000);
     check(&mut via_gw, "udp, follow-ups to 2427");
     let stats = sy.stop();
-    let r = &stats["router"];
-    assert_eq!(r["new_dialogs"], 2 * SEQUENCES, "{stats}");
+    let r = &stats.router.decisions;
+    assert_eq!(r.new_dialogs, u64::from(2 * SEQUENCES), "{stats:?}");
     assert_eq!(
-        r["mgcp_stateless"],
-        2 * SEQUENCES,
-        "variant 2's MDCX+DLCX routed by connection id: {stats}"
+        r.mgcp_stateless,
+        u64::from(2 * SEQUENCES),
+        "variant 2's MDCX+DLCX routed by connection id: {stats:?}"
     );
-    let created: u64 = stats["processors"]
-        .as_array()
-        .unwrap()
+    let created: u64 = stats
+        .processors
         .iter()
-        .map(|p| p["mgcp"]["connections_created"].as_u64().unwrap())
+        .map(|p| {
+            p.stats
+                .expect("processor thread ran")
+                .mgcp
+                .connections_created
+        })
         .sum();
-    let deleted: u64 = stats["processors"]
-        .as_array()
-        .unwrap()
+    let deleted: u64 = stats
+        .processors
         .iter()
-        .map(|p| p["mgcp"]["connections_deleted"].as_u64().unwrap())
+        .map(|p| {
+            p.stats
+                .expect("processor thread ran")
+                .mgcp
+                .connections_deleted
+        })
         .sum();
     assert_eq!(
         (created, deleted),
         (2 * u64::from(SEQUENCES), 2 * u64::from(SEQUENCES)),
-        "{stats}"
+        "{stats:?}"
     );
 }
 
@@ -278,7 +286,11 @@ fn mgcp_sequences_over_xdp_backend_with_capture() {
     check(&mut via_gw, "xdp, follow-ups to 2427");
     let pcap = cap.stop();
     let stats = sy.stop();
-    assert_eq!(stats["router"]["new_dialogs"], 2 * SEQUENCES, "{stats}");
+    assert_eq!(
+        stats.router.decisions.new_dialogs,
+        u64::from(2 * SEQUENCES),
+        "{stats:?}"
+    );
 
     let fields = |filter: &str, f: &str| -> Vec<String> {
         common::tshark_fields(&pcap, filter, &[f])

@@ -19,7 +19,7 @@ use std::{
 
 use xtask::testbed::{self, Testbed};
 
-const CALLS: u32 = 2000;
+const CALLS: u64 = 2000;
 
 /// `testdata/sipp/uac-follow-contact.xml`, checked in with the repository.
 fn follow_contact() -> PathBuf {
@@ -92,7 +92,7 @@ fn assert_sipp_clean(status: std::process::ExitStatus, stf: &Path, what: &str) {
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect::<String>();
     assert!(
-        status.success() && ok == u64::from(CALLS) && failed == 0 && unexpected == 0,
+        status.success() && ok == CALLS && failed == 0 && unexpected == 0,
         "{what}: sipp {status}, {ok} successful, {failed} failed, {unexpected} unexpected\n{}",
         errs.lines().take(30).collect::<Vec<_>>().join("\n")
     );
@@ -113,22 +113,20 @@ fn sipp_follow_contact_over_udp_backend() {
     let (status, stf) = run_sipp(cmd, "fc-udp");
     let stats = sy.stop();
     assert_sipp_clean(status, &stf, "follow-contact over udp");
-    let r = &stats["router"];
-    assert_eq!(r["new_dialogs"], CALLS, "{stats}");
+    let r = &stats.router.decisions;
+    assert_eq!(r.new_dialogs, CALLS, "{stats:?}");
     assert_eq!(
-        r["in_dialog"], 0,
-        "ACK/BYE must bypass the dispatcher: {stats}"
+        r.in_dialog, 0,
+        "ACK/BYE must bypass the dispatcher: {stats:?}"
     );
-    let byes: u64 = stats["processors"]
-        .as_array()
-        .unwrap()
+    let byes: u64 = stats
+        .processors
         .iter()
-        .map(|p| p["sip"]["dialogs_ended"].as_u64().unwrap())
+        .map(|p| p.stats.expect("processor thread ran").sip.dialogs_ended)
         .sum();
     assert_eq!(
-        byes,
-        u64::from(CALLS),
-        "every BYE reached a processor port {procs}..: {stats}"
+        byes, CALLS,
+        "every BYE reached a processor port {procs}..: {stats:?}"
     );
 }
 
@@ -145,10 +143,10 @@ fn sipp_builtin_uac_over_udp_backend() {
     let (status, stf) = run_sipp(cmd, "uac-udp");
     let stats = sy.stop();
     assert_sipp_clean(status, &stf, "built-in uac over udp");
-    let r = &stats["router"];
-    assert_eq!(r["new_dialogs"], CALLS, "{stats}");
+    let r = &stats.router.decisions;
+    assert_eq!(r.new_dialogs, CALLS, "{stats:?}");
     // ACK and BYE of every call came to the well-known port and were routed by To-tag.
-    assert_eq!(r["in_dialog"], 2 * CALLS, "{stats}");
+    assert_eq!(r.in_dialog, 2 * CALLS, "{stats:?}");
 }
 
 #[test]
@@ -171,11 +169,12 @@ fn sipp_over_xdp_backend_with_capture() {
     let pcap = cap.stop();
     let stats = sy.stop();
     assert_sipp_clean(status, &stf, "follow-contact over xdp");
-    assert_eq!(stats["router"]["new_dialogs"], CALLS, "{stats}");
-    assert_eq!(stats["router"]["in_dialog"], 0, "{stats}");
+    assert_eq!(stats.router.decisions.new_dialogs, CALLS, "{stats:?}");
+    assert_eq!(stats.router.decisions.in_dialog, 0, "{stats:?}");
     assert_eq!(
-        stats["afxdp"]["rx_frames"], CALLS,
-        "only the INVITEs reach the AF_XDP socket: {stats}"
+        stats.afxdp.unwrap().rx_frames,
+        CALLS,
+        "only the INVITEs reach the AF_XDP socket: {stats:?}"
     );
 
     let processor_ports = ["5070", "5071"];
@@ -227,7 +226,7 @@ fn sipp_over_xdp_backend_with_capture() {
     let (status, stf) = run_sipp(cmd, "sx2");
     let stats = sy.stop();
     assert_sipp_clean(status, &stf, "built-in uac over xdp");
-    assert_eq!(stats["router"]["in_dialog"], 2 * CALLS, "{stats}");
+    assert_eq!(stats.router.decisions.in_dialog, 2 * CALLS, "{stats:?}");
 }
 
 #[test]
@@ -275,7 +274,7 @@ fn overload_gets_503_with_retry_after_and_nothing_times_out() {
     assert_eq!(
         finals.len(),
         N,
-        "every INVITE got a final answer (no timeouts): {stats}"
+        "every INVITE got a final answer (no timeouts): {stats:?}"
     );
     let ok = finals
         .values()
@@ -285,6 +284,6 @@ fn overload_gets_503_with_retry_after_and_nothing_times_out() {
         .values()
         .filter(|t| t.starts_with("SIP/2.0 503"))
         .count();
-    assert_eq!((ok, busy), (20, N - 20), "{stats}");
-    assert_eq!(stats["router"]["overload"], (N - 20) as u64);
+    assert_eq!((ok, busy), (20, N - 20), "{stats:?}");
+    assert_eq!(stats.router.decisions.overload, (N - 20) as u64);
 }

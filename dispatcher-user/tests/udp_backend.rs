@@ -98,9 +98,9 @@ fn run_and_check_in(cmd: Command, sip: u16, mgcp: u16, tag: &str, dir: &std::pat
     }
     std::thread::sleep(Duration::from_millis(300));
     let stats = sy.stop();
-    assert_eq!(stats["backend"], "udp");
-    assert_eq!(stats["udp"]["rx_datagrams"], 600, "{stats}");
-    assert_eq!(stats["router"]["sip"], 400, "{stats}");
-    assert_eq!(stats["router"]["mgcp"], 200, "{stats}");
-    assert_eq!(stats["router"]["bytes"], bytes, "{stats}");
+    assert_eq!(stats.backend, "udp");
+    assert_eq!(stats.udp.unwrap().rx_datagrams, 600, "{stats:?}");
+    assert_eq!(stats.router.decisions.sip, 400, "{stats:?}");
+    assert_eq!(stats.router.decisions.mgcp, 200, "{stats:?}");
+    assert_eq!(stats.router.decisions.bytes, bytes, "{stats:?}");
 }

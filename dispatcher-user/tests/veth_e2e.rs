@@ -88,25 +88,26 @@ fn xdp_backend_receives_every_well_known_datagram_and_passes_the_rest() {
     std::thread::sleep(Duration::from_millis(300));
 
     let stats = sy.stop();
-    let core = &stats["router"];
-    assert_eq!(stats["backend"], "xdp");
+    let core = &stats.router.decisions;
+    assert_eq!(stats.backend, "xdp");
     assert_eq!(
-        core["sip"], 700,
-        "SIP datagrams (v4 + v6) reaching the core: {stats}"
+        core.sip, 700,
+        "SIP datagrams (v4 + v6) reaching the core: {stats:?}"
     );
     assert_eq!(
-        core["mgcp"], 400,
-        "MGCP datagrams reaching the core: {stats}"
+        core.mgcp, 400,
+        "MGCP datagrams reaching the core: {stats:?}"
     );
-    assert_eq!(core["bytes"], bytes, "payload bytes equal: {stats}");
-    assert_eq!(stats["afxdp"]["rx_frames"], 1100, "{stats}");
-    assert_eq!(stats["afxdp"]["bad_frames"], 0, "{stats}");
-    assert_eq!(stats["xdp"]["redirected"], 1100, "{stats}");
-    assert_eq!(stats["xdp"]["no_socket"], 0, "{stats}");
-    assert!(stats["xdp"]["passed"].as_u64().unwrap() >= 100, "{stats}");
+    assert_eq!(core.bytes, bytes, "payload bytes equal: {stats:?}");
+    assert_eq!(stats.afxdp.unwrap().rx_frames, 1100, "{stats:?}");
+    assert_eq!(stats.afxdp.unwrap().bad_frames, 0, "{stats:?}");
+    assert_eq!(stats.xdp.unwrap().redirected, 1100, "{stats:?}");
+    assert_eq!(stats.xdp.unwrap().no_socket, 0, "{stats:?}");
+    assert!(stats.xdp.unwrap().passed >= 100, "{stats:?}");
     assert_eq!(
-        stats["attach_mode"], "native",
-        "veth supports native XDP: {stats}"
+        stats.attach_mode.as_deref(),
+        Some("native"),
+        "veth supports native XDP: {stats:?}"
     );
 
     assert!(
@@ -151,7 +152,7 @@ fn a_killed_run_leaves_nothing_attached_and_the_next_run_starts() {
             );
         } else {
             let stats = sy.stop();
-            assert_eq!(stats["backend"], "xdp");
+            assert_eq!(stats.backend, "xdp");
         }
     }
     assert!(!tb.disp_link_details().unwrap().contains("prog/xdp"));

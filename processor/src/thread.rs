@@ -69,7 +69,7 @@ impl ProcessorConfig {
 }
 
 /// What a processor thread did, returned when it stops.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProcessorStats {
     /// SIP UAS counters.
     pub sip: UasStats,
@@ -87,6 +87,19 @@ pub struct ProcessorStats {
     pub recv_errors: u64,
     /// Times the thread went to sleep.
     pub sleeps: u64,
+}
+
+/// What `switchyard-processor --stats-json` writes at exit: the thread's counters and the
+/// load reports sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StandaloneReport {
+    /// Load reports sent.
+    pub reports: u64,
+    /// Load reports the kernel refused.
+    pub report_send_errors: u64,
+    /// The processor thread's counters.
+    #[serde(flatten)]
+    pub stats: ProcessorStats,
 }
 
 /// Starts the processor thread; see the module docs. Panics only if the OS cannot create a

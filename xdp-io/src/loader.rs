@@ -215,7 +215,7 @@ impl XdpProgram {
 }
 
 /// Totals of the XDP program's per-CPU counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XdpCounters {
     /// Frames handed to `bpf_redirect_map`.
     pub redirected: u64,

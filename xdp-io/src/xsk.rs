@@ -62,7 +62,7 @@ pub struct XskError {
 }
 
 /// Counters of one queue's data path.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct XskStats {
     /// Frames read from the rx ring.
     pub rx_frames: u64,

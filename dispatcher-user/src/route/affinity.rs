@@ -27,7 +27,7 @@ struct Entry {
 const _: () = assert!(std::mem::size_of::<Entry>() == 16);
 
 /// Counters of the table's work.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AffinityStats {
     /// Entries inserted.
     pub inserted: u64,

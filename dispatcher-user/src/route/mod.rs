@@ -51,7 +51,7 @@ pub use self::{
 };
 
 /// Counters of every routing decision.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouterStats {
     /// SIP datagrams handled.
     pub sip: u64,

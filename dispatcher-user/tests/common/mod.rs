@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use dispatcher_user::stats::ExitReport;
 use xtask::testbed::{self, Testbed};
 
 pub mod fixtures;
@@ -54,7 +55,7 @@ impl Switchyard {
     }
 
     /// Sends SIGINT and waits (at most 10 s) for a clean exit; returns the exit counters.
-    pub fn stop(mut self) -> serde_json::Value {
+    pub fn stop(mut self) -> ExitReport {
         // SAFETY: signalling our own child by PID.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -70,12 +71,13 @@ impl Switchyard {
         };
         assert!(status.success(), "switchyard exited with {status}");
         let text = std::fs::read_to_string(&self.stats).expect("switchyard wrote no --stats-json");
-        serde_json::from_str(&text).expect("stats JSON parses")
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("--stats-json does not match ExitReport: {e}\n{text}"))
     }
 
     /// Like [`Switchyard::stop`], also returning what it wrote to stderr (the command must have
     /// been started with `stderr(Stdio::piped())`).
-    pub fn stop_with_stderr(mut self) -> (serde_json::Value, String) {
+    pub fn stop_with_stderr(mut self) -> (ExitReport, String) {
         let mut err = self.child.stderr.take();
         let reader = std::thread::spawn(move || {
             let mut s = String::new();

@@ -156,23 +156,11 @@ fn main() -> anyhow::Result<()> {
     }
     info!(?stats, reports = seq, "processor stopped");
     if let Some(path) = &a.stats_json {
-        let v = serde_json::json!({
-            "reports": seq,
-            "report_send_errors": send_errors,
-            "queue_messages": stats.queue_messages,
-            "socket_messages": stats.socket_messages,
-            "sent": stats.sent,
-            "sip": {
-                "dialogs_started": stats.sip.dialogs_started,
-                "dialogs_confirmed": stats.sip.dialogs_confirmed,
-                "dialogs_ended": stats.sip.dialogs_ended,
-                "timeouts": stats.sip.timeouts,
-            },
-            "mgcp": {
-                "connections_created": stats.mgcp.connections_created,
-                "connections_deleted": stats.mgcp.connections_deleted,
-            },
-        });
+        let v = processor::thread::StandaloneReport {
+            reports: seq,
+            report_send_errors: send_errors,
+            stats,
+        };
         std::fs::write(path, serde_json::to_vec_pretty(&v)?)?;
     }
     Ok(())

@@ -94,7 +94,7 @@ impl GatewayConfig {
 }
 
 /// Counters of what the gateway did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GatewayStats {
     /// Commands executed (retransmissions excluded).
     pub commands: u64,

@@ -83,7 +83,7 @@ impl UasConfig {
 }
 
 /// Counters of what the UAS did, for metrics and tests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UasStats {
     /// INVITEs accepted (media port allocated, dialog created).
     pub dialogs_started: u64,
