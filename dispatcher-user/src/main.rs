@@ -1,6 +1,7 @@
 //! `switchyard`: the dispatcher appliance's command line.
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use dispatcher_user::{
     route::{
@@ -124,8 +125,13 @@ struct RunArgs {
     #[arg(long, default_value_t = 0)]
     answer_delay_ms: u64,
     /// RTP port range processors allocate from, split evenly between them.
-    #[arg(long, default_value = "20000-59999", value_parser = parse_range)]
-    media_ports: (u16, u16),
+    #[arg(long, default_value_t = processor::deploy::DEFAULT_MEDIA_PORTS)]
+    media_ports: processor::deploy::PortRange,
+    /// File with the secret shared with processors that keys the processor id checksum in
+    /// To-tags and MGCP connection ids (derived with HMAC-SHA256; without it tags are unkeyed).
+    /// `switchyard-processor` takes the same file.
+    #[arg(long, env = "SWITCHYARD_TAG_KEY_FILE")]
+    tag_key_file: Option<PathBuf>,
     /// A processor on another host (repeatable; ids follow the local processors in this
     /// order): `HOST:PORT[,capacity=N][,health=reports|options]`. `reports`: a
     /// switchyard-processor sending signed load reports; `options`: any SIP server, probed with
@@ -153,19 +159,6 @@ struct RunArgs {
     log_level: String,
 }
 
-/// Parses `LO-HI` into an inclusive port range.
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s
-        .split_once('-')
-        .ok_or("expected LO-HI, e.g. 20000-59999")?;
-    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
-    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
-    if lo > hi {
-        return Err(format!("empty range {lo}-{hi}"));
-    }
-    Ok((lo, hi))
-}
-
 /// A seed that differs between runs and between dispatchers started together: the wall clock's
 /// nanoseconds mixed with the process id.
 fn start_seed() -> u64 {
@@ -184,6 +177,11 @@ fn main() -> anyhow::Result<()> {
                 .with_target(false)
                 .with_writer(std::io::stderr)
                 .init();
+            let tag_key = match &a.tag_key_file {
+                Some(path) => processor::deploy::tag_key_from_file(path)
+                    .with_context(|| format!("reading --tag-key-file {}", path.display()))?,
+                None => 0,
+            };
             run(RunConfig {
                 backend: a.backend,
                 iface: a.iface,
@@ -216,6 +214,7 @@ fn main() -> anyhow::Result<()> {
                     }),
                     report_timeout_ns: a.report_timeout_ms.saturating_mul(1_000_000),
                     seed: a.seed.unwrap_or_else(start_seed),
+                    tag_key,
                     ..RouterConfig::default()
                 },
                 processors: ProcessorsConfig {

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use fabric::LoadReport;
-use processor::thread::{ProcessorConfig, ProcessorStats};
+use processor::{deploy::Deployment, thread::ProcessorStats};
 use tracing::{info, warn};
 
 use crate::{
@@ -33,17 +33,6 @@ pub struct Processors {
     remote_count: usize,
 }
 
-/// Splits `range` into `n` equal, even-aligned parts; part `k`.
-fn share(range: (u16, u16), n: u16, k: u16) -> (u16, u16) {
-    let span = u32::from(range.1 - range.0) + 1;
-    let each = (span / u32::from(n.max(1))) & !1;
-    let lo = u32::from(range.0) + each * u32::from(k);
-    (
-        lo as u16,
-        (lo + each.max(2) - 1).min(u32::from(range.1)) as u16,
-    )
-}
-
 impl Processors {
     /// Binds and starts `cfg.count` processors on `ip`.
     pub fn start(
@@ -52,17 +41,24 @@ impl Processors {
         router: &RouterConfig,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut members = Vec::new();
-        let mut handles = Vec::new();
         let n = cfg.count;
         let total = usize::from(n) + cfg.remote.len();
-        let pool = u16::try_from(total).unwrap_or(u16::MAX);
         if total > crate::route::select::MAX_PROCESSORS {
             anyhow::bail!(
                 "at most {} processors",
                 crate::route::select::MAX_PROCESSORS
             );
         }
+        let deployment = Deployment {
+            pool: u16::try_from(total).unwrap_or(u16::MAX),
+            capacity: cfg.capacity,
+            answer_delay: cfg.answer_delay,
+            send_180: cfg.send_180,
+            session_size: router.session_size.clone(),
+            tag_key: router.tag_key,
+        };
+        let mut members = Vec::new();
+        let mut handles = Vec::new();
         for k in 0..n {
             let port = cfg
                 .first_port
@@ -75,26 +71,14 @@ impl Processors {
             let (producer, consumer) =
                 fabric::channel(cfg.queue_depth).context("creating the fabric queue")?;
             let load = LoadReport::new(cfg.capacity);
-            let media = share(cfg.media_ports, n, k);
-            let (sip_media, mgcp_media) = {
-                let mid = media.0 + (((media.1 - media.0) / 2) & !1);
-                (
-                    (media.0, mid.saturating_sub(1).max(media.0)),
-                    (mid, media.1),
+            let media = cfg.media_ports.share(n, k).with_context(|| {
+                format!(
+                    "--media-ports {} is too small for {n} processors (each needs {} ports)",
+                    cfg.media_ports,
+                    processor::deploy::MIN_MEDIA_PORTS
                 )
-            };
-            let mut pc = ProcessorConfig::new(k, pool, addr);
-            pc.sip.media_ports = sip_media;
-            pc.sip.answer_delay = cfg.answer_delay;
-            pc.sip.send_180 = cfg.send_180;
-            pc.sip.session_size = router.session_size.clone();
-            pc.sip.capacity_units = cfg.capacity;
-            pc.sip.tag_key = router.tag_key;
-            pc.mgcp.media_ports = mgcp_media;
-            pc.mgcp.answer_delay = cfg.answer_delay;
-            pc.mgcp.session_size = router.session_size.clone();
-            pc.mgcp.capacity_units = cfg.capacity;
-            pc.mgcp.tag_key = router.tag_key;
+            })?;
+            let mut pc = deployment.processor(k, addr, media);
             pc.core = (!cfg.cores.is_empty()).then(|| cfg.cores[usize::from(k) % cfg.cores.len()]);
             let handle = processor::thread::try_spawn(
                 pc,
@@ -211,21 +195,5 @@ impl Processors {
             })
             .collect();
         (reports, lan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::share;
-
-    #[test]
-    fn media_ranges_do_not_overlap() {
-        let parts: Vec<_> = (0..3).map(|k| share((20000, 59999), 3, k)).collect();
-        for w in parts.windows(2) {
-            assert!(w[0].1 < w[1].0, "{parts:?}");
-        }
-        assert!(parts
-            .iter()
-            .all(|(lo, hi)| lo % 2 == 0 && lo < hi && *hi <= 59999));
     }
 }

@@ -87,7 +87,7 @@ pub struct ProcessorsConfig {
     /// Fabric queue slots per processor.
     pub queue_depth: usize,
     /// RTP port range, split evenly between processors.
-    pub media_ports: (u16, u16),
+    pub media_ports: processor::deploy::PortRange,
     /// Delay before the 200 OK (0: answer at once).
     pub answer_delay: Duration,
     /// Send 180 Ringing before the 200 OK.

@@ -4,6 +4,7 @@
 //! Layout: sans-IO state machines ([`sip::Uas`], [`mgcp::Gateway`]) take bytes and a clock
 //! value and fill an [`outbox::Outbox`]; [`thread`] is the thin shell that feeds them from the
 //! switch fabric (the `fabric` crate) and the processor's UDP socket and reports load.
+pub mod deploy;
 pub mod load;
 pub mod media;
 pub mod mgcp;

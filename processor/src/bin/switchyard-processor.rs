@@ -19,11 +19,12 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use fabric::{monotonic_ns, LoadReport};
 use processor::{
+    deploy::{tag_key_from_file, Deployment, PortRange, DEFAULT_MEDIA_PORTS},
     report::{Report, ReportKey},
-    thread::ProcessorConfig,
 };
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
+use wire::SessionSizeConfig;
 
 /// A Switchyard processor on its own host: SIP UAS + MGCP gateway, reporting load over UDP.
 #[derive(Parser, Debug)]
@@ -56,8 +57,19 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     capacity: u32,
     /// RTP ports, half for SIP and half for MGCP.
-    #[arg(long, default_value = "20000-59999", value_parser = parse_range)]
-    media_ports: (u16, u16),
+    #[arg(long, default_value_t = DEFAULT_MEDIA_PORTS)]
+    media_ports: PortRange,
+    /// File with the secret shared with the dispatchers that keys the processor id checksum
+    /// in To-tags and MGCP connection ids (the dispatchers' `--tag-key-file`).
+    #[arg(long, env = "SWITCHYARD_TAG_KEY_FILE")]
+    tag_key_file: Option<PathBuf>,
+    /// SIP header with an explicit session size (units), as the dispatchers' flag of the
+    /// same name; else derived from SDP; else 1.
+    #[arg(long, default_value = "X-Session-Size")]
+    session_size_header: String,
+    /// MGCP extension parameter with an explicit session size, as the dispatchers'.
+    #[arg(long, default_value = "X-Size")]
+    session_size_param: String,
     /// Send 180 Ringing before 200 OK.
     #[arg(long)]
     send_180: bool,
@@ -73,16 +85,6 @@ struct Args {
     /// Log filter.
     #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
     log_level: String,
-}
-
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (lo, hi) = s.split_once('-').ok_or("expected LO-HI")?;
-    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
-    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
-    if lo >= hi {
-        return Err(format!("empty range {lo}-{hi}"));
-    }
-    Ok((lo, hi))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,15 +106,24 @@ fn main() -> anyhow::Result<()> {
     let socket = UdpSocket::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     let report_socket = socket.try_clone()?;
     let load = LoadReport::new(a.capacity);
-    let mid = a.media_ports.0 + (((a.media_ports.1 - a.media_ports.0) / 2) & !1);
-    let mut cfg = ProcessorConfig::new(a.id, a.processors, a.listen);
-    cfg.sip.media_ports = (a.media_ports.0, mid - 1);
-    cfg.mgcp.media_ports = (mid, a.media_ports.1);
-    cfg.sip.send_180 = a.send_180;
-    cfg.sip.answer_delay = Duration::from_millis(a.answer_delay_ms);
-    cfg.mgcp.answer_delay = Duration::from_millis(a.answer_delay_ms);
-    cfg.sip.capacity_units = a.capacity;
-    cfg.mgcp.capacity_units = a.capacity;
+    let tag_key = match &a.tag_key_file {
+        Some(path) => tag_key_from_file(path)
+            .with_context(|| format!("reading --tag-key-file {}", path.display()))?,
+        None => 0,
+    };
+    let deployment = Deployment {
+        pool: a.processors,
+        capacity: a.capacity,
+        answer_delay: Duration::from_millis(a.answer_delay_ms),
+        send_180: a.send_180,
+        session_size: SessionSizeConfig {
+            sip_header: a.session_size_header.clone().into_bytes(),
+            mgcp_param: a.session_size_param.clone().into_bytes(),
+            ..SessionSizeConfig::default()
+        },
+        tag_key,
+    };
+    let mut cfg = deployment.processor(a.id, a.listen, a.media_ports);
     cfg.core = a.core;
     cfg.relays = if a.relays.is_empty() {
         a.report_to.iter().map(SocketAddr::ip).collect()
