@@ -8,6 +8,7 @@ pub mod forward;
 pub mod lan;
 pub mod links;
 pub mod processors;
+pub mod report;
 pub mod route;
 pub mod run;
 pub mod stats;

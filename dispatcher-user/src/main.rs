@@ -4,10 +4,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use dispatcher_user::{
+    processors::ProcessorsConfig,
     route::{
         select::Policy, MarkPort, OptionsMode, OtherMode, RouterConfig, DEFAULT_AFFINITY_CAPACITY,
     },
-    run::{run, Backend, ProcessorsConfig, RunConfig},
+    run::{run, Backend, RunConfig},
     xdp_shell::Idle,
 };
 use tracing_subscriber::EnvFilter;

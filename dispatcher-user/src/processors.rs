@@ -5,24 +5,61 @@
 //! from its queue and the rest of its dialogs on that socket, and answers from it.
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
+    path::PathBuf,
     sync::{atomic::AtomicBool, Arc, Mutex},
     thread::JoinHandle,
+    time::Duration,
 };
 
 use anyhow::Context as _;
 use fabric::LoadReport;
-use processor::{deploy::Deployment, thread::ProcessorStats};
+use processor::{
+    deploy::{Deployment, PortRange},
+    thread::ProcessorStats,
+};
 use tracing::{info, warn};
 
 use crate::{
     forward::Forwarder,
-    lan::{Health, Lan, LanStats},
+    lan::{Health, Lan, LanStats, RemoteSpec},
     links::{LinkedMember, Links},
+    report::ProcessorReport,
     route::{Router, RouterConfig},
-    run::ProcessorsConfig,
-    stats::ProcessorReport,
 };
 use processor::report::ReportKey;
+
+/// In-chassis processor threads (claim 3): how many, where they listen, what they can take.
+#[derive(Debug, Clone)]
+pub struct ProcessorsConfig {
+    /// Number of processor threads.
+    pub count: u16,
+    /// Processor k listens on `ip:(first_port + k)`, where ip is the SIP address's (or, when
+    /// that is unspecified, the interface's first IPv4 address / 127.0.0.1).
+    pub first_port: u16,
+    /// Address processors bind and name in their Contact / endpoint ids; `None`: derived.
+    pub ip: Option<std::net::IpAddr>,
+    /// Capacity of each processor in session units (0: unlimited).
+    pub capacity: u32,
+    /// Fabric queue slots per processor.
+    pub queue_depth: usize,
+    /// RTP port range, split evenly between processors.
+    pub media_ports: PortRange,
+    /// Delay before the 200 OK (0: answer at once).
+    pub answer_delay: Duration,
+    /// Send 180 Ringing before the 200 OK.
+    pub send_180: bool,
+    /// CPU cores to pin processor threads to, round-robin (empty: unpinned).
+    pub cores: Vec<usize>,
+    /// Processors on other hosts, after the local ones in the pool (ids count on from
+    /// `count`).
+    pub remote: Vec<RemoteSpec>,
+    /// Where remote processors send their load reports (and OPTIONS answers come back).
+    pub report_listen: Option<SocketAddr>,
+    /// The shared report key file.
+    pub report_key_file: Option<PathBuf>,
+    /// OPTIONS probe interval for `health=options` processors.
+    pub probe_interval: Duration,
+}
 
 /// The running processor threads, and the listener for processors on other hosts.
 pub struct Processors {
@@ -142,7 +179,7 @@ impl Processors {
             key,
             board,
             cfg.probe_interval,
-            std::time::Duration::from_nanos(router.report_timeout_ns),
+            Duration::from_nanos(router.report_timeout_ns),
         )?))
     }
 

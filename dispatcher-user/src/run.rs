@@ -21,9 +21,10 @@ use xdp_io::{
 
 use crate::{
     links::Dispatch,
-    processors::Processors,
+    processors::{Processors, ProcessorsConfig},
+    report::{AfXdpReport, ExitReport, RouterReport},
     route::RouterConfig,
-    stats::{AfXdpReport, ExitReport, Published, RouterReport},
+    stats::Published,
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
 };
@@ -70,39 +71,6 @@ pub struct RunConfig {
     pub router: RouterConfig,
     /// The in-chassis processors to start.
     pub processors: ProcessorsConfig,
-}
-
-/// In-chassis processor threads (claim 3): how many, where they listen, what they can take.
-#[derive(Debug, Clone)]
-pub struct ProcessorsConfig {
-    /// Number of processor threads.
-    pub count: u16,
-    /// Processor k listens on `ip:(first_port + k)`, where ip is the SIP address's (or, when
-    /// that is unspecified, the interface's first IPv4 address / 127.0.0.1).
-    pub first_port: u16,
-    /// Address processors bind and name in their Contact / endpoint ids; `None`: derived.
-    pub ip: Option<std::net::IpAddr>,
-    /// Capacity of each processor in session units (0: unlimited).
-    pub capacity: u32,
-    /// Fabric queue slots per processor.
-    pub queue_depth: usize,
-    /// RTP port range, split evenly between processors.
-    pub media_ports: processor::deploy::PortRange,
-    /// Delay before the 200 OK (0: answer at once).
-    pub answer_delay: Duration,
-    /// Send 180 Ringing before the 200 OK.
-    pub send_180: bool,
-    /// CPU cores to pin processor threads to, round-robin (empty: unpinned).
-    pub cores: Vec<usize>,
-    /// Processors on other hosts, after the local ones in the pool (ids count on from
-    /// `count`).
-    pub remote: Vec<crate::lan::RemoteSpec>,
-    /// Where remote processors send their load reports (and OPTIONS answers come back).
-    pub report_listen: Option<SocketAddr>,
-    /// The shared report key file.
-    pub report_key_file: Option<PathBuf>,
-    /// OPTIONS probe interval for `health=options` processors.
-    pub probe_interval: Duration,
 }
 
 /// Picks the backend for `auto`, saying why.

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dispatcher_user::stats::ExitReport;
+use dispatcher_user::report::ExitReport;
 use xtask::testbed::{self, Testbed};
 
 pub mod fixtures;
