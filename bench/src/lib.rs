@@ -6,6 +6,9 @@
 //! ([`engine::run_loop`]) starts calls by a fixed schedule ([`schedule::Schedule`]) whatever the
 //! responses do (open loop, no coordinated omission), and measures latency from each message's
 //! *intended* send time.
+//!
+//! It depends on `wire` (messages) and `xdp-io` (the AF_XDP sink) only, never on the
+//! dispatcher: a generator that shared the dispatcher's code would share its bugs.
 #![deny(missing_docs)]
 
 pub mod engine;

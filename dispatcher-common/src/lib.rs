@@ -1,4 +1,6 @@
-//! Types shared by the XDP program (`dispatcher-ebpf`) and user space (`dispatcher-user`).
+//! Types shared by the XDP program (`dispatcher-ebpf`) and user space (`xdp-io`'s loader).
+//! Plain-old-data and `no_std` only: it must not depend on anything the XDP program cannot
+//! link.
 //!
 //! Both sides must agree byte for byte on map names, keys, values and counter slots; keeping
 //! them in one `no_std` crate makes a mismatch a compile error rather than a silent misread.

@@ -5,7 +5,7 @@
 //! fragments, IPv6 with extension headers) goes to the kernel stack untouched. Policy (which
 //! ports, which sources, which processor) belongs to user space; this program only counts.
 //!
-//! Built for `bpfel-unknown-none` by `dispatcher-user`'s build script. On the host it compiles to
+//! Built for `bpfel-unknown-none` by `xdp-io`'s build script. On the host it compiles to
 //! an empty binary so that `cargo build --workspace` keeps working on stable.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]

@@ -217,16 +217,22 @@ fn sipp_over_xdp_backend_with_capture() {
     );
     let _ = std::fs::remove_file(&pcap);
 
-    // Scenario 2: built-in UAC, ACK/BYE to the well-known port, over AF_XDP.
-    let sy = common::xdp_switchyard(&tb, &[], "sx2");
+    // Scenario 2: built-in UAC, ACK/BYE to the well-known port, over AF_XDP, with keyed tags
+    // (--tag-key-file): every in-dialog request must still find its processor.
+    let key = std::env::temp_dir().join(format!("sy-sipp-tagkey-{}", std::process::id()));
+    std::fs::write(&key, b"sipp e2e tag secret\n").unwrap();
+    let key_arg = key.to_str().unwrap().to_owned();
+    let sy = common::xdp_switchyard(&tb, &["--tag-key-file", &key_arg], "sx2");
     let mut cmd = Testbed::exec(&tb.app_ns, "sipp");
     cmd.args(["-sn", "uac"])
         .arg(format!("{}:5060", testbed::DISP_V4))
         .args(["-i", testbed::APP_V4, "-p", "5060"]);
     let (status, stf) = run_sipp(cmd, "sx2");
     let stats = sy.stop();
+    let _ = std::fs::remove_file(&key);
     assert_sipp_clean(status, &stf, "built-in uac over xdp");
     assert_eq!(stats.router.decisions.in_dialog, 2 * CALLS, "{stats:?}");
+    assert_eq!(stats.router.decisions.no_transaction, 0, "{stats:?}");
 }
 
 #[test]

@@ -12,6 +12,13 @@
 //! rewrite and response builders write into a caller-provided `&mut [u8]` and still do not
 //! allocate.
 //!
+//! It owns every message rule of the appliance: the views and the dispatcher's one-pass
+//! `locate` scan, validation, rewrites (Via `received`/`rport`, claim 2's port, To-tags),
+//! response builders and the 400 salvage ([`sip::salvage`]), MGCP parameter helpers, processor
+//! tags ([`tag`]), session sizes, the hashes everyone must compute alike ([`hash`]) and the
+//! bounded writer ([`out::Out`]). It must not allocate, panic, use `unsafe`, read a clock or
+//! do I/O: callers bring the bytes and the buffers.
+//!
 //! Line endings: RFC 3261 and RFC 3435 specify CRLF. Both scanners also accept a bare LF as a
 //! line terminator, because common stacks and hand-written test tools emit it and rejecting
 //! it would buy nothing; builders always emit CRLF.

@@ -816,3 +816,40 @@ fn two_dispatchers_route_identically_without_shared_state() {
         assert_eq!(mgcp(&mut b, SEC, &mdcx), Decision::Hand(k));
     }
 }
+
+#[test]
+fn keyed_tags_route_and_unkeyed_or_foreign_ones_get_481() {
+    let key = processor::deploy::tag_key(b"shared secret");
+    let mut b = bed_with(
+        4,
+        0,
+        64,
+        RouterConfig {
+            tag_key: key,
+            ..RouterConfig::default()
+        },
+    );
+    let tag = |k: u64, id: u16| {
+        let mut t = [0u8; 64];
+        let n = wire::tag::encode_keyed(k, id, 0xfeed, &mut t).unwrap();
+        String::from_utf8(t[..n].to_vec()).unwrap()
+    };
+    let bye = |t: &str, i: u32| {
+        request(
+            "BYE",
+            &format!("k{i}"),
+            &format!("z9hG4bK-k{i}"),
+            Some(t),
+            "BYE",
+        )
+    };
+    assert_eq!(b.sip(SEC, &bye(&tag(key, 3), 0)), Decision::Hand(3));
+    for (i, forged) in [tag(0, 3), tag(key ^ 1, 3)].iter().enumerate() {
+        let a = b.sip(SEC, &bye(forged, i as u32 + 1));
+        assert!(b.reply_text(a).starts_with("SIP/2.0 481"), "{forged}");
+    }
+    assert!(
+        b.drained(3).len() == 1,
+        "only the keyed tag reached processor 3"
+    );
+}
