@@ -49,10 +49,8 @@ pub struct ProcessorConfig {
     pub relays: Vec<std::net::IpAddr>,
 }
 
-/// MGCP parameter a dispatcher adds when it relays a command over the LAN (see
-/// [`ProcessorConfig::relays`]); the rules live in [`wire::mgcp`], re-exported here for
-/// callers that still name them through this module.
-pub use wire::mgcp::{looks_like_mgcp, relayed_source, RELAY_SOURCE_PARAM};
+// The relay rules (which datagrams are MGCP, whose `X-SY-Src` is trusted) are `wire::mgcp`'s.
+use wire::mgcp::{looks_like_mgcp, relayed_source};
 
 impl ProcessorConfig {
     /// Defaults for processor `id` of `max_processors` owning `addr`.

@@ -266,6 +266,7 @@ fn fuzz_smoke() -> anyhow::Result<()> {
     let targets = [
         "sip_scan",
         "sip_locate",
+        "sip_relay",
         "mgcp_scan",
         "sip_rewrite_received",
         "sip_insert_header",

@@ -391,37 +391,21 @@ impl Router {
                     .ok()
             }
             PortProto::Mgcp => {
-                let mut tmp = [0u8; SLOT_BYTES];
-                let mut n = payload.len();
-                tmp.get_mut(..n)?.copy_from_slice(payload);
+                let mut digits = [0u8; 8];
+                let dl = Out::new(&mut digits).put_display_truncating(&port);
+                let mut v = [0u8; 64];
+                let vl = Out::new(&mut v).put_display_truncating(&src);
+                let mut params: [(&[u8], &[u8]); 2] = [(b"", b""); 2];
+                let mut n = 0;
                 if let Some(mp) = mark_port {
-                    let mut digits = [0u8; 8];
-                    let dl = Out::new(&mut digits).put_display_truncating(&port);
-                    n = wire::mgcp::insert_param(
-                        tmp.get(..n)?,
-                        mp.mgcp_param.as_bytes(),
-                        &digits[..dl],
-                        out,
-                    )
-                    .ok()?;
-                    if remote {
-                        tmp.get_mut(..n)?.copy_from_slice(out.get(..n)?);
-                    }
+                    params[n] = (mp.mgcp_param.as_bytes(), &digits[..dl]);
+                    n += 1;
                 }
                 if remote {
-                    let mut v = [0u8; 64];
-                    let vl = Out::new(&mut v).put_display_truncating(&src);
-                    n = wire::mgcp::insert_param(
-                        tmp.get(..n)?,
-                        wire::mgcp::RELAY_SOURCE_PARAM.as_bytes(),
-                        &v[..vl],
-                        out,
-                    )
-                    .ok()?;
-                } else if mark_port.is_none() {
-                    out.get_mut(..n)?.copy_from_slice(tmp.get(..n)?);
+                    params[n] = (wire::mgcp::RELAY_SOURCE_PARAM.as_bytes(), &v[..vl]);
+                    n += 1;
                 }
-                Some(n)
+                wire::mgcp::insert_params(payload, &params[..n], out).ok()
             }
         }
     }

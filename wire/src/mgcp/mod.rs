@@ -15,7 +15,9 @@ mod sniff;
 pub use error::{MgcpError, MgcpErrorKind};
 pub use line::{Endpoint, Kind, Verb, Version};
 pub use piggyback::{split_piggybacked, Piggybacked};
-pub use relay::{insert_param, relay_source_param, relayed_source, RELAY_SOURCE_PARAM};
+pub use relay::{
+    insert_param, insert_params, relay_source_param, relayed_source, RELAY_SOURCE_PARAM,
+};
 pub use response::write_response;
 pub use sniff::{leading_tid, looks_like_mgcp};
 

@@ -26,18 +26,34 @@ pub fn insert_param(
     value: &[u8],
     out: &mut [u8],
 ) -> Result<usize, WriteError> {
+    insert_params(msg, &[(name, value)], out)
+}
+
+/// [`insert_param`] for several parameters at once, in order, in one copy (the dispatcher's
+/// port mark and relayed source together).
+pub fn insert_params(
+    msg: &[u8],
+    params: &[(&[u8], &[u8])],
+    out: &mut [u8],
+) -> Result<usize, WriteError> {
     let eol = memchr::memchr(b'\n', msg).ok_or(WriteError::InvalidInput("MGCP command line"))?;
-    if name.is_empty() || name.iter().any(|&b| matches!(b, b'\r' | b'\n' | b':')) {
-        return Err(WriteError::InvalidInput("MGCP parameter name"));
-    }
-    if value.iter().any(|&b| matches!(b, b'\r' | b'\n')) {
-        return Err(WriteError::InvalidInput("MGCP parameter value"));
+    for &(name, value) in params {
+        if name.is_empty() || name.iter().any(|&b| matches!(b, b'\r' | b'\n' | b':')) {
+            return Err(WriteError::InvalidInput("MGCP parameter name"));
+        }
+        if value.iter().any(|&b| matches!(b, b'\r' | b'\n')) {
+            return Err(WriteError::InvalidInput("MGCP parameter value"));
+        }
     }
     let (first, rest) = msg.split_at_checked(eol + 1).unwrap_or((msg, &[]));
     let mut o = Out::new(out);
-    for part in [first, name, b": ", value, b"\r\n", rest] {
-        o.put(part)?;
+    o.put(first)?;
+    for &(name, value) in params {
+        for part in [name, b": ", value, b"\r\n"] {
+            o.put(part)?;
+        }
     }
+    o.put(rest)?;
     Ok(o.len())
 }
 
@@ -133,5 +149,23 @@ mod tests {
         ));
         let n = insert_param(b"CRCX 1 a@gw\n", b"X-A", b"1", &mut out).unwrap();
         assert_eq!(&out[..n], b"CRCX 1 a@gw\nX-A: 1\r\n");
+    }
+
+    #[test]
+    fn several_params_go_in_order_in_one_copy() {
+        let msg = b"CRCX 1 a@gw MGCP 1.0\r\nC: 1\r\n";
+        let mut out = [0u8; 128];
+        let p: [(&[u8], &[u8]); 2] = [(b"X-SY-Port", b"5071"), (b"X-SY-Src", b"198.18.0.2:2727")];
+        let n = insert_params(msg, &p, &mut out).unwrap();
+        assert_eq!(
+            &out[..n],
+            &b"CRCX 1 a@gw MGCP 1.0\r\nX-SY-Port: 5071\r\nX-SY-Src: 198.18.0.2:2727\r\nC: 1\r\n"[..]
+        );
+        assert_eq!(insert_params(msg, &[], &mut out), Ok(msg.len()));
+        let bad: [(&[u8], &[u8]); 2] = [(b"X-A", b"1"), (b"X:B", b"2")];
+        assert!(
+            insert_params(msg, &bad, &mut out).is_err(),
+            "checked before writing"
+        );
     }
 }
