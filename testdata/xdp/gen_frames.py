@@ -10,9 +10,9 @@ The frames are built with scapy, independently of the Rust code under test
 protocol specifications (RFC 791, RFC 8200, RFC 768, IEEE 802.1Q/802.1ad) and the program's
 documented contract, never from running our own code. The output is deterministic.
 
-Read by dispatcher-user/tests/xdp_golden.rs (BPF_PROG_TEST_RUN) and
-dispatcher-user/tests/frame_fixtures.rs (frame::parse) through
-dispatcher-user/tests/common/fixtures.rs.
+Read by xdp-io/tests/xdp_golden.rs (BPF_PROG_TEST_RUN) and
+xdp-io/tests/frame_fixtures.rs (frame::parse) through
+xdp-io/tests/common/fixtures.rs.
 
 Environment the XDP expectations assume: UDP ports 5060 (SIP) and 2427 (MGCP) in the
 well-known-ports map, an AF_XDP socket in the XSKMAP at queue 0 (BPF_PROG_TEST_RUN's queue).

@@ -346,3 +346,17 @@ impl Drop for LanTestbed {
         }
     }
 }
+
+/// Panics (fails the test loudly) unless running as root: the tests that call it need netns,
+/// veth and BPF, and a root test must never pass by skipping.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root (network namespaces, veth, XDP, AF_XDP); run `cargo xtask test` as root");
+    }
+}
+
+/// A testbed name unique to this process and `tag` (keep `tag` ≤ 4 chars: names are ≤ 9).
+pub fn unique_name(tag: &str) -> String {
+    format!("{tag}{}", std::process::id() % 100_000)
+}

@@ -10,22 +10,17 @@ use std::{
 use dispatcher_user::report::ExitReport;
 use xtask::testbed::{self, Testbed};
 
-pub mod fixtures;
-
-/// The repository's `testdata/` (SIPp scenarios, XDP frame fixtures), seen from this crate.
+/// The repository's `testdata/` (SIPp scenarios), seen from this crate.
 pub const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 
-/// Panics (fails the test loudly) unless running as root: these tests need netns, veth and BPF.
+/// Fails the test loudly unless running as root.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!("this test needs root (network namespaces, veth, XDP, AF_XDP); run `cargo xtask test` as root");
-    }
+    xtask::testbed::require_root()
 }
 
-/// A testbed name unique to this test process and `tag` (≤ 9 chars).
+/// A testbed name unique to this test process and `tag`.
 pub fn tb_name(tag: &str) -> String {
-    format!("{tag}{}", std::process::id() % 100_000)
+    xtask::testbed::unique_name(tag)
 }
 
 /// Path of the `switchyard` binary built for this test run.

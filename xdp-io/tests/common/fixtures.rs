@@ -2,8 +2,7 @@
 //! `testdata/xdp/gen_frames.py` (independently of the code under test; see that script for the
 //! format and `testdata/README.md` for how to regenerate).
 //!
-//! Depends on nothing of `dispatcher-user` itself, so the tests that use it can follow the
-//! framing code wherever it lives.
+//! Depends on nothing of the crate under test: expectations come from the fixture file only.
 
 use std::net::SocketAddr;
 
