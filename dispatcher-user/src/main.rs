@@ -64,7 +64,8 @@ struct RunArgs {
     /// Log a counters line every this many seconds while running (0: only at exit).
     #[arg(long, default_value_t = 0.0)]
     stats_interval: f64,
-    /// Write the exit counters as JSON to this file.
+    /// Write every exit counter as JSON to this file (`-`: to stdout). A short summary goes to
+    /// stderr in any case.
     #[arg(long)]
     stats_json: Option<PathBuf>,
     /// Number of in-chassis processor threads.
@@ -177,6 +178,7 @@ fn main() -> anyhow::Result<()> {
                 .with_env_filter(EnvFilter::try_new(&a.log_level)?)
                 .with_target(false)
                 .with_writer(std::io::stderr)
+                .with_ansi(colour())
                 .init();
             let tag_key = match &a.tag_key_file {
                 Some(path) => processor::deploy::tag_key_from_file(path)
@@ -236,4 +238,11 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Colour in logs only on a terminal, and never with `NO_COLOR` set (https://no-color.org):
+/// logs redirected to a file or journal must not carry ANSI escapes.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

@@ -7,7 +7,7 @@ use crate::route::RouterStats;
 
 /// What `switchyard run` reports when it stops (`--stats-json`): every counter, typed, so the
 /// binary, its tests and scripts read one definition instead of untyped JSON keys.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitReport {
     /// `udp` or `xdp`.
     pub backend: String,
@@ -79,7 +79,7 @@ impl AfXdpReport {
 }
 
 /// The router's decisions, its affinity table and the handoffs carried out.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouterReport {
     /// One counter per decision (flattened: `router.sip`, `router.new_dialogs`, ...).
     #[serde(flatten)]
@@ -109,7 +109,7 @@ impl RouterReport {
 }
 
 /// Affinity table counters and its memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AffinityReport {
     /// Inserts, evictions, hits, misses.
     #[serde(flatten)]
@@ -127,4 +127,182 @@ pub struct ProcessorReport {
     pub addr: std::net::SocketAddr,
     /// Its counters; `None` when its thread panicked.
     pub stats: Option<processor::thread::ProcessorStats>,
+}
+
+impl ExitReport {
+    /// Datagrams the router decided.
+    pub fn datagrams(&self) -> u64 {
+        self.router.decisions.sip + self.router.decisions.mgcp
+    }
+
+    /// A few aligned lines a person reads at a glance (the full counters are `--stats-json`'s):
+    /// what arrived, what was handed over, answered and dropped and why, each processor's
+    /// share, and the dispatcher's CPU. `elapsed_s` is how long it ran.
+    pub fn summary(&self, elapsed_s: f64) -> String {
+        use std::fmt::Write as _;
+        let r = &self.router.decisions;
+        let mut o = String::new();
+        let mode = match (&self.attach_mode, self.zero_copy) {
+            (Some(a), Some(zc)) => {
+                format!(
+                    " ({a} attach, {} mode)",
+                    if zc { "zero-copy" } else { "copy" }
+                )
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "switchyard ran {elapsed_s:.1} s on the {} backend{mode}",
+            self.backend
+        );
+        let mut line = |label: &str, text: String| {
+            let _ = writeln!(o, "  {label:<12} {text}");
+        };
+        let mut received = format!(
+            "{} datagrams: {} SIP, {} MGCP",
+            self.datagrams(),
+            r.sip,
+            r.mgcp
+        );
+        if let Some(x) = &self.xdp {
+            let _ = write!(
+                received,
+                "; XDP verdicts: {} redirected, {} passed, {} malformed, {} without a socket",
+                x.redirected, x.passed, x.malformed, x.no_socket
+            );
+        }
+        line("received", received);
+        line(
+            "handed over",
+            format!(
+                "{} new dialogs, {} retransmissions ({} re-placed), {} CANCEL, {} ACK, {} in-dialog, {} MGCP by connection/endpoint, {} MGCP retransmissions",
+                r.new_dialogs,
+                r.retransmissions,
+                r.rerouted,
+                r.cancels,
+                r.acks_affinity,
+                r.in_dialog,
+                r.mgcp_stateless,
+                r.mgcp_retransmissions
+            ),
+        );
+        line(
+            "answered",
+            format!(
+                "{} OPTIONS, {} 405/501, {} no transaction (481/515/500), {} malformed (400/510), {} too large (513), {} overload (503/403/409), {} MGCP by the dispatcher",
+                r.options_answered,
+                r.rejected_method,
+                r.no_transaction,
+                r.bad_request,
+                r.too_large,
+                r.overload,
+                r.mgcp_answered
+            ),
+        );
+        line(
+            "dropped",
+            format!(
+                "{} keep-alives, {} responses, {} unparseable, {} ACKs absorbed, {} replies too large, {} queue full",
+                r.dropped_empty,
+                r.dropped_response,
+                r.dropped_unparseable,
+                r.dropped_ack,
+                r.dropped_reply_too_large,
+                r.queue_full
+            ),
+        );
+        let total: u64 = self.router.forwarded_per_processor.iter().sum();
+        let shares: Vec<String> = self
+            .router
+            .forwarded_per_processor
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                let pct = if total > 0 {
+                    100.0 * n as f64 / total as f64
+                } else {
+                    0.0
+                };
+                format!("#{k} {n} ({pct:.1}%)")
+            })
+            .collect();
+        line(
+            "processors",
+            if shares.is_empty() {
+                "none".into()
+            } else {
+                shares.join("  ")
+            },
+        );
+        if let Some(l) = &self.lan {
+            line(
+                "remote",
+                format!(
+                    "{} load reports, {} refused, {} went down",
+                    l.reports,
+                    l.rejected_auth + l.rejected_malformed + l.rejected_unknown + l.rejected_stale,
+                    l.went_down
+                ),
+            );
+        }
+        let n = self.datagrams().max(1);
+        line(
+            "dispatcher",
+            format!(
+                "{:.1} ms of CPU, {:.2} µs per datagram",
+                self.dispatcher_cpu_ns as f64 / 1e6,
+                self.dispatcher_cpu_ns as f64 / n as f64 / 1e3
+            ),
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_every_decision_group_and_each_processors_share() {
+        let mut r = ExitReport {
+            backend: "xdp".into(),
+            attach_mode: Some("native".into()),
+            zero_copy: Some(false),
+            dispatcher_cpu_ns: 2_000_000,
+            ..ExitReport::default()
+        };
+        r.router.decisions.sip = 300;
+        r.router.decisions.mgcp = 100;
+        r.router.decisions.new_dialogs = 390;
+        r.router.decisions.overload = 7;
+        r.router.decisions.dropped_response = 3;
+        r.router.forwarded_per_processor = vec![300, 100];
+        let text = r.summary(2.0);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "switchyard ran 2.0 s on the xdp backend (native attach, copy mode)"
+        );
+        for (label, needle) in [
+            ("received", "400 datagrams: 300 SIP, 100 MGCP"),
+            ("handed over", "390 new dialogs"),
+            ("answered", "7 overload (503/403/409)"),
+            ("dropped", "3 responses"),
+            ("processors", "#0 300 (75.0%)  #1 100 (25.0%)"),
+            ("dispatcher", "2.0 ms of CPU, 5.00 µs per datagram"),
+        ] {
+            let l = lines
+                .iter()
+                .find(|l| l.trim_start().starts_with(label))
+                .unwrap_or_else(|| panic!("no {label} line in\n{text}"));
+            assert!(l.contains(needle), "{l}");
+            assert_eq!(l.find(char::is_alphabetic), Some(2), "labels aligned: {l}");
+        }
+        // Every value starts in the same column.
+        for l in &lines[1..] {
+            let b = l.as_bytes();
+            assert!(b.len() > 15 && b[14] == b' ' && b[15] != b' ', "{l:?}");
+        }
+    }
 }

@@ -127,12 +127,16 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     info!(
         elapsed_s = format_args!("{elapsed:.1}"),
-        "switchyard stopped; counters follow"
+        "switchyard stopped"
     );
-    info!("{}", serde_json::to_string(&report)?);
-    if let Some(path) = &cfg.stats_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    eprint!("{}", report.summary(elapsed));
+    match &cfg.stats_json {
+        Some(path) if path.as_os_str() == "-" => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Some(path) => std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => {}
     }
     Ok(())
 }
@@ -145,33 +149,28 @@ fn report_while_running(
     published: &Published,
     prog: Option<&XdpProgram>,
 ) {
-    let mut next = Instant::now() + cfg.stats_interval.unwrap_or(Duration::MAX / 4);
+    let Some(every) = cfg.stats_interval else {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return;
+    };
+    let mut next = Instant::now() + every;
+    let mut last = (Instant::now(), published.load());
+    let mut last_xdp = prog.and_then(|p| p.counters().ok());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if Instant::now() < next {
             continue;
         }
-        next += cfg.stats_interval.unwrap_or(Duration::MAX / 4);
-        let s = published.load();
-        match prog.and_then(|p| p.counters().ok()) {
-            Some(x) => info!(
-                xdp_redirected = x.redirected,
-                xdp_passed = x.passed,
-                xdp_malformed = x.malformed,
-                rx = s.rx,
-                sip = s.sip,
-                mgcp = s.mgcp,
-                dropped = s.dropped,
-                "counters"
-            ),
-            None => info!(
-                rx = s.rx,
-                sip = s.sip,
-                mgcp = s.mgcp,
-                dropped = s.dropped,
-                "counters"
-            ),
-        }
+        next += every;
+        let now = (Instant::now(), published.load());
+        let xdp = prog.and_then(|p| p.counters().ok());
+        let pair = xdp.zip(last_xdp).or(xdp.map(|x| (x, Default::default())));
+        let secs = now.0.duration_since(last.0).as_secs_f64();
+        info!("counters: {}", now.1.rates_line(&last.1, secs, pair));
+        last = now;
+        last_xdp = xdp;
     }
 }
 

@@ -99,3 +99,72 @@ impl PublishTimer {
         }
     }
 }
+
+impl Snapshot {
+    /// The periodic `counters` log line: rates per second since `prev` (taken `secs` ago),
+    /// then totals, on one line a person can read; `xdp` adds the program's verdicts as
+    /// (now, then).
+    pub fn rates_line(
+        &self,
+        prev: &Snapshot,
+        secs: f64,
+        xdp: Option<(xdp_io::loader::XdpCounters, xdp_io::loader::XdpCounters)>,
+    ) -> String {
+        let secs = secs.max(1e-3);
+        let rate = |now: u64, then: u64| (now.saturating_sub(then) as f64 / secs).round() as u64;
+        let mut line = format!(
+            "{}/s in ({}/s SIP, {}/s MGCP), {}/s new dialogs, {}/s answered, {}/s overload, {}/s dropped; totals {} in, {} new, {} answered, {} overload, {} dropped",
+            rate(self.rx, prev.rx),
+            rate(self.sip, prev.sip),
+            rate(self.mgcp, prev.mgcp),
+            rate(self.forwarded, prev.forwarded),
+            rate(self.answered, prev.answered),
+            rate(self.overload, prev.overload),
+            rate(self.dropped, prev.dropped),
+            self.rx,
+            self.forwarded,
+            self.answered,
+            self.overload,
+            self.dropped,
+        );
+        if let Some((x, p)) = xdp {
+            line.push_str(&format!(
+                "; XDP {}/s redirected, {}/s passed, {} malformed",
+                rate(x.redirected, p.redirected),
+                rate(x.passed, p.passed),
+                x.malformed
+            ));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counters_line_gives_rates_then_totals() {
+        let then = Snapshot {
+            rx: 1000,
+            sip: 600,
+            mgcp: 400,
+            forwarded: 900,
+            ..Snapshot::default()
+        };
+        let now = Snapshot {
+            rx: 3000,
+            sip: 1800,
+            mgcp: 1200,
+            forwarded: 2700,
+            dropped: 4,
+            ..Snapshot::default()
+        };
+        let line = now.rates_line(&then, 2.0, None);
+        assert!(
+            line.starts_with("1000/s in (600/s SIP, 400/s MGCP), 900/s new dialogs, 0/s answered, 0/s overload, 2/s dropped; totals 3000 in, 2700 new"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+}

@@ -93,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&a.log_level)?)
         .with_target(false)
         .with_writer(std::io::stderr)
+        .with_ansi(colour())
         .init();
     if a.id >= a.processors {
         bail!("--id {} must be below --processors {}", a.id, a.processors);
@@ -175,4 +176,11 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&v)?)?;
     }
     Ok(())
+}
+
+/// Colour in logs only on a terminal, and never with `NO_COLOR` set (https://no-color.org):
+/// logs redirected to a file or journal must not carry ANSI escapes.
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
