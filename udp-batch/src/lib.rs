@@ -20,6 +20,7 @@
 //! alone.
 #![cfg(target_os = "linux")]
 
+mod headers;
 mod recv;
 mod send;
 pub mod sockaddr;

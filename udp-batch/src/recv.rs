@@ -6,7 +6,7 @@ use std::{
     os::fd::{AsFd, AsRawFd},
 };
 
-use crate::sockaddr;
+use crate::{headers::Headers, sockaddr};
 
 /// Buffers, source addresses and headers for one `recvmmsg` of up to `slots` datagrams of up
 /// to `max_datagram` bytes each, allocated once.
@@ -14,16 +14,9 @@ pub struct RecvBatch {
     slots: usize,
     cap: usize,
     bufs: Vec<u8>,
-    addrs: Vec<libc::sockaddr_storage>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
+    hdrs: Headers,
     n: usize,
 }
-
-// SAFETY: the raw pointers in `iovs`/`hdrs` only ever point into this value's own heap
-// buffers (which do not move when the value does), are rewritten before every `recvmmsg`, and
-// are never dereferenced outside `recv`.
-unsafe impl Send for RecvBatch {}
 
 /// One received datagram, borrowed from its [`RecvBatch`].
 #[derive(Clone, Copy)]
@@ -56,18 +49,11 @@ impl RecvBatch {
     pub fn new(slots: usize, max_datagram: usize) -> Self {
         let slots = slots.clamp(1, u32::MAX as usize);
         let cap = max_datagram.max(1);
-        let iov = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
         Self {
             slots,
             cap,
             bufs: vec![0; slots * cap],
-            addrs: vec![sockaddr::zeroed(); slots],
-            iovs: vec![iov; slots],
-            // SAFETY: mmsghdr is plain old data; all-zero (null pointers, zero lengths) is valid.
-            hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; slots],
+            hdrs: Headers::new(slots),
             n: 0,
         }
     }
@@ -89,21 +75,11 @@ impl RecvBatch {
     pub fn recv(&mut self, fd: impl AsFd) -> io::Result<usize> {
         self.n = 0;
         let base = self.bufs.as_mut_ptr();
+        let namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         for i in 0..self.slots {
-            self.iovs[i] = libc::iovec {
-                // SAFETY: i * cap < slots * cap = bufs.len(): in bounds of the allocation.
-                iov_base: unsafe { base.add(i * self.cap) }.cast(),
-                iov_len: self.cap,
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_len = 0;
-            h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
+            // SAFETY: i * cap < slots * cap = bufs.len(): in bounds of the allocation.
+            let buf = unsafe { base.add(i * self.cap) }.cast();
+            self.hdrs.link(i, namelen, buf, self.cap);
         }
         // SAFETY: `slots` headers, each naming its own sockaddr_storage (with its size) and one
         // iovec over its own `cap`-byte region of `bufs`; all owned by `self`, exclusively
@@ -111,7 +87,7 @@ impl RecvBatch {
         let r = unsafe {
             libc::recvmmsg(
                 fd.as_fd().as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
+                self.hdrs.range(0, self.slots).as_mut_ptr(),
                 self.slots as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
@@ -143,11 +119,11 @@ impl RecvBatch {
         if i >= self.n {
             return None;
         }
-        let h = &self.hdrs[i];
+        let h = self.hdrs.get(i);
         let len = (h.msg_len as usize).min(self.cap);
         let off = i * self.cap;
         Some(Datagram {
-            addr: &self.addrs[i],
+            addr: &self.hdrs.addrs[i],
             payload: &self.bufs[off..off + len],
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
         })

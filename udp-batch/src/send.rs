@@ -7,7 +7,7 @@ use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
 };
 
-use crate::sockaddr;
+use crate::{headers::Headers, sockaddr};
 
 /// What a send does when the kernel has no room (`EAGAIN`/`ENOBUFS`/`EINTR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,37 +48,23 @@ pub struct SendBatch {
     cap: usize,
     bufs: Vec<u8>,
     lens: Vec<usize>,
-    addrs: Vec<libc::sockaddr_storage>,
     addr_lens: Vec<libc::socklen_t>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
+    hdrs: Headers,
     n: usize,
 }
-
-// SAFETY: the raw pointers in `iovs`/`hdrs` point into this value's own heap buffers (which do
-// not move when the value does) or into slices borrowed for one `send` call; they are
-// rewritten before every `sendmmsg` and never dereferenced outside `flush`/`send`.
-unsafe impl Send for SendBatch {}
 
 impl SendBatch {
     /// Room for `slots` datagrams of up to `slot_bytes` bytes (both at least 1).
     pub fn new(slots: usize, slot_bytes: usize) -> Self {
         let slots = slots.clamp(1, u32::MAX as usize);
         let cap = slot_bytes.max(1);
-        let iov = libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        };
         Self {
             slots,
             cap,
             bufs: vec![0; slots * cap],
             lens: vec![0; slots],
-            addrs: vec![sockaddr::zeroed(); slots],
             addr_lens: vec![0; slots],
-            iovs: vec![iov; slots],
-            // SAFETY: mmsghdr is plain old data; all-zero (null pointers, zero lengths) is valid.
-            hdrs: vec![unsafe { std::mem::zeroed::<libc::mmsghdr>() }; slots],
+            hdrs: Headers::new(slots),
             n: 0,
         }
     }
@@ -128,7 +114,7 @@ impl SendBatch {
         assert!(!self.is_full(), "SendBatch::commit on a full batch");
         let i = self.n;
         self.lens[i] = len.min(self.cap);
-        self.addr_lens[i] = sockaddr::encode_into(&dst, &mut self.addrs[i]);
+        self.addr_lens[i] = sockaddr::encode_into(&dst, &mut self.hdrs.addrs[i]);
         self.n += 1;
     }
 
@@ -153,20 +139,11 @@ impl SendBatch {
         }
         let base = self.bufs.as_mut_ptr();
         for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                // SAFETY: i * cap < slots * cap = bufs.len(): in bounds of the allocation.
-                iov_base: unsafe { base.add(i * self.cap) }.cast(),
-                iov_len: self.lens[i],
-            };
-            let name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            link(
-                &mut self.hdrs[i],
-                name,
-                self.addr_lens[i],
-                &mut self.iovs[i],
-            );
+            // SAFETY: i * cap < slots * cap = bufs.len(): in bounds of the allocation.
+            let buf = unsafe { base.add(i * self.cap) }.cast();
+            self.hdrs.link(i, self.addr_lens[i], buf, self.lens[i]);
         }
-        transmit(fd.as_fd().as_raw_fd(), &mut self.hdrs[..n], busy)
+        transmit(fd.as_fd().as_raw_fd(), self.hdrs.range(0, n), busy)
     }
 
     /// Sends borrowed `datagrams` (destination, bytes) on `fd` in `sendmmsg` batches of
@@ -182,46 +159,21 @@ impl SendBatch {
         let mut st = self.flush(fd, busy);
         let mut k = 0;
         for (dst, bytes) in datagrams {
-            self.addr_lens[k] = sockaddr::encode_into(&dst, &mut self.addrs[k]);
+            let namelen = sockaddr::encode_into(&dst, &mut self.hdrs.addrs[k]);
             // The kernel only reads through a send iovec; the `*mut` is the C type's.
-            self.iovs[k] = libc::iovec {
-                iov_base: bytes.as_ptr() as *mut libc::c_void,
-                iov_len: bytes.len(),
-            };
-            let name = (&mut self.addrs[k] as *mut libc::sockaddr_storage).cast();
-            link(
-                &mut self.hdrs[k],
-                name,
-                self.addr_lens[k],
-                &mut self.iovs[k],
-            );
+            let buf = bytes.as_ptr() as *mut libc::c_void;
+            self.hdrs.link(k, namelen, buf, bytes.len());
             k += 1;
             if k == self.slots {
-                st += transmit(fd.as_raw_fd(), &mut self.hdrs[..k], busy);
+                st += transmit(fd.as_raw_fd(), self.hdrs.range(0, k), busy);
                 k = 0;
             }
         }
         if k > 0 {
-            st += transmit(fd.as_raw_fd(), &mut self.hdrs[..k], busy);
+            st += transmit(fd.as_raw_fd(), self.hdrs.range(0, k), busy);
         }
         st
     }
-}
-
-fn link(
-    h: &mut libc::mmsghdr,
-    name: *mut libc::c_void,
-    namelen: libc::socklen_t,
-    iov: *mut libc::iovec,
-) {
-    h.msg_len = 0;
-    h.msg_hdr.msg_name = name;
-    h.msg_hdr.msg_namelen = namelen;
-    h.msg_hdr.msg_iov = iov;
-    h.msg_hdr.msg_iovlen = 1;
-    h.msg_hdr.msg_control = std::ptr::null_mut();
-    h.msg_hdr.msg_controllen = 0;
-    h.msg_hdr.msg_flags = 0;
 }
 
 /// `sendmmsg` over `hdrs` until each is sent or refused.
