@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::{
     hist::Latency,
-    net::{wait_readable, IoStats, Outbox, Sockets},
+    net::{IoStats, Outbox, Sockets},
     schedule::Schedule,
 };
 
@@ -200,7 +200,7 @@ pub fn run_loop<E: Engine>(
         }
         let gap = wake.saturating_sub(now);
         if gap > 60_000 && idle_rounds > 4 {
-            wait_readable(&mut pfds, (gap - 50_000).min(100_000_000));
+            let _ = udp_batch::wait_readable(&mut pfds, (gap - 50_000).min(100_000_000));
         } else if gap > 5_000 {
             std::thread::yield_now();
         } else {

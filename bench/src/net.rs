@@ -1,111 +1,22 @@
-//! Non-blocking UDP sockets with batched `sendmmsg`/`recvmmsg`, and the [`Outbox`] the sans-IO
-//! engines write their datagrams into.
+//! Non-blocking UDP sockets with batched `sendmmsg`/`recvmmsg` (over [`udp_batch`]), and the
+//! [`Outbox`] the sans-IO engines write their datagrams into.
 //!
 //! Everything here is allocated once at set-up; the steady path only fills preallocated
 //! buffers and header arrays.
 use std::{
     io,
-    mem::{size_of, zeroed},
-    net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket},
+    net::{SocketAddr, UdpSocket},
     os::fd::{AsRawFd, RawFd},
 };
+
+use udp_batch::{Busy, RecvBatch, SendBatch};
 
 /// Datagrams per `sendmmsg`/`recvmmsg` call.
 pub const BATCH: usize = 64;
 
-/// Converts a socket address to the C representation.
-pub fn to_sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = match a {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
-}
-
-/// Converts a C socket address back; `None` for families other than IPv4/IPv6.
-pub fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says this is a sockaddr_in.
-            let sin: &libc::sockaddr_in = unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                sin.sin_addr.s_addr.to_ne_bytes().into(),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this is a sockaddr_in6.
-            let sin6: &libc::sockaddr_in6 =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                sin6.sin6_addr.s6_addr.into(),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
-}
-
-fn set_buf(fd: RawFd, force: libc::c_int, plain: libc::c_int, bytes: usize) {
-    let v = bytes as libc::c_int;
-    let p = (&v as *const libc::c_int).cast();
-    let l = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: valid fd and option value. FORCE needs CAP_NET_ADMIN; fall back to the plain
-    // option (capped by net.core.[rw]mem_max).
-    unsafe {
-        if libc::setsockopt(fd, libc::SOL_SOCKET, force, p, l) != 0 {
-            libc::setsockopt(fd, libc::SOL_SOCKET, plain, p, l);
-        }
-    }
-}
-
-/// Binds a non-blocking UDP socket with large kernel buffers.
-pub fn bind_udp(addr: SocketAddr, buf_bytes: usize) -> io::Result<UdpSocket> {
-    let s = UdpSocket::bind(addr)?;
-    s.set_nonblocking(true)?;
-    set_buf(
-        s.as_raw_fd(),
-        libc::SO_RCVBUFFORCE,
-        libc::SO_RCVBUF,
-        buf_bytes,
-    );
-    set_buf(
-        s.as_raw_fd(),
-        libc::SO_SNDBUFFORCE,
-        libc::SO_SNDBUF,
-        buf_bytes,
-    );
-    Ok(s)
-}
+/// Waits for room this many times (1 ms each) per `sendmmsg` batch before counting a datagram
+/// as refused: the generator would rather slow down than drop.
+const SEND_POLLS: u32 = 100;
 
 #[derive(Clone, Copy, Debug)]
 struct OutMsg {
@@ -232,21 +143,12 @@ pub struct IoStats {
 pub struct Sockets {
     socks: Vec<UdpSocket>,
     locals: Vec<SocketAddr>,
-    send_hdrs: Vec<libc::mmsghdr>,
-    send_iov: Vec<libc::iovec>,
-    send_addr: Vec<libc::sockaddr_storage>,
-    recv_hdrs: Vec<libc::mmsghdr>,
-    recv_iov: Vec<libc::iovec>,
-    recv_addr: Vec<libc::sockaddr_storage>,
-    recv_buf: Vec<u8>,
-    recv_cap: usize,
+    /// Only its borrowed [`SendBatch::send`] is used: the Outbox holds the bytes.
+    send: SendBatch,
+    recv: RecvBatch,
     /// Counters.
     pub stats: IoStats,
 }
-
-// SAFETY: the raw pointers inside the preallocated header arrays only ever point into this
-// value's own buffers and are rewritten before every use.
-unsafe impl Send for Sockets {}
 
 impl Sockets {
     /// Binds `k` sockets on `local_ip` (ephemeral ports, or `first_port`, `first_port + 1`...).
@@ -258,35 +160,15 @@ impl Sockets {
             if a.port() != 0 {
                 a.set_port(a.port() + i as u16);
             }
-            let s = bind_udp(a, 16 << 20)?;
+            let s = udp_batch::bind(a, 16 << 20)?;
             locals.push(s.local_addr()?);
             socks.push(s);
         }
-        // SAFETY: zeroed mmsghdr/iovec/sockaddr_storage are valid (null pointers, zero lengths).
-        let z = || unsafe { zeroed::<libc::mmsghdr>() };
         Ok(Sockets {
             socks,
             locals,
-            send_hdrs: (0..BATCH).map(|_| z()).collect(),
-            send_iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ],
-            send_addr: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
-            recv_hdrs: (0..BATCH).map(|_| z()).collect(),
-            recv_iov: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ],
-            recv_addr: (0..BATCH).map(|_| unsafe { zeroed() }).collect(),
-            recv_buf: vec![0; BATCH * recv_cap],
-            recv_cap,
+            send: SendBatch::new(BATCH, 1),
+            recv: RecvBatch::new(BATCH, recv_cap),
             stats: IoStats::default(),
         })
     }
@@ -316,163 +198,49 @@ impl Sockets {
         if out.is_empty() {
             return;
         }
-        for s in 0..self.socks.len() {
-            let mut n = 0;
-            for (sock, dst, bytes) in out.iter() {
-                if sock != s {
-                    continue;
-                }
-                let (ss, len) = to_sockaddr(&dst);
-                self.send_addr[n] = ss;
-                self.send_iov[n] = libc::iovec {
-                    iov_base: bytes.as_ptr() as *mut libc::c_void,
-                    iov_len: bytes.len(),
-                };
-                let h = &mut self.send_hdrs[n].msg_hdr;
-                h.msg_name = (&mut self.send_addr[n] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = len;
-                h.msg_iov = &mut self.send_iov[n];
-                h.msg_iovlen = 1;
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-                h.msg_flags = 0;
-                self.stats.bytes_sent += bytes.len() as u64;
-                n += 1;
-                if n == BATCH {
-                    self.send_batch(s, n);
-                    n = 0;
-                }
-            }
-            if n > 0 {
-                self.send_batch(s, n);
-            }
+        let Sockets {
+            socks, send, stats, ..
+        } = self;
+        for (s, sock) in socks.iter().enumerate() {
+            let datagrams = out.iter().filter(|m| m.0 == s).map(|(_, dst, bytes)| {
+                stats.bytes_sent += bytes.len() as u64;
+                (dst, bytes)
+            });
+            let st = send.send(sock, datagrams, Busy::Wait { polls: SEND_POLLS });
+            stats.datagrams_sent += st.sent;
+            stats.send_errors += st.errors;
+            stats.send_calls += st.calls;
         }
         out.clear();
-    }
-
-    fn send_batch(&mut self, s: usize, n: usize) {
-        let fd = self.socks[s].as_raw_fd();
-        let mut done = 0;
-        let mut stalls = 0;
-        while done < n {
-            self.stats.send_calls += 1;
-            // SAFETY: the headers [done, n) point at live buffers in `out` and `self`.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.send_hdrs.as_mut_ptr().add(done),
-                    (n - done) as libc::c_uint,
-                    0,
-                )
-            };
-            if r > 0 {
-                done += r as usize;
-                self.stats.datagrams_sent += r as u64;
-                continue;
-            }
-            let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            if (e == libc::EAGAIN || e == libc::ENOBUFS || e == libc::EINTR) && stalls < 100 {
-                // Socket buffer full: wait briefly for room rather than drop.
-                stalls += 1;
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut p, 1, 1) };
-                continue;
-            }
-            // The first message of the rest failed (e.g. ECONNREFUSED from an earlier ICMP):
-            // count it and go on with the others.
-            self.stats.send_errors += 1;
-            done += 1;
-        }
     }
 
     /// Receives up to one batch on socket `s` and hands each datagram to `f(src, bytes)`.
     /// Returns the number received (0 when nothing was waiting).
     pub fn recv_batch(&mut self, s: usize, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
-        let cap = self.recv_cap;
-        for i in 0..BATCH {
-            self.recv_iov[i] = libc::iovec {
-                iov_base: self.recv_buf[i * cap..].as_mut_ptr().cast(),
-                iov_len: cap,
-            };
-            let h = &mut self.recv_hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.recv_addr[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.recv_iov[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-            self.recv_hdrs[i].msg_len = 0;
-        }
-        // SAFETY: BATCH headers pointing at BATCH buffers of `cap` bytes owned by self.
-        let r = unsafe {
-            libc::recvmmsg(
-                self.socks[s].as_raw_fd(),
-                self.recv_hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r <= 0 {
-            // EAGAIN (nothing waiting) or an ICMP error reported on the socket: nothing to read.
+        // Err: an ICMP error reported on the socket; like EAGAIN, nothing to read.
+        let n = self.recv.recv(&self.socks[s]).unwrap_or(0);
+        if n == 0 {
             return 0;
         }
-        let n = r as usize;
         self.stats.recv_calls += 1;
         self.stats.datagrams_received += n as u64;
-        for i in 0..n {
-            let len = (self.recv_hdrs[i].msg_len as usize).min(cap);
-            if self.recv_hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+        for d in self.recv.iter() {
+            if d.truncated() {
                 self.stats.truncated += 1;
             }
-            self.stats.bytes_received += len as u64;
-            let Some(src) = from_sockaddr(&self.recv_addr[i]) else {
+            self.stats.bytes_received += d.payload().len() as u64;
+            let Some(src) = d.src() else {
                 continue;
             };
-            f(src, &self.recv_buf[i * cap..i * cap + len]);
+            f(src, d.payload());
         }
         n
     }
 }
 
-/// Waits up to `timeout_ns` for any of `fds` to become readable (`ppoll`, ns resolution).
-pub fn wait_readable(fds: &mut [libc::pollfd], timeout_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
-    };
-    for p in fds.iter_mut() {
-        p.revents = 0;
-    }
-    // SAFETY: valid pollfd array and timespec; no signal mask.
-    unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        )
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sockaddr_round_trip() {
-        for a in ["127.0.0.1:5060", "[::1]:2427", "198.18.0.1:65535"] {
-            let a: SocketAddr = a.parse().unwrap();
-            let (ss, _) = to_sockaddr(&a);
-            assert_eq!(from_sockaddr(&ss), Some(a));
-        }
-    }
 
     #[test]
     fn outbox_bounds_and_overflow() {

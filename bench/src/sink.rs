@@ -12,7 +12,9 @@ use std::{
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::net::{bind_udp, wait_readable, BATCH};
+use udp_batch::{wait_readable, RecvBatch};
+
+use crate::net::BATCH;
 
 /// How the sink waits when nothing is there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -92,22 +94,9 @@ fn progress(start: Instant, next: &mut u64, n: u64, last_n: &mut u64) {
 
 /// Counts datagrams arriving on `bind` for `duration`.
 pub fn udp(bind: SocketAddr, duration: Duration, idle: SinkIdle) -> anyhow::Result<SinkResult> {
-    let sock = bind_udp(bind, 32 << 20).with_context(|| format!("binding {bind}"))?;
+    let sock = udp_batch::bind(bind, 32 << 20).with_context(|| format!("binding {bind}"))?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    const CAP: usize = 2048;
-    let mut bufs = vec![0u8; BATCH * CAP];
-    // SAFETY: zeroed mmsghdr/iovec are valid placeholders, filled below.
-    let mut hdrs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
-    let mut iov: Vec<libc::iovec> = (0..BATCH)
-        .map(|i| libc::iovec {
-            iov_base: bufs[i * CAP..].as_mut_ptr().cast(),
-            iov_len: CAP,
-        })
-        .collect();
-    for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()) {
-        h.msg_hdr.msg_iov = v;
-        h.msg_hdr.msg_iovlen = 1;
-    }
+    let mut batch = RecvBatch::new(BATCH, 2048);
     let mut pfd = [libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -125,26 +114,15 @@ pub fn udp(bind: SocketAddr, duration: Duration, idle: SinkIdle) -> anyhow::Resu
     eprintln!("sink udp: counting datagrams to {bind} for {duration:?}");
     let (mut next, mut last_n) = (1, 0);
     while clock.start.elapsed() < duration {
-        // SAFETY: BATCH headers pointing at BATCH live buffers.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
+        // Err (an ICMP error reported on the socket) reads as nothing waiting.
+        let n = batch.recv(&sock).unwrap_or(0);
         if n > 0 {
             clock.saw();
             r.batches += 1;
             r.datagrams += n as u64;
-            r.bytes += hdrs[..n as usize]
-                .iter()
-                .map(|h| u64::from(h.msg_len))
-                .sum::<u64>();
+            r.bytes += batch.iter().map(|d| d.payload().len() as u64).sum::<u64>();
         } else if idle == SinkIdle::Poll {
-            wait_readable(&mut pfd, 50_000_000);
+            let _ = wait_readable(&mut pfd, 50_000_000);
         }
         progress(clock.start, &mut next, r.datagrams, &mut last_n);
     }
@@ -241,7 +219,7 @@ pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
                 q.idle_maintenance();
             }
             if cfg.idle == SinkIdle::Poll && empty > 64 {
-                wait_readable(&mut pfds, 50_000_000);
+                let _ = wait_readable(&mut pfds, 50_000_000);
             }
         }
         let total: u64 = queues.iter().map(|q| q.stats().rx_frames).sum();

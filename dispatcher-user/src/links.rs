@@ -160,12 +160,8 @@ impl Links {
                     slot.fill(bytes)
                 }),
                 Link::Remote(addr) => match &mut self.forwarder {
-                    Some(f) if bytes.len() <= fabric::SLOT_BYTES => {
-                        f.slot()[..bytes.len()].copy_from_slice(bytes);
-                        f.commit(bytes.len(), *addr);
-                        true
-                    }
-                    _ => false,
+                    Some(f) => f.queue(*addr, bytes),
+                    None => false,
                 },
             };
             if !ok {
