@@ -1,9 +1,5 @@
 //! `cargo xtask`: Switchyard's developer entry points. See the README for each command.
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,6 +39,13 @@ enum Cmd {
         /// Keep the testbed afterwards.
         #[arg(long)]
         keep: bool,
+        /// Testbed name (namespaces NAME-app and NAME-disp).
+        #[arg(long, default_value = "sy")]
+        name: String,
+        /// Capacity of each processor in session units (0: unlimited); a small one makes
+        /// calls fail with 503 / 403, to see what a failed run reports.
+        #[arg(long, default_value_t = 0)]
+        capacity: u32,
     },
     /// The load benchmark: receive ceilings, Switchyard xdp and udp under blast, SIP and MGCP
     /// calls; prints one table of rates, latency, dispatcher CPU per call and ratios.
@@ -130,7 +133,24 @@ fn main() -> anyhow::Result<()> {
             seconds,
             rate,
             keep,
-        } => run(&backend, seconds, rate, keep),
+            name,
+            capacity,
+        } => run(xtask::run::RunConfig {
+            backend,
+            seconds,
+            rate,
+            name,
+            capacity,
+            keep,
+            bin_dir: workspace_root().join("target/release"),
+            out_dir: workspace_root().join(format!(
+                "target/bench/run-{}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                std::process::id()
+            )),
+        }),
         Cmd::Testbed {
             action,
             name,
@@ -302,83 +322,11 @@ fn fuzz_smoke() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(backend: &str, seconds: u64, rate: u64, keep: bool) -> anyhow::Result<()> {
+fn run(cfg: xtask::run::RunConfig) -> anyhow::Result<()> {
     setup::all(true)?;
     let mut b = cargo();
     b.args(["build", "--release", "-p", "dispatcher-user", "-p", "bench"])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(b, "cargo build --release")?;
-    let release = workspace_root().join("target/release");
-    let bin = release.join("switchyard");
-    let gen = release.join("switchyard-bench");
-    let tb = Testbed::up("sy", 1)?;
-    let tb = if keep { tb.keep() } else { tb };
-    println!(
-        "testbed up: {} ({}) <-> {} ({}, {})",
-        tb.app_ns,
-        testbed::APP_V4,
-        tb.disp_ns,
-        testbed::DISP_V4,
-        tb.disp_if
-    );
-    let mut sw = Testbed::exec(&tb.disp_ns, bin.to_str().unwrap_or("switchyard"));
-    sw.args(["run", "--backend", backend, "--iface", &tb.disp_if])
-        .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
-        .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
-        .args(["--stats-interval", "1"]);
-    let child = sw
-        .stdin(Stdio::null())
-        .spawn()
-        .context("starting switchyard")?;
-    let sy = Child(child);
-    std::thread::sleep(Duration::from_secs(1));
-    // Real call flows from the load generator: SIP calls and MGCP connections, half the rate each.
-    let mut gens = Vec::new();
-    for (kind, port) in [("sip", 5060), ("mgcp", 2427)] {
-        gens.push(
-            Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or("switchyard-bench"))
-                .args([kind, "--target", &format!("{}:{port}", testbed::DISP_V4)])
-                .args(["--local-ip", testbed::APP_V4, "--hold-ms", "500", "--quiet"])
-                .args(["--rate", &(rate / 2).max(1).to_string()])
-                .args([
-                    "--duration",
-                    &seconds.to_string(),
-                    "--label",
-                    &format!("run-{kind}"),
-                ])
-                .stdout(Stdio::null())
-                .spawn()
-                .context("starting the load generator")?,
-        );
-    }
-    for mut g in gens {
-        g.wait()?;
-    }
-    std::thread::sleep(Duration::from_millis(1500));
-    sy.stop()
-}
-
-/// A child process that is SIGINT-ed (and reaped) when stopped, SIGKILL-ed if dropped.
-struct Child(std::process::Child);
-
-impl Child {
-    fn stop(mut self) -> anyhow::Result<()> {
-        // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let status = self.0.wait()?;
-        if !status.success() {
-            bail!("switchyard exited with {status}");
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // SAFETY: signalling our own child by its PID.
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
-            let _ = self.0.wait();
-        }
-    }
+    xtask::run::run(&cfg).map(|_| ())
 }
