@@ -238,4 +238,15 @@ fn a_program_left_attached_by_netlink_is_replaced() {
         !tb.disp_link_details().unwrap().contains("prog/xdp"),
         "nothing left attached"
     );
+    // The exit summary goes to stderr, and a pipe gets no colour escapes.
+    assert!(
+        stats.1.contains("switchyard ran ") && stats.1.contains("\n  processors   none\n"),
+        "exit summary on stderr: {}",
+        stats.1
+    );
+    assert!(
+        !stats.1.contains('\u{1b}'),
+        "ANSI escapes on a pipe: {:?}",
+        stats.1
+    );
 }
