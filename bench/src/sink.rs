@@ -228,13 +228,11 @@ pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
     for q in queues.iter_mut() {
         q.refresh_kernel_stats();
     }
-    r.datagrams = queues.iter().map(|q| q.stats().rx_frames).sum();
-    r.bytes = queues.iter().map(|q| q.stats().rx_bytes).sum();
+    let rings: xdp_io::xsk::XskStats = queues.iter().map(XskQueue::stats).sum();
+    r.datagrams = rings.rx_frames;
+    r.bytes = rings.rx_bytes;
     clock.finish(&mut r);
     let c = prog.counters().ok();
-    let sum = |f: fn(&xdp_io::xsk::XskStats) -> u64| -> u64 {
-        queues.iter().map(|q| f(&q.stats())).sum()
-    };
     r.xdp = Some(serde_json::json!({
         "iface": cfg.iface,
         "queues": nq,
@@ -244,8 +242,8 @@ pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
         "passed": c.map(|c| c.passed),
         "malformed": c.map(|c| c.malformed),
         "no_socket": c.map(|c| c.no_socket),
-        "fill_short": sum(|s| s.fill_short),
-        "kernel_rx_dropped": sum(|s| s.kernel_rx_dropped),
+        "fill_short": rings.fill_short,
+        "kernel_rx_dropped": rings.kernel_rx_dropped,
     }));
     Ok(r)
 }

@@ -40,40 +40,23 @@ pub struct ExitReport {
 /// AF_XDP counters summed over the served queues, and what the shell could not hand on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AfXdpReport {
-    /// Frames received.
-    pub rx_frames: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames transmitted (the dispatcher's own replies).
-    pub tx_frames: u64,
-    /// Replies that found the tx ring full.
-    pub tx_full: u64,
-    /// Times the fill ring could not be refilled completely.
-    pub fill_short: u64,
-    /// Frames the kernel dropped for want of rx ring space.
-    pub kernel_rx_dropped: u64,
-    /// Frames that were not a readable UDP datagram.
-    pub bad_frames: u64,
-    /// Datagrams to a port that is not configured.
-    pub unknown_port: u64,
-    /// Replies that could not be queued for transmit.
-    pub reply_not_sent: u64,
+    /// The rings: `rx_frames`, `rx_bytes`, `tx_frames`, `tx_full`, `fill_short`,
+    /// `kernel_rx_dropped` (flattened).
+    #[serde(flatten)]
+    pub rings: xdp_io::xsk::XskStats,
+    /// Frames that were not a readable UDP datagram, datagrams to a port that is not
+    /// configured, replies that could not be queued for transmit (`cpu_ns` is the top level's
+    /// `dispatcher_cpu_ns`).
+    #[serde(flatten)]
+    pub shell: crate::xdp_shell::XdpShellStats,
 }
 
 impl AfXdpReport {
     /// Sums `queues` and adds the shell's own counters.
     pub fn new(queues: &[xdp_io::xsk::XskStats], shell: &crate::xdp_shell::XdpShellStats) -> Self {
-        let sum = |f: fn(&xdp_io::xsk::XskStats) -> u64| queues.iter().map(f).sum::<u64>();
         Self {
-            rx_frames: sum(|s| s.rx_frames),
-            rx_bytes: sum(|s| s.rx_bytes),
-            tx_frames: sum(|s| s.tx_frames),
-            tx_full: sum(|s| s.tx_full),
-            fill_short: sum(|s| s.fill_short),
-            kernel_rx_dropped: sum(|s| s.kernel_rx_dropped),
-            bad_frames: shell.bad_frames,
-            unknown_port: shell.unknown_port,
-            reply_not_sent: shell.reply_not_sent,
+            rings: queues.iter().copied().sum(),
+            shell: *shell,
         }
     }
 }

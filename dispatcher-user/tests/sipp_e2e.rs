@@ -172,7 +172,7 @@ fn sipp_over_xdp_backend_with_capture() {
     assert_eq!(stats.router.decisions.new_dialogs, CALLS, "{stats:?}");
     assert_eq!(stats.router.decisions.in_dialog, 0, "{stats:?}");
     assert_eq!(
-        stats.afxdp.unwrap().rx_frames,
+        stats.afxdp.unwrap().rings.rx_frames,
         CALLS,
         "only the INVITEs reach the AF_XDP socket: {stats:?}"
     );

@@ -99,8 +99,8 @@ fn xdp_backend_receives_every_well_known_datagram_and_passes_the_rest() {
         "MGCP datagrams reaching the core: {stats:?}"
     );
     assert_eq!(core.bytes, bytes, "payload bytes equal: {stats:?}");
-    assert_eq!(stats.afxdp.unwrap().rx_frames, 1100, "{stats:?}");
-    assert_eq!(stats.afxdp.unwrap().bad_frames, 0, "{stats:?}");
+    assert_eq!(stats.afxdp.unwrap().rings.rx_frames, 1100, "{stats:?}");
+    assert_eq!(stats.afxdp.unwrap().shell.bad_frames, 0, "{stats:?}");
     assert_eq!(stats.xdp.unwrap().redirected, 1100, "{stats:?}");
     assert_eq!(stats.xdp.unwrap().no_socket, 0, "{stats:?}");
     assert!(stats.xdp.unwrap().passed >= 100, "{stats:?}");

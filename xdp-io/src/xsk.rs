@@ -78,6 +78,20 @@ pub struct XskStats {
     pub kernel_rx_dropped: u64,
 }
 
+impl std::iter::Sum for XskStats {
+    /// Totals over queues.
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| Self {
+            rx_frames: a.rx_frames + b.rx_frames,
+            rx_bytes: a.rx_bytes + b.rx_bytes,
+            tx_frames: a.tx_frames + b.tx_frames,
+            tx_full: a.tx_full + b.tx_full,
+            fill_short: a.fill_short + b.fill_short,
+            kernel_rx_dropped: a.kernel_rx_dropped + b.kernel_rx_dropped,
+        })
+    }
+}
+
 /// An anonymous, page-aligned mapping backing a UMEM; unmapped on drop.
 struct Area {
     ptr: NonNull<u8>,
