@@ -100,7 +100,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
         .out_root
         .join(format!("{stamp}{}", if cfg.quick { "-quick" } else { "" }));
     std::fs::create_dir_all(&out)?;
-    let tb = Testbed::up("sybn", 1)?;
+    let tb = Testbed::up(&crate::testbed::unique_name("bn"), 1)?;
     let bin = |name: &str| cfg.bin_dir.join(name);
     let sy = bin("switchyard");
     let gen = bin("switchyard-bench");
