@@ -88,7 +88,7 @@ impl Curve {
             .map(|l| (1.0 / (1.0 - l.percentile), l.value.max(FLOOR_US)))
             .collect();
         if h.total_count > 0 {
-            pts.push((max_x(h.total_count), h.max.max(FLOOR_US)));
+            push_max(&mut pts, h.total_count, h.max);
         }
         Curve {
             label: label.into(),
@@ -98,9 +98,12 @@ impl Curve {
     }
 }
 
-/// Where the maximum sits: at the last 'nines' decade the count supports.
-fn max_x(count: u64) -> f64 {
-    (count as f64).max(10.0)
+/// Ends a curve with its maximum at `x = count` (the last 'nines' the count supports, at
+/// least 10), or at the last point's x if the iteration already went further, so that the
+/// curve never turns back left.
+fn push_max(pts: &mut Vec<(f64, f64)>, count: u64, max_us: f64) {
+    let last = pts.last().map_or(0.0, |p| p.0);
+    pts.push(((count as f64).max(10.0).max(last), max_us.max(FLOOR_US)));
 }
 
 /// Points (x = 1/(1-p), y = µs, at least [`FLOOR_US`]) of a histogram, from its percentile
@@ -119,7 +122,7 @@ pub fn points(l: &Latency) -> Vec<(f64, f64)> {
         let us = it.value_iterated_to() as f64 / 1000.0;
         v.push((1.0 / (1.0 - q), us.max(FLOOR_US)));
     }
-    v.push((max_x(h.len()), (h.max() as f64 / 1000.0).max(FLOOR_US)));
+    push_max(&mut v, h.len(), h.max() as f64 / 1000.0);
     v
 }
 
