@@ -8,9 +8,10 @@ use std::{
 use anyhow::{bail, Context};
 use bench::{
     engine::{run_loop, Engine, LoopConfig},
-    hist::Latency,
+    hist::{parse_hgrm, Latency},
     mgcp::{MgcpCa, MgcpConfig},
     net::{Outbox, Sockets},
+    plot::{svg_curves, Curve},
     report::{out_dir, RunReport},
     schedule::Schedule,
     sink::{self, SinkIdle, XdpSinkConfig},
@@ -42,6 +43,23 @@ enum Cmd {
     Blast(BlastArgs),
     /// Count datagrams only: the receive ceiling (UDP socket or raw AF_XDP loop).
     Sink(SinkArgs),
+    /// Draw `.hgrm` files (as this tool or HdrHistogram writes them) into one latency SVG,
+    /// one curve each: `plot --out cmp.svg --title T xdp=a/invite_200.hgrm udp=b/invite_200.hgrm`.
+    Plot(PlotArgs),
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// The SVG file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The plot's title (one line).
+    #[arg(long, default_value = "latency by percentile")]
+    title: String,
+    /// Curves as NAME=PATH (NAME is the legend entry). A file without samples is skipped
+    /// with a warning; it is an error if none has any.
+    #[arg(required = true, value_name = "NAME=PATH")]
+    curves: Vec<String>,
 }
 
 /// Options every generator shares.
@@ -482,6 +500,36 @@ fn run_sink(a: SinkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_plot(a: PlotArgs) -> anyhow::Result<()> {
+    let mut curves = Vec::new();
+    for spec in &a.curves {
+        let (name, path) = spec
+            .split_once('=')
+            .with_context(|| format!("{spec:?}: expected NAME=PATH"))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        let h = parse_hgrm(&text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("parsing {path}"))?;
+        if h.total_count == 0 {
+            eprintln!("switchyard-bench plot: warning: {path} has no samples; no {name} curve");
+            continue;
+        }
+        curves.push(Curve::from_hgrm(name, &h));
+    }
+    if curves.is_empty() {
+        bail!(
+            "none of the histograms has samples; {} not written",
+            a.out.display()
+        );
+    }
+    let svg = svg_curves(&a.title, &curves).map_err(anyhow::Error::msg)?;
+    if let Some(d) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&a.out, svg).with_context(|| format!("writing {}", a.out.display()))?;
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -489,6 +537,7 @@ fn main() {
         Cmd::Mgcp(a) => run_mgcp(a),
         Cmd::Blast(a) => run_blast(a),
         Cmd::Sink(a) => run_sink(a),
+        Cmd::Plot(a) => run_plot(a),
     };
     if let Err(e) = r {
         eprintln!("switchyard-bench: error: {e:#}");

@@ -56,6 +56,49 @@ pub fn out_dir(out: Option<&Path>, label: Option<&str>) -> PathBuf {
     }
 }
 
+/// A number without a trailing `.0` (`10`, `2.5`).
+fn short(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The one-line plot title naming the run's parameters:
+/// `sip calls: 5000/s offered for 10 s → 198.18.0.1:5060 (sip-xdp)`, or with a ramp
+/// `sip calls: 100→5000/s ramp offered over 10 s → ...`.
+pub fn plot_title(
+    kind: &str,
+    schedule: &Schedule,
+    target: Option<&str>,
+    label: Option<&str>,
+) -> String {
+    let what = match kind {
+        "blast" => "blast datagrams",
+        "mgcp" => "mgcp calls",
+        "sip" => "sip calls",
+        other => other,
+    };
+    let d = short(schedule.duration_ns as f64 / 1e9);
+    let mut t = if schedule.ramp_to != schedule.rate {
+        format!(
+            "{what}: {}→{}/s ramp offered over {d} s",
+            short(schedule.rate),
+            short(schedule.ramp_to)
+        )
+    } else {
+        format!("{what}: {}/s offered for {d} s", short(schedule.rate))
+    };
+    if let Some(to) = target {
+        t.push_str(&format!(" → {to}"));
+    }
+    if let Some(l) = label {
+        t.push_str(&format!(" ({l})"));
+    }
+    t
+}
+
 /// Everything a generator run produced, ready to be written.
 pub struct RunReport<'a> {
     /// `sip`, `mgcp` or `blast`.
@@ -224,10 +267,11 @@ impl RunReport<'_> {
             files.insert(h.name.into(), Value::String(name));
         }
         if !self.hists.is_empty() {
-            let title = format!(
-                "switchyard-bench {} {}: latency by percentile",
+            let title = plot_title(
                 self.kind,
-                self.label.as_deref().unwrap_or("")
+                &self.schedule,
+                self.config.get("target").and_then(Value::as_str),
+                self.label.as_deref(),
             );
             match crate::plot::svg(&title, &self.hists) {
                 Ok(svg) => {
@@ -253,6 +297,20 @@ impl RunReport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plot_titles_name_the_parameters() {
+        let s = Schedule::ramp(5000.0, 5000.0, 10_000_000_000);
+        assert_eq!(
+            plot_title("sip", &s, Some("198.18.0.1:5060"), Some("sip-xdp")),
+            "sip calls: 5000/s offered for 10 s → 198.18.0.1:5060 (sip-xdp)"
+        );
+        let s = Schedule::ramp(100.0, 2500.5, 3_500_000_000);
+        assert_eq!(
+            plot_title("mgcp", &s, Some("[::1]:2427"), None),
+            "mgcp calls: 100→2500.5/s ramp offered over 3.5 s → [::1]:2427"
+        );
+    }
 
     #[test]
     fn timestamps() {

@@ -11,8 +11,10 @@
 //!
 //! Everything lands in `target/bench/<timestamp>/` (one folder per stage with the generator's
 //! `.hgrm`, `summary.json`, `report.txt` and `latency.svg`; the dispatcher's exit counters; and
-//! `bench.json` + `table.txt` for the whole run).
+//! `bench.json`, `table.txt` and `combined-invite.svg`, the SIP stages' INVITE→200 curves of
+//! both backends in one plot drawn by `switchyard-bench plot`, for the whole run).
 use std::{
+    ffi::OsString,
     path::{Path, PathBuf},
     process::{Child, Stdio},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -93,8 +95,74 @@ fn num(v: &Value, path: &[&str]) -> f64 {
     cur.as_f64().unwrap_or(f64::NAN)
 }
 
-/// Runs the whole benchmark; returns the output folder.
-pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
+/// What a run left behind.
+#[derive(Debug, Clone)]
+pub struct BenchRun {
+    /// The run's folder (`target/bench/<stamp>`).
+    pub dir: PathBuf,
+    /// The whole-run files in it: `table.txt`, `bench.json`, `combined-invite.svg` (when
+    /// written).
+    pub files: Vec<PathBuf>,
+}
+
+/// The combined INVITE→200 plot's file name, beside `table.txt`.
+pub const COMBINED_INVITE: &str = "combined-invite.svg";
+
+/// The `switchyard-bench plot` arguments drawing `curves` (legend name, `.hgrm` path) into
+/// `out`; a curve whose file is missing (its stage failed) is left out with a warning. None
+/// when no file is there at all.
+pub fn plot_args(out: &Path, title: &str, curves: &[(&str, PathBuf)]) -> Option<Vec<OsString>> {
+    let mut args: Vec<OsString> = vec!["plot".into(), "--title".into(), title.into()];
+    args.push("--out".into());
+    args.push(out.into());
+    let mut any = false;
+    for (name, path) in curves {
+        if path.is_file() {
+            let mut a = OsString::from(format!("{name}="));
+            a.push(path);
+            args.push(a);
+            any = true;
+        } else {
+            eprintln!(
+                "bench: warning: no histogram {} (stage failed?); no {name} curve in {}",
+                path.display(),
+                out.display()
+            );
+        }
+    }
+    any.then_some(args)
+}
+
+/// Draws the combined plot with the generator's `plot` subcommand; a failure is a warning
+/// (the numbers in `table.txt` stand without it). Returns the file when written.
+fn combined_plot(
+    gen: &Path,
+    out: &Path,
+    title: &str,
+    curves: &[(&str, PathBuf)],
+) -> Option<PathBuf> {
+    let args = plot_args(out, title, curves)?;
+    match std::process::Command::new(gen).args(&args).status() {
+        Ok(st) if st.success() => Some(out.to_path_buf()),
+        Ok(st) => {
+            eprintln!(
+                "bench: warning: {} not written ({gen:?} plot: {st})",
+                out.display()
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "bench: warning: {} not written ({gen:?}: {e})",
+                out.display()
+            );
+            None
+        }
+    }
+}
+
+/// Runs the whole benchmark; returns the output folder and its whole-run files.
+pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let out = cfg
         .out_root
@@ -116,6 +184,8 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
     let disp_sip = format!("{}:5060", testbed::DISP_V4);
     let disp_mgcp = format!("{}:2427", testbed::DISP_V4);
     let mut rows: Vec<Value> = Vec::new();
+    // The SIP call stages' INVITE→200 histograms, by backend, for the combined plot.
+    let mut invite_hgrms: Vec<(&str, PathBuf)> = Vec::new();
 
     // The generator runs on core 0, everything on the dispatcher side on core 1.
     let blast = |dir: &Path, target: &str| -> anyhow::Result<()> {
@@ -278,6 +348,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
             .arg("--out")
             .arg(&dir)
             .stdout(Stdio::null());
+            if kind == "sip" {
+                invite_hgrms.push((backend, dir.join("invite_200.hgrm")));
+            }
             let st = g.status()?;
             if !st.success() {
                 bail!("generator ({kind}, {backend}) failed: {st}");
@@ -321,13 +394,22 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
     });
     let table = render(&rows, &ratios);
     println!("{table}");
-    std::fs::write(out.join("table.txt"), &table)?;
+    let mut files = vec![out.join("table.txt"), out.join("bench.json")];
+    std::fs::write(&files[0], &table)?;
     std::fs::write(
-        out.join("bench.json"),
+        &files[1],
         serde_json::to_vec_pretty(
             &json!({ "quick": cfg.quick, "stages": rows, "ratios": ratios }),
         )?,
     )?;
+    let title = format!(
+        "sip calls, INVITE→200 by backend: {}/s offered for {secs} s → {disp_sip}",
+        cfg.call_rate
+    );
+    if let Some(p) = combined_plot(&gen, &out.join(COMBINED_INVITE), &title, &invite_hgrms) {
+        println!("combined plot: {}", p.display());
+        files.push(p);
+    }
     // Every stage must have produced numbers (the only thing --quick asserts).
     for r in &rows {
         let v = r
@@ -338,7 +420,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<PathBuf> {
             bail!("stage {} produced no numbers: {r}", r["stage"]);
         }
     }
-    Ok(out)
+    Ok(BenchRun { dir: out, files })
 }
 
 fn render(rows: &[Value], ratios: &Value) -> String {
@@ -378,4 +460,32 @@ fn render(rows: &[Value], ratios: &Value) -> String {
         }
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plot_args_leave_out_missing_histograms() {
+        let dir = std::env::temp_dir().join(format!("xtask-plot-args-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sip-xdp")).unwrap();
+        let xdp = dir.join("sip-xdp/invite_200.hgrm");
+        std::fs::write(&xdp, "").unwrap();
+        let udp = dir.join("sip-udp/invite_200.hgrm");
+        let out = dir.join(COMBINED_INVITE);
+        let curves = [("xdp", xdp.clone()), ("udp", udp.clone())];
+        let args = plot_args(&out, "T", &curves).unwrap();
+        let want: Vec<OsString> = vec![
+            "plot".into(),
+            "--title".into(),
+            "T".into(),
+            "--out".into(),
+            out.clone().into(),
+            format!("xdp={}", xdp.display()).into(),
+        ];
+        assert_eq!(args, want);
+        assert!(plot_args(&out, "T", &[("udp", udp)]).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

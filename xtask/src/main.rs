@@ -221,7 +221,7 @@ fn bench(
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(b, "cargo build --release")?;
     let root = workspace_root();
-    let out = xtask::bench::run(&xtask::bench::BenchConfig {
+    let run = xtask::bench::run(&xtask::bench::BenchConfig {
         quick,
         blast_rate: blast_rate.unwrap_or(if quick { 20_000 } else { 150_000 }),
         call_rate: call_rate.unwrap_or(if quick { 1_000 } else { 5_000 }),
@@ -231,7 +231,10 @@ fn bench(
         bin_dir: root.join("target/release"),
         out_root: root.join("target/bench"),
     })?;
-    println!("bench artefacts: {}", out.display());
+    println!("bench artefacts: {}", run.dir.display());
+    for f in &run.files {
+        println!("  {}", f.display());
+    }
     Ok(())
 }
 
