@@ -169,6 +169,7 @@ pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
             ..XskConfig::default()
         },
         mode: cfg.mode,
+        guard: Default::default(),
     })
     .context("setting up XDP steering (needs root/CAP_BPF, and a build with the eBPF toolchain)")?;
     let nq = queues.len();
@@ -242,6 +243,8 @@ pub fn xdp(cfg: &XdpSinkConfig) -> anyhow::Result<SinkResult> {
         "passed": c.map(|c| c.passed),
         "malformed": c.map(|c| c.malformed),
         "no_socket": c.map(|c| c.no_socket),
+        "dropped_not_allowed": c.map(|c| c.dropped_not_allowed),
+        "dropped_rate": c.map(|c| c.dropped_rate),
         "fill_short": rings.fill_short,
         "kernel_rx_dropped": rings.kernel_rx_dropped,
     }));

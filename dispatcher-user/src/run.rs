@@ -286,6 +286,7 @@ fn run_xdp(
             ..XskConfig::default()
         },
         mode: cfg.xdp_mode,
+        guard: Default::default(),
     })
     .context("setting up XDP steering")?;
     let nq = queues.len();

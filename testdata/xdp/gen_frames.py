@@ -15,7 +15,15 @@ xdp-io/tests/frame_fixtures.rs (frame::parse) through
 xdp-io/tests/common/fixtures.rs.
 
 Environment the XDP expectations assume: UDP ports 5060 (SIP) and 2427 (MGCP) in the
-well-known-ports map, an AF_XDP socket in the XSKMAP at queue 0 (BPF_PROG_TEST_RUN's queue).
+well-known-ports map, an AF_XDP socket in the XSKMAP at queue 0 (BPF_PROG_TEST_RUN's queue),
+and the source guard as the case's `config` says (default `open`), with every source's token
+bucket fresh (full) when the case starts.
+
+Source-guard rules the expectations follow (documented in dispatcher-common): the guard only
+looks at well-known-port UDP that is not malformed; with any allow prefix configured, only
+listed sources pass, for both families (a v4-only list denies every IPv6 source); the rate
+limit applies after the allow-list, to sources not exempt; a source's first datagram finds a
+full bucket of `burst` tokens, each datagram takes one.
 
 Output format: blocks separated by blank lines, `#` lines are comments, one `key: value` per
 line:
@@ -33,6 +41,13 @@ line:
     payload: OFFSET LENGTH     (parse: ok only) UDP payload position in the frame, length as
                                the UDP length field gives it (Ethernet padding excluded)
     frame:   hex               the whole frame, as XDP sees it
+    config:  open | ITEM...    (optional, default open) source-guard maps the case runs under,
+                               space-separated: allow=CIDR[,CIDR...] (allow-list),
+                               rate=RATE/BURST (datagrams/s, bucket), exempt=CIDR[,CIDR...]
+    prime:   N                 (optional, default 0) the frame is first run N times, each of
+                               which must be REDIRECT redirected (uses up N tokens)
+    repeat:  N                 (optional, default 1) then it is run N times, each of which must
+                               give `xdp`
 """
 
 import sys
@@ -82,7 +97,7 @@ def v6(dport=5060, sport=40000, payload=SIP, **ip):
 
 
 def case(name, frame, xdp, parse, *, note=None, src=None, dst=None, vlan=None, ttl=None,
-         payload=None, cut=None):
+         payload=None, cut=None, config=None, prime=0, repeat=1):
     """One fixture. `frame` is a scapy packet or bytes; `cut` truncates it to that many bytes.
 
     For parse == "ok", `payload` is (offset, length) computed from the scapy layers, not from
@@ -94,7 +109,8 @@ def case(name, frame, xdp, parse, *, note=None, src=None, dst=None, vlan=None, t
         data = data[:cut]
     assert len(data) >= 14, f"{name}: BPF_PROG_TEST_RUN needs at least an Ethernet header"
     CASES.append(dict(name=name, xdp=xdp, parse=parse, note=note, src=src, dst=dst,
-                      vlan=vlan, ttl=ttl, payload=payload, frame=data))
+                      vlan=vlan, ttl=ttl, payload=payload, frame=data, config=config,
+                      prime=prime, repeat=repeat))
 
 
 def udp_payload(pkt):
@@ -107,9 +123,10 @@ def udp_payload(pkt):
     return (udp_off + 8, length)
 
 
-def ok(name, pkt, xdp, *, src, dst, vlan=None, ttl=64, note=None):
+def ok(name, pkt, xdp, *, src, dst, vlan=None, ttl=64, note=None, config=None, prime=0,
+       repeat=1):
     case(name, pkt, xdp, "ok", src=src, dst=dst, vlan=vlan, ttl=ttl,
-         payload=udp_payload(pkt), note=note)
+         payload=udp_payload(pkt), note=note, config=config, prime=prime, repeat=repeat)
 
 
 A4 = f"{V4_APP}:40000"
@@ -225,6 +242,87 @@ case("udp length beyond ipv6 payload length",
 case("vlan truncated ipv4 header", eth(Dot1Q(vlan=100)) / v4(), MALFORMED, "malformed",
      cut=18 + 19)
 
+# --- source guard: allow-list ------------------------------------------------------------
+V4_OTHER, V6_OTHER = "198.18.0.3", "2001:db8:5e::3"
+V4_FAR = "203.0.113.7"
+DROP_NA = "DROP dropped_not_allowed"
+DROP_RATE = "DROP dropped_rate"
+
+
+def v4_from(src, dport=5060, sport=40000, payload=SIP):
+    return IP(src=src, dst=V4_DISP) / UDP(sport=sport, dport=dport) / Raw(payload)
+
+
+def v6_from(src, dport=5060, sport=40000, payload=SIP):
+    return IPv6(src=src, dst=V6_DISP) / UDP(sport=sport, dport=dport) / Raw(payload)
+
+
+ALLOW2 = "allow=198.18.0.2/32"
+ok("guard allow ipv4 listed source", eth() / v4(), REDIRECT, src=A4, dst=D4, config=ALLOW2)
+ok("guard allow ipv4 unlisted source", eth() / v4_from(V4_OTHER), DROP_NA,
+   src=f"{V4_OTHER}:40000", dst=D4, config=ALLOW2,
+   note="dropped by policy, still a well-formed frame for frame::parse")
+ok("guard allow ipv4 prefix covers source", eth() / v4_from("198.19.1.1"), REDIRECT,
+   src="198.19.1.1:40000", dst=D4, config="allow=198.18.0.0/15")
+ok("guard allow ipv4 source outside prefix", eth() / v4_from(V4_FAR, 2427, 2727, MGCP),
+   DROP_NA, src=f"{V4_FAR}:2727", dst=f"{V4_DISP}:2427", config="allow=198.18.0.0/15")
+ok("guard allow list of ipv4 only denies ipv6", eth() / v6(), DROP_NA, src=A6, dst=D6,
+   config=ALLOW2, note="any prefix configured: only listed sources pass, for both families")
+ok("guard allow ipv6 listed prefix", eth() / v6(), REDIRECT, src=A6, dst=D6,
+   config="allow=2001:db8:5e::/64")
+ok("guard allow ipv6 unlisted source", eth() / v6_from(V6_OTHER), DROP_NA,
+   src=f"[{V6_OTHER}]:40000", dst=D6, config="allow=2001:db8:5e::2/128")
+ok("guard allow list of ipv6 only denies ipv4", eth() / v4(), DROP_NA, src=A4, dst=D4,
+   config="allow=2001:db8:5e::/64")
+ok("guard allow both families ipv6", eth() / v6(), REDIRECT, src=A6, dst=D6,
+   config="allow=198.18.0.2/32,2001:db8:5e::/64")
+ok("guard allow both families ipv4", eth() / v4(), REDIRECT, src=A4, dst=D4,
+   config="allow=198.18.0.2/32,2001:db8:5e::/64")
+ok("guard vlan allow ipv4 unlisted source", eth(Dot1Q(vlan=100)) / v4_from(V4_OTHER), DROP_NA,
+   src=f"{V4_OTHER}:40000", dst=D4, vlan=100, config=ALLOW2)
+ok("guard vlan allow ipv6 listed source", eth(Dot1Q(vlan=7)) / v6(2427, 2727), REDIRECT,
+   src=f"[{V6_APP}]:2727", dst=f"[{V6_DISP}]:2427", vlan=7, config="allow=2001:db8:5e::2/128")
+ok("guard 802.1ad allow ipv4 unlisted source", eth(Dot1AD(vlan=200)) / v4_from(V4_FAR),
+   DROP_NA, src=f"{V4_FAR}:40000", dst=D4, vlan=200, config=ALLOW2)
+ok("guard allow list leaves processor ports alone", eth() / v4_from(V4_OTHER, 5099), PASS,
+   src=f"{V4_OTHER}:40000", dst=f"{V4_DISP}:5099", config=ALLOW2)
+case("guard allow list leaves tcp alone",
+     eth() / IP(src=V4_OTHER, dst=V4_DISP) / TCP(sport=40000, dport=5060), PASS, "not-udp 6",
+     config=ALLOW2)
+case("guard allow list counts malformed as malformed",
+     eth() / IP(src=V4_OTHER, dst=V4_DISP) / UDP(sport=40000, dport=5060, len=4) / Raw(SIP),
+     MALFORMED, "malformed", config=ALLOW2, note="header checks come before the guard")
+case("guard allow list leaves fragments alone",
+     eth() / IP(src=V4_OTHER, dst=V4_DISP, flags="MF") / UDP(sport=40000, dport=5060)
+     / Raw(SIP), PASS, "fragment", config=ALLOW2)
+
+# --- source guard: per-source rate limit ---------------------------------------------------
+ok("guard rate ipv4 within burst", eth() / v4(), REDIRECT, src=A4, dst=D4, config="rate=1/3",
+   prime=2, note="third datagram of a burst of 3")
+ok("guard rate ipv4 over burst", eth() / v4(), DROP_RATE, src=A4, dst=D4, config="rate=1/3",
+   prime=3, note="burst 3: the 4th datagram within the same second is dropped")
+ok("guard rate ipv4 stays over", eth() / v4(), DROP_RATE, src=A4, dst=D4, config="rate=1/1",
+   prime=1, repeat=5, note="a drop takes no token and gives none back")
+ok("guard rate ipv6 over burst", eth() / v6(), DROP_RATE, src=A6, dst=D6, config="rate=1/2",
+   prime=2)
+ok("guard rate vlan ipv4 over burst", eth(Dot1Q(vlan=100)) / v4(), DROP_RATE, src=A4, dst=D4,
+   vlan=100, config="rate=1/1", prime=1)
+ok("guard rate vlan ipv6 over burst", eth(Dot1Q(vlan=7)) / v6(2427, 2727), DROP_RATE,
+   src=f"[{V6_APP}]:2727", dst=f"[{V6_DISP}]:2427", vlan=7, config="rate=1/2", prime=2)
+ok("guard rate ipv4 exempt source", eth() / v4(), REDIRECT, src=A4, dst=D4,
+   config="rate=1/1 exempt=198.18.0.2/32", prime=3)
+ok("guard rate ipv6 exempt prefix", eth() / v6(), REDIRECT, src=A6, dst=D6,
+   config="rate=1/1 exempt=2001:db8::/32", prime=3)
+ok("guard rate other source's exemption does not apply", eth() / v4(), DROP_RATE, src=A4,
+   dst=D4, config="rate=1/1 exempt=198.18.0.3/32,2001:db8:5e::2/128", prime=1)
+ok("guard rate leaves processor ports alone", eth() / v4(5099), PASS, src=A4,
+   dst=f"{V4_DISP}:5099", config="rate=1/1", repeat=4)
+ok("guard allow and rate: unlisted source counts as not allowed", eth() / v4_from(V4_OTHER),
+   DROP_NA, src=f"{V4_OTHER}:40000", dst=D4, config=f"{ALLOW2} rate=1/1", repeat=3,
+   note="the allow-list is checked first; a denied source takes no token")
+ok("guard allow and rate: listed source over rate", eth() / v4(), DROP_RATE, src=A4, dst=D4,
+   config=f"{ALLOW2} rate=1/1", prime=1)
+
 
 def main(out):
     names = [c["name"] for c in CASES]
@@ -247,6 +345,12 @@ def main(out):
             out.write(f"ttl: {c['ttl']}\n")
             off, length = c["payload"]
             out.write(f"payload: {off} {length}\n")
+        if c["config"]:
+            out.write(f"config: {c['config']}\n")
+        if c["prime"]:
+            out.write(f"prime: {c['prime']}\n")
+        if c["repeat"] != 1:
+            out.write(f"repeat: {c['repeat']}\n")
         out.write(f"frame: {c['frame'].hex()}\n")
 
 

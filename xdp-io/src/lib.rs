@@ -8,13 +8,14 @@
 //! run. It must not know SIP or MGCP or make routing decisions: it moves frames.
 pub mod frame;
 pub mod loader;
+pub mod prefix;
 pub mod xsk;
 
 use dispatcher_common::PortProto;
 use thiserror::Error;
 
 use crate::{
-    loader::{AttachMode, LoaderError, XdpProgram},
+    loader::{AttachMode, LoaderError, SourceGuard, XdpProgram},
     xsk::{XskConfig, XskError, XskQueue},
 };
 
@@ -42,6 +43,8 @@ pub struct SteeringConfig<'a> {
     pub xsk: XskConfig,
     /// Attach mode.
     pub mode: AttachMode,
+    /// The source guard, set before attaching (so no datagram passes unguarded).
+    pub guard: SourceGuard,
 }
 
 /// The program attached to an interface and one AF_XDP socket per served rx queue. Dropping it
@@ -56,10 +59,11 @@ pub struct Steering {
 }
 
 impl Steering {
-    /// Loads the program, registers `ports`, opens and registers a socket per queue, then
-    /// attaches: traffic is steered only once every socket can take it.
+    /// Loads the program, registers `ports`, sets the source guard, opens and registers a
+    /// socket per queue, then attaches: traffic is steered only once every socket can take it.
     pub fn open(cfg: &SteeringConfig<'_>) -> Result<Self, SteeringError> {
         let mut program = XdpProgram::load()?;
+        program.set_guard(&cfg.guard)?;
         for &(port, proto) in cfg.ports {
             program.add_port(port, proto)?;
         }

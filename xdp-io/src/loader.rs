@@ -6,14 +6,20 @@
 //! link (or the process dying) detaches the program.
 use std::{ffi::CString, os::fd::AsRawFd, process::Command};
 
+use std::net::IpAddr;
+
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, XskMap},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData, PerCpuArray, XskMap},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
-    Ebpf,
+    Ebpf, Pod,
 };
 use dispatcher_common::{
-    Counter, PortKey, PortProto, COUNTERS_MAP, PORTS_MAP, PROGRAM_NAME, XSKS_MAP,
+    Bucket, Counter, GuardConfig, PortKey, PortProto, SourceKey, ALLOW_V4_MAP, ALLOW_V6_MAP,
+    BUCKETS_MAP, COUNTERS_MAP, EXEMPT_V4_MAP, EXEMPT_V6_MAP, GUARD_MAP, MAX_PREFIXES, MAX_RATE,
+    PORTS_MAP, PROGRAM_NAME, XSKS_MAP,
 };
+
+use crate::prefix::Prefix;
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -50,6 +56,9 @@ pub enum LoaderError {
     /// The interface does not exist.
     #[error("interface {0:?} does not exist")]
     NoInterface(String),
+    /// A source-guard setting the program cannot hold.
+    #[error("source guard: {0}")]
+    Guard(String),
     /// Another program is attached and is not ours.
     #[error("interface {iface} already has XDP program {name:?} (id {id}) attached; it is not Switchyard's, detach it first (`ip link set dev {iface} xdp off`)")]
     Foreign {
@@ -80,7 +89,46 @@ pub struct XdpProgram {
     ebpf: Ebpf,
     xsks: XskMap<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    guard: GuardConfig,
     attached: Option<(String, AttachMode)>,
+}
+
+/// The XDP source guard's settings: which sources may reach the well-known ports at all, and
+/// how fast each may send. The default guards nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceGuard {
+    /// Allowed source prefixes (`--allow-source`); empty: every source. When any prefix is
+    /// given, only listed sources pass, for both families (see `GuardConfig::allow_active`).
+    pub allow: Vec<Prefix>,
+    /// Datagrams/s per source (`--source-rate`); 0: no rate limit.
+    pub rate: u32,
+    /// Bucket size per source (`--source-burst`), datagrams; at least 1.
+    pub burst: u32,
+    /// Sources the rate limit does not apply to (`--rate-exempt`).
+    pub exempt: Vec<Prefix>,
+}
+
+impl SourceGuard {
+    /// Whether it guards anything.
+    pub fn is_active(&self) -> bool {
+        !self.allow.is_empty() || self.rate > 0
+    }
+}
+
+/// Which LPM-trie pair a prefix list goes to.
+#[derive(Clone, Copy)]
+enum PrefixList {
+    Allow,
+    Exempt,
+}
+
+impl PrefixList {
+    fn maps(self) -> (&'static str, &'static str) {
+        match self {
+            PrefixList::Allow => (ALLOW_V4_MAP, ALLOW_V6_MAP),
+            PrefixList::Exempt => (EXEMPT_V4_MAP, EXEMPT_V6_MAP),
+        }
+    }
 }
 
 impl XdpProgram {
@@ -103,12 +151,153 @@ impl XdpProgram {
             ebpf.take_map(COUNTERS_MAP)
                 .ok_or(LoaderError::Missing(COUNTERS_MAP))?,
         )?;
-        Ok(Self {
+        let mut prog = Self {
             ebpf,
             xsks,
             counters,
+            guard: GuardConfig::default(),
             attached: None,
-        })
+        };
+        prog.write_guard()?;
+        Ok(prog)
+    }
+
+    /// Applies every setting of `guard` (allow-list, rate limit, exemptions): map updates only.
+    pub fn set_guard(&mut self, guard: &SourceGuard) -> Result<(), LoaderError> {
+        self.set_rate_exempt(&guard.exempt)?;
+        self.set_rate_limit(guard.rate, guard.burst)?;
+        self.set_allow_list(&guard.allow)
+    }
+
+    /// Replaces the source allow-list; empty: every source may reach the well-known ports.
+    ///
+    /// A map update, so it may be called while attached: new prefixes go in before the list is
+    /// switched on and stale ones come out after, so a source in both the old and the new list
+    /// is never dropped in between.
+    pub fn set_allow_list(&mut self, prefixes: &[Prefix]) -> Result<(), LoaderError> {
+        self.set_prefixes(PrefixList::Allow, prefixes)
+    }
+
+    /// Replaces the sources exempt from the rate limit (same update order as the allow-list).
+    pub fn set_rate_exempt(&mut self, prefixes: &[Prefix]) -> Result<(), LoaderError> {
+        self.set_prefixes(PrefixList::Exempt, prefixes)
+    }
+
+    /// Sets the per-source limit: `rate` datagrams/s (0: off) with buckets of `burst`
+    /// datagrams (0 is taken as 1). Existing buckets keep their tokens, clamped to the new
+    /// burst on their next datagram.
+    pub fn set_rate_limit(&mut self, rate: u32, burst: u32) -> Result<(), LoaderError> {
+        if rate > MAX_RATE || burst > MAX_RATE {
+            return Err(LoaderError::Guard(format!(
+                "rate {rate}/s with burst {burst}: at most {MAX_RATE} each"
+            )));
+        }
+        self.guard = self.guard.with_rate(rate, burst);
+        self.write_guard()
+    }
+
+    /// Forgets every source's bucket (each starts again with a full one). For tests.
+    pub fn reset_rate_buckets(&mut self) -> Result<(), LoaderError> {
+        let mut buckets: HashMap<_, SourceKey, Bucket> = HashMap::try_from(
+            self.ebpf
+                .map_mut(BUCKETS_MAP)
+                .ok_or(LoaderError::Missing(BUCKETS_MAP))?,
+        )?;
+        let keys: Vec<SourceKey> = buckets.keys().filter_map(Result::ok).collect();
+        for k in keys {
+            let _ = buckets.remove(&k); // evicted meanwhile: fine
+        }
+        Ok(())
+    }
+
+    /// The guard settings as the program sees them.
+    pub fn guard_config(&self) -> GuardConfig {
+        self.guard
+    }
+
+    fn write_guard(&mut self) -> Result<(), LoaderError> {
+        let mut cfg: Array<_, GuardConfig> = Array::try_from(
+            self.ebpf
+                .map_mut(GUARD_MAP)
+                .ok_or(LoaderError::Missing(GUARD_MAP))?,
+        )?;
+        cfg.set(0, self.guard, 0)?;
+        Ok(())
+    }
+
+    fn set_prefixes(&mut self, list: PrefixList, prefixes: &[Prefix]) -> Result<(), LoaderError> {
+        let mut v4: Vec<Key<[u8; 4]>> = Vec::new();
+        let mut v6: Vec<Key<[u8; 16]>> = Vec::new();
+        for p in prefixes {
+            match p.addr() {
+                IpAddr::V4(a) => v4.push(Key::new(u32::from(p.len()), a.octets())),
+                IpAddr::V6(a) => v6.push(Key::new(u32::from(p.len()), a.octets())),
+            }
+        }
+        if v4.len() > MAX_PREFIXES as usize || v6.len() > MAX_PREFIXES as usize {
+            return Err(LoaderError::Guard(format!(
+                "at most {MAX_PREFIXES} prefixes per family"
+            )));
+        }
+        let active = u32::from(!prefixes.is_empty());
+        let flag = |g: &mut GuardConfig| match list {
+            PrefixList::Allow => g.allow_active = active,
+            PrefixList::Exempt => g.exempt_active = active,
+        };
+        let (m4, m6) = list.maps();
+        if active == 0 {
+            flag(&mut self.guard);
+            self.write_guard()?;
+        }
+        self.insert_prefixes(m4, &v4)?;
+        self.insert_prefixes(m6, &v6)?;
+        if active != 0 {
+            flag(&mut self.guard);
+            self.write_guard()?;
+        }
+        self.remove_other_prefixes(m4, &v4)?;
+        self.remove_other_prefixes(m6, &v6)?;
+        Ok(())
+    }
+
+    fn trie<K: Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<LpmTrie<&mut MapData, K, u8>, LoaderError> {
+        Ok(LpmTrie::try_from(
+            self.ebpf.map_mut(name).ok_or(LoaderError::Missing(name))?,
+        )?)
+    }
+
+    fn insert_prefixes<K: Pod>(
+        &mut self,
+        name: &'static str,
+        keys: &[Key<K>],
+    ) -> Result<(), LoaderError> {
+        let mut trie = self.trie::<K>(name)?;
+        for k in keys {
+            trie.insert(k, 1, 0)?;
+        }
+        Ok(())
+    }
+
+    fn remove_other_prefixes<K: Pod + PartialEq>(
+        &mut self,
+        name: &'static str,
+        keep: &[Key<K>],
+    ) -> Result<(), LoaderError> {
+        let mut trie = self.trie::<K>(name)?;
+        let same =
+            |a: &Key<K>, b: &Key<K>| a.prefix_len() == b.prefix_len() && a.data() == b.data();
+        let stale: Vec<Key<K>> = trie
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep.iter().any(|w| same(k, w)))
+            .collect();
+        for k in stale {
+            trie.remove(&k)?;
+        }
+        Ok(())
     }
 
     /// Marks `port` as well-known: UDP to it is steered to AF_XDP.
@@ -190,9 +379,27 @@ impl XdpProgram {
                 Counter::Passed => out.passed = v,
                 Counter::Malformed => out.malformed = v,
                 Counter::NoSocket => out.no_socket = v,
+                Counter::DroppedNotAllowed => out.dropped_not_allowed = v,
+                Counter::DroppedRate => out.dropped_rate = v,
             }
         }
         Ok(out)
+    }
+
+    /// The loaded program's size as the kernel reports it: (instructions after the verifier's
+    /// rewrites, i.e. `bpftool prog dump xlated`'s count; instructions the verifier processed).
+    /// `None` for what the kernel does not report (verified count: Linux 5.16+).
+    pub fn size(&self) -> Result<(Option<u32>, Option<u32>), LoaderError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or(LoaderError::Missing("program"))?
+            .try_into()?;
+        let info = prog.info()?;
+        Ok((
+            info.size_translated().map(|b| b / 8),
+            info.verified_instruction_count(),
+        ))
     }
 
     /// Runs the loaded program on one frame with `BPF_PROG_TEST_RUN`; returns the XDP action.
@@ -225,6 +432,29 @@ pub struct XdpCounters {
     pub malformed: u64,
     /// Well-known-port frames on a queue without a socket (passed).
     pub no_socket: u64,
+    /// Well-known-port frames from a source outside the allow-list (`XDP_DROP`).
+    #[serde(default)]
+    pub dropped_not_allowed: u64,
+    /// Well-known-port frames from a source over its rate limit (`XDP_DROP`).
+    #[serde(default)]
+    pub dropped_rate: u64,
+}
+
+impl XdpCounters {
+    /// Every frame the program saw: each lands in exactly one counter.
+    pub fn total(&self) -> u64 {
+        self.redirected
+            + self.passed
+            + self.malformed
+            + self.no_socket
+            + self.dropped_not_allowed
+            + self.dropped_rate
+    }
+
+    /// Frames the source guard dropped (allow-list and rate limit).
+    pub fn guard_dropped(&self) -> u64 {
+        self.dropped_not_allowed + self.dropped_rate
+    }
 }
 
 /// Detaches a Switchyard program left attached (by netlink) by a crashed run; refuses to touch

@@ -73,6 +73,10 @@ fn xdp_verdict_and_parse_agree() {
             (Action::Redirect, Counter::Redirected, p) => matches!(p, ParseExpect::Ok(_)),
             (Action::Pass, Counter::Passed, p) => !matches!(p, ParseExpect::Malformed),
             (Action::Pass, Counter::NoSocket, p) => matches!(p, ParseExpect::Ok(_)),
+            // The source guard only judges well-formed well-known-port datagrams.
+            (Action::Drop, Counter::DroppedNotAllowed | Counter::DroppedRate, p) => {
+                matches!(p, ParseExpect::Ok(_))
+            }
             _ => false,
         };
         if !agree {
@@ -106,6 +110,12 @@ fn truncations_of_accepted_frames_are_rejected() {
 fn fixture_format_errors_are_reported() {
     let good = "name: a\nxdp: PASS passed\nparse: not-ip 0x0806\nframe: 00\n";
     assert_eq!(fixtures::parse_fixtures(good).unwrap().len(), 1);
+    let guarded = "name: a\nxdp: DROP dropped_rate\nparse: fragment\nconfig: allow=10.0.0.0/8,::1 rate=5/7 exempt=10.1.0.0/16\nprime: 7\nrepeat: 2\nframe: 00\n";
+    let f = &fixtures::parse_fixtures(guarded).unwrap()[0];
+    assert_eq!(f.config.allow, ["10.0.0.0/8", "::1"]);
+    assert_eq!(f.config.rate, Some((5, 7)));
+    assert_eq!(f.config.exempt, ["10.1.0.0/16"]);
+    assert_eq!((f.prime, f.repeat, f.counter), (7, 2, Counter::DroppedRate));
     for bad in [
         "name: a\nxdp: PASS passed\nparse: fragment\n",
         "name: a\nxdp: PASS lost\nparse: fragment\nframe: 00\n",
@@ -114,6 +124,10 @@ fn fixture_format_errors_are_reported() {
         "name: a\nxdp: PASS passed\nparse: fragment\nttl: 1\nframe: 00\n",
         "name: a\nxdp: PASS passed\nparse: ok\nframe: 00\n",
         "name: a\nxdp: PASS passed\nparse: fragment\nframe: 00\n\nname: a\nxdp: PASS passed\nparse: fragment\nframe: 00\n",
+        "name: a\nxdp: PASS passed\nparse: fragment\nconfig: rate=1\nframe: 00\n",
+        "name: a\nxdp: PASS passed\nparse: fragment\nconfig: deny=1.2.3.4\nframe: 00\n",
+        "name: a\nxdp: PASS passed\nparse: fragment\nrepeat: 0\nframe: 00\n",
+        "name: a\nxdp: PASS passed\nparse: fragment\nprime: x\nframe: 00\n",
     ] {
         assert!(fixtures::parse_fixtures(bad).is_err(), "accepted {bad:?}");
     }

@@ -8,13 +8,16 @@
 //! user-space `frame::parse`.
 //!
 //! A real AF_XDP socket (bound to a testbed veth) sits in the XSKMAP so that well-known-port
-//! frames really resolve to `XDP_REDIRECT`. Needs root: run through `cargo xtask test`.
+//! frames really resolve to `XDP_REDIRECT`. Each case runs under the source-guard maps its
+//! `config` names (set through the loader's map updates, the program stays loaded), with every
+//! token bucket fresh. Needs root: run through `cargo xtask test`.
 mod common;
 
-use common::fixtures::{self, Action, Fixture, ParseExpect};
+use common::fixtures::{self, Action, Fixture, GuardFixture, ParseExpect};
 use dispatcher_common::{Counter, PortProto};
 use xdp_io::{
-    loader::{XdpCounters, XdpProgram},
+    loader::{SourceGuard, XdpCounters, XdpProgram},
+    prefix::Prefix,
     xsk::{XskConfig, XskQueue},
 };
 use xtask::testbed::{in_netns, Testbed};
@@ -33,7 +36,30 @@ fn bump(c: &mut XdpCounters, counter: Counter) {
         Counter::Passed => c.passed += 1,
         Counter::Malformed => c.malformed += 1,
         Counter::NoSocket => c.no_socket += 1,
+        Counter::DroppedNotAllowed => c.dropped_not_allowed += 1,
+        Counter::DroppedRate => c.dropped_rate += 1,
     }
+}
+
+/// Sets the maps to `g` (and forgets every bucket): what a case runs under.
+fn configure(prog: &mut XdpProgram, g: &GuardFixture) {
+    let prefixes = |l: &[String]| -> Vec<Prefix> {
+        l.iter()
+            .map(|p| {
+                p.parse()
+                    .unwrap_or_else(|e| panic!("fixture prefix {p:?}: {e}"))
+            })
+            .collect()
+    };
+    let (rate, burst) = g.rate.unwrap_or((0, 0));
+    prog.set_guard(&SourceGuard {
+        allow: prefixes(&g.allow),
+        rate,
+        burst,
+        exempt: prefixes(&g.exempt),
+    })
+    .expect("setting the guard maps");
+    prog.reset_rate_buckets().expect("clearing the buckets");
 }
 
 /// Runs `frame`, records a failure unless it returns `action` and exactly `counter` moves
@@ -83,21 +109,63 @@ fn golden_frames_through_prog_test_run() {
     .expect("AF_XDP socket on the testbed veth");
     let mut prog = load_with_ports();
     prog.register_socket(0, &xsk.fd()).unwrap();
+    // The guard grew the program; keep an eye on it (the verifier's limit is 1M processed).
+    let (xlated, verified) = prog.size().unwrap();
+    eprintln!("XDP program: {xlated:?} xlated instructions, {verified:?} verified");
+    assert!(xlated.is_some_and(|n| n < 2_000), "{xlated:?} instructions");
+    assert!(verified.is_none_or(|n| n < 20_000), "{verified:?} verified");
 
     let all = fixtures::load();
     fixtures::assert_original_cases_covered(&all);
+    // The guard's verdicts are covered for plain IPv4, plain IPv6 and VLAN-tagged frames.
+    let family = |f: &Fixture| match u16::from_be_bytes([f.frame[12], f.frame[13]]) {
+        0x8100 | 0x88a8 => "vlan",
+        0x0800 => "ipv4",
+        0x86dd => "ipv6",
+        _ => "other",
+    };
+    for kind in [Counter::DroppedNotAllowed, Counter::DroppedRate] {
+        for fam in ["ipv4", "ipv6", "vlan"] {
+            assert!(
+                all.iter().any(|f| f.counter == kind && family(f) == fam),
+                "no {fam} fixture for {kind:?}"
+            );
+        }
+    }
     let mut want = XdpCounters::default();
     let mut failures = Vec::new();
+    let mut frames = 0u64;
     for f in &all {
-        run(
-            &prog,
-            &f.name,
-            &f.frame,
-            f.action,
-            f.counter,
-            &mut want,
-            &mut failures,
-        );
+        configure(&mut prog, &f.config);
+        for i in 0..f.prime {
+            let name = format!("{} (priming run {})", f.name, i + 1);
+            run(
+                &prog,
+                &name,
+                &f.frame,
+                Action::Redirect,
+                Counter::Redirected,
+                &mut want,
+                &mut failures,
+            );
+        }
+        for i in 0..f.repeat {
+            let name = if f.repeat > 1 {
+                format!("{} (run {})", f.name, i + 1)
+            } else {
+                f.name.clone()
+            };
+            run(
+                &prog,
+                &name,
+                &f.frame,
+                f.action,
+                f.counter,
+                &mut want,
+                &mut failures,
+            );
+        }
+        frames += u64::from(f.prime + f.repeat);
     }
     // Every prefix of a redirected frame that ends before its payload does (and still holds
     // the Ethernet header BPF_PROG_TEST_RUN requires) is malformed.
@@ -105,7 +173,10 @@ fn golden_frames_through_prog_test_run() {
         let ParseExpect::Ok(p) = &f.parse else {
             panic!("{}: redirected but not parseable", f.name);
         };
+        // Header checks come before the guard: truncations are malformed under any config.
+        configure(&mut prog, &f.config);
         for cut in 14..p.payload_offset + p.payload_len {
+            frames += 1;
             let name = format!("{} cut at {cut}", f.name);
             let frame = &f.frame[..cut];
             run(
@@ -129,6 +200,62 @@ fn golden_frames_through_prog_test_run() {
         want,
         "every frame lands in exactly its counter"
     );
+    assert_eq!(
+        prog.counters().unwrap().total(),
+        frames,
+        "the counters sum to the frames run"
+    );
+}
+
+/// The guard maps change under a loaded program: the same frame is dropped, then redirected,
+/// then dropped again by rate, with no reload in between.
+#[test]
+#[ignore = "needs root and the eBPF object: run `cargo xtask test`"]
+fn guard_maps_change_without_reloading() {
+    common::require_root();
+    let mut prog = load_with_ports();
+    let all = fixtures::load();
+    let f = redirected_frame(&all);
+    let p = |s: &str| s.parse::<Prefix>().unwrap();
+    prog.set_allow_list(&[p("10.0.0.0/8")]).unwrap();
+    assert_eq!(prog.test_run(&f.frame).unwrap(), Action::Drop.code());
+    prog.set_allow_list(&[p("10.0.0.0/8"), p("198.18.0.0/15")])
+        .unwrap();
+    assert_eq!(
+        prog.test_run(&f.frame).unwrap(),
+        Action::Pass.code(),
+        "no socket: passed"
+    );
+    prog.set_allow_list(&[]).unwrap();
+    prog.set_rate_limit(1, 2).unwrap();
+    let got: Vec<u32> = (0..3).map(|_| prog.test_run(&f.frame).unwrap()).collect();
+    assert_eq!(got, [2, 2, 1], "burst of 2, then dropped");
+    prog.set_rate_exempt(&[p("198.18.0.2")]).unwrap();
+    assert_eq!(
+        prog.test_run(&f.frame).unwrap(),
+        Action::Pass.code(),
+        "exempt"
+    );
+    prog.set_rate_exempt(&[]).unwrap();
+    assert_eq!(
+        prog.test_run(&f.frame).unwrap(),
+        Action::Drop.code(),
+        "exemption lifted"
+    );
+    prog.set_rate_limit(0, 0).unwrap();
+    assert_eq!(
+        prog.test_run(&f.frame).unwrap(),
+        Action::Pass.code(),
+        "limit off"
+    );
+    let c = prog.counters().unwrap();
+    assert_eq!(
+        (c.dropped_not_allowed, c.dropped_rate, c.no_socket),
+        (1, 2, 5),
+        "{c:?}"
+    );
+    assert_eq!(c.total(), 8);
+    assert!(prog.set_rate_limit(u32::MAX, 1).is_err());
 }
 
 #[test]

@@ -70,6 +70,18 @@ pub struct Parsed {
     pub payload_len: usize,
 }
 
+/// The source-guard maps a case runs under (`config:`); the default is `open`. Prefixes are
+/// kept as written: the test turns them into the loader's type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardFixture {
+    /// `allow=`: the allow-list.
+    pub allow: Vec<String>,
+    /// `rate=RATE/BURST`.
+    pub rate: Option<(u32, u32)>,
+    /// `exempt=`: rate-limit exemptions.
+    pub exempt: Vec<String>,
+}
+
 /// One golden frame.
 #[derive(Debug, Clone)]
 pub struct Fixture {
@@ -83,6 +95,12 @@ pub struct Fixture {
     pub parse: ParseExpect,
     /// The Ethernet frame.
     pub frame: Vec<u8>,
+    /// The source guard it runs under.
+    pub config: GuardFixture,
+    /// Runs before the checked ones, each `REDIRECT redirected` (`prime:`).
+    pub prime: u32,
+    /// Checked runs, each giving `action` and `counter` (`repeat:`, at least 1).
+    pub repeat: u32,
 }
 
 /// Every fixture in [`frames_path`]; panics with the case and line on anything unexpected, so
@@ -179,7 +197,8 @@ fn fixture(block: &Block<'_>) -> Result<Fixture, String> {
     let ctx = |e: String| format!("case {name:?} (line {first}): {e}");
     for (l, k, _) in block {
         let known = [
-            "name", "xdp", "parse", "src", "dst", "vlan", "ttl", "payload", "frame",
+            "name", "xdp", "parse", "src", "dst", "vlan", "ttl", "payload", "frame", "config",
+            "prime", "repeat",
         ];
         if !known.contains(k) {
             return Err(ctx(format!("line {l}: unknown key `{k}`")));
@@ -200,6 +219,8 @@ fn fixture(block: &Block<'_>) -> Result<Fixture, String> {
         "passed" => Counter::Passed,
         "malformed" => Counter::Malformed,
         "no_socket" => Counter::NoSocket,
+        "dropped_not_allowed" => Counter::DroppedNotAllowed,
+        "dropped_rate" => Counter::DroppedRate,
         other => return Err(ctx(format!("unknown counter {other:?}"))),
     };
     let parse = get("parse")?;
@@ -230,13 +251,58 @@ fn fixture(block: &Block<'_>) -> Result<Fixture, String> {
             return Err(ctx("payload beyond the frame".into()));
         }
     }
+    let config = match value(block, "config") {
+        Ok(c) => guard_config(c).map_err(ctx)?,
+        Err(_) => GuardFixture::default(),
+    };
+    let count = |k: &str, default: u32| -> Result<u32, String> {
+        match value(block, k) {
+            Ok(v) => v.parse().map_err(|_| ctx(format!("{k}: bad count {v:?}"))),
+            Err(_) => Ok(default),
+        }
+    };
+    let prime = count("prime", 0)?;
+    let repeat = count("repeat", 1)?;
+    if repeat == 0 {
+        return Err(ctx("repeat: must be at least 1".into()));
+    }
     Ok(Fixture {
         name,
         action,
         counter,
         parse,
         frame,
+        config,
+        prime,
+        repeat,
     })
+}
+
+/// `open`, or space-separated `allow=CIDR[,CIDR]`, `rate=RATE/BURST`, `exempt=CIDR[,CIDR]`.
+fn guard_config(text: &str) -> Result<GuardFixture, String> {
+    let mut g = GuardFixture::default();
+    if text == "open" {
+        return Ok(g);
+    }
+    for item in text.split_whitespace() {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("config: {item:?} is not KEY=VALUE"))?;
+        let list = || v.split(',').map(str::to_owned).collect::<Vec<_>>();
+        match k {
+            "allow" => g.allow = list(),
+            "exempt" => g.exempt = list(),
+            "rate" => {
+                let (r, b) = v
+                    .split_once('/')
+                    .ok_or_else(|| format!("config: rate {v:?} is not RATE/BURST"))?;
+                let n = |x: &str| x.parse().map_err(|_| format!("config: rate {v:?}"));
+                g.rate = Some((n(r)?, n(b)?));
+            }
+            _ => return Err(format!("config: unknown item {k:?}")),
+        }
+    }
+    Ok(g)
 }
 
 fn parsed(block: &Block<'_>) -> Result<Parsed, String> {
