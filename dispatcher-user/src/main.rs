@@ -13,7 +13,11 @@ use dispatcher_user::{
 };
 use tracing_subscriber::EnvFilter;
 use wire::SessionSizeConfig;
-use xdp_io::{loader::AttachMode, xsk::ZeroCopy};
+use xdp_io::{
+    loader::{AttachMode, SourceGuard},
+    prefix::Prefix,
+    xsk::ZeroCopy,
+};
 
 /// Switchyard: a kernel-bypass dispatcher for SIP and MGCP session signalling.
 #[derive(Parser, Debug)]
@@ -68,6 +72,21 @@ struct RunArgs {
     /// stderr in any case.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    /// Accept well-known-port datagrams only from this source prefix (repeatable; CIDR or a bare
+    /// address). Others are dropped in XDP, unanswered, and counted in xdp.dropped_not_allowed.
+    /// Once any prefix is given, both address families are restricted. Default: every source.
+    #[arg(long = "allow-source", value_name = "CIDR")]
+    allow_source: Vec<Prefix>,
+    /// Per-source limit on well-known-port datagrams per second, enforced in XDP (0: off).
+    /// Datagrams over it are dropped unanswered and counted in xdp.dropped_rate.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    source_rate: u32,
+    /// Datagrams a source may send at once before --source-rate applies (default: 2 x rate).
+    #[arg(long, value_name = "N")]
+    source_burst: Option<u32>,
+    /// Sources (repeatable; CIDR or a bare address) that --source-rate does not apply to.
+    #[arg(long = "rate-exempt", value_name = "CIDR")]
+    rate_exempt: Vec<Prefix>,
     /// Number of in-chassis processor threads.
     #[arg(long, default_value_t = 2)]
     processors: u16,
@@ -185,7 +204,23 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("reading --tag-key-file {}", path.display()))?,
                 None => 0,
             };
+            if a.source_rate == 0 && a.source_burst.is_some() {
+                anyhow::bail!("--source-burst needs --source-rate");
+            }
+            if a.source_rate == 0 && !a.rate_exempt.is_empty() {
+                anyhow::bail!("--rate-exempt needs --source-rate");
+            }
+            let guard = SourceGuard {
+                allow: a.allow_source,
+                rate: a.source_rate,
+                burst: a
+                    .source_burst
+                    .unwrap_or(a.source_rate.saturating_mul(2))
+                    .max(1),
+                exempt: a.rate_exempt,
+            };
             run(RunConfig {
+                guard,
                 backend: a.backend,
                 iface: a.iface,
                 sip: a.sip,

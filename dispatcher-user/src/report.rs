@@ -151,8 +151,13 @@ impl ExitReport {
         if let Some(x) = &self.xdp {
             let _ = write!(
                 received,
-                "; XDP verdicts: {} redirected, {} passed, {} malformed, {} without a socket",
-                x.redirected, x.passed, x.malformed, x.no_socket
+                "; XDP verdicts: {} redirected, {} passed, {} malformed, {} without a socket, {} dropped not allowed, {} dropped over rate",
+                x.redirected,
+                x.passed,
+                x.malformed,
+                x.no_socket,
+                x.dropped_not_allowed,
+                x.dropped_rate
             );
         }
         line("received", received);
@@ -261,6 +266,13 @@ mod tests {
         r.router.decisions.overload = 7;
         r.router.decisions.dropped_response = 3;
         r.router.forwarded_per_processor = vec![300, 100];
+        r.xdp = Some(xdp_io::loader::XdpCounters {
+            redirected: 400,
+            passed: 5,
+            dropped_not_allowed: 11,
+            dropped_rate: 12,
+            ..Default::default()
+        });
         let text = r.summary(2.0);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -269,6 +281,10 @@ mod tests {
         );
         for (label, needle) in [
             ("received", "400 datagrams: 300 SIP, 100 MGCP"),
+            (
+                "received",
+                "XDP verdicts: 400 redirected, 5 passed, 0 malformed, 0 without a socket, 11 dropped not allowed, 12 dropped over rate",
+            ),
             ("handed over", "390 new dialogs"),
             ("answered", "7 overload (503/403/409)"),
             ("dropped", "3 responses"),

@@ -14,7 +14,7 @@ use dispatcher_common::PortProto;
 use tracing::{info, warn};
 
 use xdp_io::{
-    loader::{AttachMode, XdpProgram},
+    loader::{AttachMode, SourceGuard, XdpProgram},
     xsk::{XskConfig, XskQueue, XskStats, ZeroCopy},
     Steering, SteeringConfig,
 };
@@ -67,6 +67,8 @@ pub struct RunConfig {
     pub stats_json: Option<PathBuf>,
     /// Log a counters line this often (`None`: only at exit).
     pub stats_interval: Option<Duration>,
+    /// The XDP source guard (allow-list, per-source rate limit); xdp backend only.
+    pub guard: SourceGuard,
     /// The routing core's configuration.
     pub router: RouterConfig,
     /// The in-chassis processors to start.
@@ -111,6 +113,9 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
         );
     }
     let backend = resolve_backend(&cfg);
+    if backend != Backend::Xdp && (cfg.guard.is_active() || !cfg.guard.exempt.is_empty()) {
+        bail!("--allow-source, --source-rate and --rate-exempt are enforced by the XDP program: use --backend xdp with --iface (as root)");
+    }
     if let Some(d) = cfg.duration {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -286,9 +291,24 @@ fn run_xdp(
             ..XskConfig::default()
         },
         mode: cfg.xdp_mode,
-        guard: Default::default(),
+        guard: cfg.guard.clone(),
     })
     .context("setting up XDP steering")?;
+    if cfg.guard.is_active() {
+        let list = |l: &[xdp_io::prefix::Prefix]| {
+            l.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        info!(
+            allow = %if cfg.guard.allow.is_empty() { "any".to_owned() } else { list(&cfg.guard.allow) },
+            rate = cfg.guard.rate,
+            burst = cfg.guard.burst,
+            exempt = %list(&cfg.guard.exempt),
+            "XDP source guard set"
+        );
+    }
     let nq = queues.len();
     let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
     let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;

@@ -129,9 +129,10 @@ impl Snapshot {
         );
         if let Some((x, p)) = xdp {
             line.push_str(&format!(
-                "; XDP {}/s redirected, {}/s passed, {} malformed",
+                "; XDP {}/s redirected, {}/s passed, {}/s dropped by the source guard, {} malformed",
                 rate(x.redirected, p.redirected),
                 rate(x.passed, p.passed),
+                rate(x.guard_dropped(), p.guard_dropped()),
                 x.malformed
             ));
         }
@@ -166,5 +167,16 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+        let x = |redirected, dropped_rate| xdp_io::loader::XdpCounters {
+            redirected,
+            dropped_rate,
+            dropped_not_allowed: 10,
+            ..Default::default()
+        };
+        let line = now.rates_line(&then, 2.0, Some((x(3000, 4010), x(1000, 10))));
+        assert!(
+            line.ends_with("; XDP 1000/s redirected, 0/s passed, 2000/s dropped by the source guard, 0 malformed"),
+            "{line}"
+        );
     }
 }

@@ -110,8 +110,9 @@ impl GenResult {
 pub struct DispatcherResult {
     /// Messages handed to each processor.
     pub per_processor: Vec<u64>,
-    /// XDP verdicts (redirected, passed, malformed, no socket), xdp backend only.
-    pub xdp: Option<[u64; 4]>,
+    /// XDP verdicts (redirected, passed, malformed, no socket, not allowed, over rate), xdp
+    /// backend only.
+    pub xdp: Option<[u64; 6]>,
     /// Datagrams decided.
     pub datagrams: u64,
     /// New dialogs placed.
@@ -139,6 +140,8 @@ impl DispatcherResult {
                     n(&x["passed"]),
                     n(&x["malformed"]),
                     n(&x["no_socket"]),
+                    n(&x["dropped_not_allowed"]),
+                    n(&x["dropped_rate"]),
                 ]
             }),
             datagrams: n(&r["sip"]) + n(&r["mgcp"]),
@@ -214,10 +217,10 @@ pub fn render(
             shares.join("  ")
         },
     );
-    if let Some([redirected, passed, malformed, no_socket]) = sy.xdp {
+    if let Some([redirected, passed, malformed, no_socket, not_allowed, over_rate]) = sy.xdp {
         line(
             "XDP verdicts",
-            format!("{redirected} redirected, {passed} passed, {} dropped (malformed {malformed}, no socket {no_socket})", malformed + no_socket),
+            format!("{redirected} redirected, {passed} passed, {} dropped (malformed {malformed}, no socket {no_socket}, not allowed {not_allowed}, over rate {over_rate})", malformed + no_socket + not_allowed + over_rate),
         );
     }
     let calls: u64 = gens.iter().map(|g| g.offered).sum();
@@ -417,7 +420,8 @@ mod tests {
         );
         let sy = DispatcherResult::from_stats(&json!({
             "dispatcher_cpu_ns": 5_000_000u64,
-            "xdp": { "redirected": 2000, "passed": 3, "malformed": 0, "no_socket": 0 },
+            "xdp": { "redirected": 2000, "passed": 3, "malformed": 0, "no_socket": 0,
+                     "dropped_not_allowed": 4, "dropped_rate": 5 },
             "router": { "sip": 1000, "mgcp": 1000, "new_dialogs": 1000, "overload": 0,
                         "forwarded_per_processor": [600, 400] },
         }));
@@ -431,7 +435,7 @@ mod tests {
             "SIP calls          offered    500  completed    500  failed    0   INVITE→200 p50 210 µs  p99 1.3 ms  max 4.1 ms",
             "MGCP connections   offered    500  completed    500  failed    0   CRCX→200 p50",
             "dialogs per proc.  #0 60.0%  #1 40.0%",
-            "XDP verdicts       2000 redirected, 3 passed, 0 dropped",
+            "XDP verdicts       2000 redirected, 3 passed, 9 dropped (malformed 0, no socket 0, not allowed 4, over rate 5)",
             "dispatcher CPU     5.00 µs per call",
             "files              /out/",
             "sip/   invite_200.hgrm latency.svg summary.json",
