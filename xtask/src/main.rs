@@ -259,7 +259,8 @@ fn test() -> anyhow::Result<()> {
         ])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(clippy, "cargo clippy -D warnings")?;
-    // The LAN tests run the switchyard-processor binary: build every binary first.
+    // The LAN tests run the switchyard-processor binary and guard_e2e switchyard-bench: build
+    // every binary first.
     let mut bins = cargo();
     bins.args(["build", "--workspace", "--bins"])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
