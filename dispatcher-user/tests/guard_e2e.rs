@@ -2,7 +2,8 @@
 //! comes from elsewhere while listed sources get their answers, and `--source-rate` turns a
 //! flood from one source into XDP drops while exempt legitimate calls all complete. The app
 //! namespace gets a second address, 198.18.0.3, for the unwanted sender. Needs root and the
-//! built binaries (`switchyard-bench` too): run through `cargo xtask test`.
+//! built binaries (`switchyard-bench` too): run through `cargo xtask test`; the refusal of guard
+//! flags that cannot work needs neither.
 mod common;
 
 use std::{
@@ -208,4 +209,56 @@ fn rate_limit_drops_a_flood_and_spares_exempt_calls() {
         "router saw {sip} SIP datagrams, bound {bound}"
     );
     assert!(run_s < 30.0, "took {run_s:.1} s");
+}
+
+/// Guard flags that cannot do what they say are refused at start, with the reason (no root
+/// needed: nothing gets as far as loading the program).
+#[test]
+fn guard_flags_that_cannot_work_are_refused() {
+    for (args, why) in [
+        (
+            &["--allow-source", "198.18.0.2/24"][..],
+            "has host bits set beyond /24; did you mean 198.18.0.0/24?",
+        ),
+        (
+            &["--allow-source", "198.18.0.0/33"][..],
+            "longer than an IPv4 address",
+        ),
+        (
+            &["--rate-exempt", "host.example"][..],
+            "is not an IPv4 or IPv6 address",
+        ),
+        (
+            &["--source-burst", "5"][..],
+            "--source-burst needs --source-rate",
+        ),
+        (
+            &["--rate-exempt", "::1"][..],
+            "--rate-exempt needs --source-rate",
+        ),
+        (
+            &["--allow-source", "10.0.0.0/8"][..],
+            "enforced by the XDP program: use --backend xdp",
+        ),
+        (&["--source-rate", "10"][..], "enforced by the XDP program"),
+    ] {
+        let out = Command::new(common::switchyard_bin())
+            .args(["run", "--backend", "udp", "--log-level", "error"])
+            .args([
+                "--sip",
+                "127.0.0.1:0",
+                "--mgcp",
+                "127.0.0.1:1",
+                "--processors",
+                "0",
+            ])
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running switchyard");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
 }
