@@ -233,6 +233,10 @@ fn sipp_over_xdp_backend_with_capture() {
     assert_sipp_clean(status, &stf, "built-in uac over xdp");
     assert_eq!(stats.router.decisions.in_dialog, 2 * CALLS, "{stats:?}");
     assert_eq!(stats.router.decisions.no_transaction, 0, "{stats:?}");
+    assert_eq!(
+        stats.router.decisions.bad_tag, 0,
+        "every minted tag verified: {stats:?}"
+    );
 }
 
 #[test]

@@ -174,6 +174,8 @@ pub fn is_processor_tag(tag: &[u8]) -> bool {
 /// key ([`TagError::BadMac`]), and an authentic one naming an id `>= max_processors`.
 pub fn decode(keys: &TagKeys, tag: &[u8], max_processors: u16) -> Result<u16, TagError> {
     let (id, nonce, mac) = fields(tag).ok_or(TagError::Format)?;
+    // Whole-word comparisons: a single u64 compare leaks no per-byte timing to exploit, and
+    // the MAC is recomputed per key (two SipHash rounds over 8 bytes at most).
     let ok = keys.current.mac(id, nonce) == mac
         || keys.previous.is_some_and(|p| p.mac(id, nonce) == mac);
     if !ok {
