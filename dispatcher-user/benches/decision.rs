@@ -93,8 +93,8 @@ fn bench(c: &mut Criterion) {
         })
     });
     let bye = b"BYE sip:app@198.18.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK-bye1\r\nMax-Forwards: 70\r\nFrom: <sip:app@198.18.0.2>;tag=1928301774\r\nTo: <sip:service@198.18.0.1>;tag=0002000000000000feed2c1a8b7e\r\nCall-ID: a84b4c76e66710@198.18.0.2\r\nCSeq: 314160 BYE\r\nContent-Length: 0\r\n\r\n";
-    let mut tag = [0u8; 28];
-    wire::tag::encode(2, 0xfeed, &mut tag).unwrap();
+    let mut tag = [0u8; wire::tag::TAG_LEN];
+    wire::tag::encode(&wire::tag::TagKey::UNKEYED, 2, 0xfeed, &mut tag).unwrap();
     let bye = String::from_utf8_lossy(bye)
         .replace(
             "0002000000000000feed2c1a8b7e",

@@ -1,7 +1,6 @@
 //! `switchyard`: the dispatcher appliance's command line.
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use dispatcher_user::{
     processors::ProcessorsConfig,
@@ -148,11 +147,15 @@ struct RunArgs {
     /// RTP port range processors allocate from, split evenly between them.
     #[arg(long, default_value_t = processor::deploy::DEFAULT_MEDIA_PORTS)]
     media_ports: processor::deploy::PortRange,
-    /// File with the secret shared with processors that keys the processor id checksum in
-    /// To-tags and MGCP connection ids (derived with HMAC-SHA256; without it tags are unkeyed).
-    /// `switchyard-processor` takes the same file.
+    /// File with the secret shared with processors that keys the MAC (SipHash-2-4, key derived
+    /// with HMAC-SHA256) over the processor id in To-tags and MGCP connection ids; without it
+    /// tags are not authenticated (a warning at start). `switchyard-processor` takes the same.
     #[arg(long, env = "SWITCHYARD_TAG_KEY_FILE")]
     tag_key_file: Option<PathBuf>,
+    /// The secret being rotated out: tags minted under it are still accepted (new ones use
+    /// --tag-key-file). Remove it once the longest dialog minted under it has ended.
+    #[arg(long, env = "SWITCHYARD_TAG_KEY_PREVIOUS_FILE")]
+    tag_key_previous_file: Option<PathBuf>,
     /// A processor on another host (repeatable; ids follow the local processors in this
     /// order): `HOST:PORT[,capacity=N][,health=reports|options]`. `reports`: a
     /// switchyard-processor sending signed load reports; `options`: any SIP server, probed with
@@ -199,11 +202,14 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .with_ansi(colour())
                 .init();
-            let tag_key = match &a.tag_key_file {
-                Some(path) => processor::deploy::tag_key_from_file(path)
-                    .with_context(|| format!("reading --tag-key-file {}", path.display()))?,
-                None => 0,
-            };
+            let tag_keys = processor::deploy::tag_keys_from_files(
+                a.tag_key_file.as_deref(),
+                a.tag_key_previous_file.as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            if tag_keys.is_unkeyed() {
+                tracing::warn!("{}", processor::deploy::UNKEYED_WARNING);
+            }
             if a.source_rate == 0 && a.source_burst.is_some() {
                 anyhow::bail!("--source-burst needs --source-rate");
             }
@@ -252,7 +258,7 @@ fn main() -> anyhow::Result<()> {
                     }),
                     report_timeout_ns: a.report_timeout_ms.saturating_mul(1_000_000),
                     seed: a.seed.unwrap_or_else(start_seed),
-                    tag_key,
+                    tag_keys,
                     ..RouterConfig::default()
                 },
                 processors: ProcessorsConfig {

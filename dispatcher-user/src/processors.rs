@@ -92,7 +92,7 @@ impl Processors {
             answer_delay: cfg.answer_delay,
             send_180: cfg.send_180,
             session_size: router.session_size.clone(),
-            tag_key: router.tag_key,
+            tag_keys: router.tag_keys,
         };
         let mut members = Vec::new();
         let mut handles = Vec::new();

@@ -51,6 +51,7 @@ impl Published {
             r.options_answered
                 + r.rejected_method
                 + r.no_transaction
+                + r.bad_tag
                 + r.bad_request
                 + r.too_large
                 + r.mgcp_answered,

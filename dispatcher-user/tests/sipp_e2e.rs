@@ -233,12 +233,17 @@ fn sipp_over_xdp_backend_with_capture() {
     assert_sipp_clean(status, &stf, "built-in uac over xdp");
     assert_eq!(stats.router.decisions.in_dialog, 2 * CALLS, "{stats:?}");
     assert_eq!(stats.router.decisions.no_transaction, 0, "{stats:?}");
+    assert_eq!(
+        stats.router.decisions.bad_tag, 0,
+        "every minted tag verified: {stats:?}"
+    );
 }
 
 #[test]
 fn overload_gets_503_with_retry_after_and_nothing_times_out() {
     // 2 processors × 10 units, calls never hang up: exactly 20 dialogs fit.
-    let (sy, ports) = common::udp_switchyard(&["--capacity", "10", "--retry-after", "7"], "ovl");
+    let (sy, ports) =
+        common::udp_switchyard_logged(&["--capacity", "10", "--retry-after", "7"], "ovl");
     let sip = ports.sip;
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sock.local_addr().unwrap();
@@ -276,7 +281,12 @@ fn overload_gets_503_with_retry_after_and_nothing_times_out() {
         }
         finals.insert(call, text);
     }
-    let stats = sy.stop();
+    let (stats, stderr) = sy.stop_with_stderr();
+    // Started without --tag-key-file: the operator is told.
+    assert!(
+        stderr.contains("tags are not authenticated"),
+        "no unkeyed warning: {stderr}"
+    );
     assert_eq!(
         finals.len(),
         N,
@@ -292,4 +302,94 @@ fn overload_gets_503_with_retry_after_and_nothing_times_out() {
         .count();
     assert_eq!((ok, busy), (20, N - 20), "{stats:?}");
     assert_eq!(stats.router.decisions.overload, (N - 20) as u64);
+}
+
+/// Reads datagrams on `sock` until one starts with `prefix` (5 s at most).
+fn recv_starting(sock: &UdpSocket, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let Ok(n) = sock.recv(&mut buf) else { continue };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with(prefix) {
+            return text;
+        }
+    }
+    panic!("no {prefix:?} within 5 s");
+}
+
+#[test]
+fn forged_to_tag_bye_gets_481_and_reaches_no_processor() {
+    // A keyed deployment: one real call, then BYEs whose To-tag has the processor-tag format
+    // but a MAC the dispatcher's key does not produce, sent to the well-known port.
+    let key = std::env::temp_dir().join(format!("sy-forged-tagkey-{}", std::process::id()));
+    std::fs::write(&key, b"forged tag e2e secret\n").unwrap();
+    let key_arg = key.to_str().unwrap().to_owned();
+    let (sy, ports) = common::udp_switchyard_logged(&["--tag-key-file", &key_arg], "forged");
+    let sip = ports.sip;
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let req = |method: &str, branch: &str, to_tag: &str, cseq: u32| {
+        format!(
+            "{method} sip:svc@127.0.0.1:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{branch}\r\nMax-Forwards: 70\r\nFrom: <sip:fg@{me}>;tag=fg1\r\nTo: <sip:svc@127.0.0.1>{to_tag}\r\nCall-ID: forged-1@test\r\nCSeq: {cseq} {method}\r\nContact: <sip:fg@{me}>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    sock.send_to(req("INVITE", "inv", "", 1).as_bytes(), ("127.0.0.1", sip))
+        .unwrap();
+    let ok = recv_starting(&sock, "SIP/2.0 200");
+    let tag = ok
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .and_then(|l| l.split(";tag=").nth(1))
+        .expect("200 carries a To-tag")
+        .trim()
+        .to_owned();
+    assert_eq!(tag.len(), wire::tag::TAG_LEN, "{tag}");
+    sock.send_to(
+        req("ACK", "ack", &format!(";tag={tag}"), 1).as_bytes(),
+        ("127.0.0.1", sip),
+    )
+    .unwrap();
+    // Forgeries: the same id and nonce under another key, and the real tag naming the other
+    // processor (id changed, MAC kept).
+    let id: u16 = u16::from_str_radix(&tag[..4], 16).unwrap();
+    let nonce = u64::from_str_radix(&tag[4..16], 16).unwrap();
+    let mut other_key = [0u8; wire::tag::TAG_LEN];
+    let wrong = processor::deploy::tag_key(b"not the deployment's secret");
+    wire::tag::encode(&wrong, id, nonce, &mut other_key).unwrap();
+    let other_key = String::from_utf8(other_key.to_vec()).unwrap();
+    let other_id = format!("{:04x}{}", 1 - id, &tag[4..]);
+    for (i, forged) in [other_key, other_id].iter().enumerate() {
+        sock.send_to(
+            req("BYE", &format!("forged{i}"), &format!(";tag={forged}"), 2).as_bytes(),
+            ("127.0.0.1", sip),
+        )
+        .unwrap();
+        let r = recv_starting(&sock, "SIP/2.0 ");
+        assert!(r.starts_with("SIP/2.0 481 "), "{forged}: {r}");
+    }
+    // The real BYE still ends the call at its processor.
+    sock.send_to(
+        req("BYE", "bye", &format!(";tag={tag}"), 2).as_bytes(),
+        ("127.0.0.1", sip),
+    )
+    .unwrap();
+    let r = recv_starting(&sock, "SIP/2.0 ");
+    assert!(
+        r.starts_with("SIP/2.0 200 ") && r.contains("CSeq: 2 BYE"),
+        "{r}"
+    );
+    let (stats, stderr) = sy.stop_with_stderr();
+    let _ = std::fs::remove_file(&key);
+    let d = &stats.router.decisions;
+    assert_eq!(d.bad_tag, 2, "{stats:?}");
+    assert_eq!((d.new_dialogs, d.in_dialog, d.no_transaction), (1, 2, 0));
+    assert_eq!(
+        stats.router.forwarded_per_processor.iter().sum::<u64>(),
+        3,
+        "INVITE, ACK and the real BYE only: {stats:?}"
+    );
+    assert!(!stderr.contains("tags are not authenticated"), "{stderr}");
 }

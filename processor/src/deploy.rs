@@ -8,7 +8,10 @@ use std::{fmt, net::SocketAddr, path::Path, str::FromStr, time::Duration};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use wire::SessionSizeConfig;
+use wire::{
+    tag::{TagKey, TagKeys},
+    SessionSizeConfig,
+};
 
 use crate::thread::ProcessorConfig;
 
@@ -115,8 +118,11 @@ pub struct Deployment {
     pub send_180: bool,
     /// Where session sizes come from.
     pub session_size: SessionSizeConfig,
-    /// Key of the To-tag / connection-id checksum (0: unkeyed); see [`tag_key_from_file`].
-    pub tag_key: u64,
+    /// Keys of the To-tag / connection-id MAC ([`TagKeys::UNKEYED`] without a key file); see
+    /// [`tag_keys_from_files`]. Processors mint with `current` only; `previous` matters to
+    /// the dispatchers, which verify tags (a processor finds its dialogs by tag, so a tag it
+    /// did not mint is simply unknown to it and gets 481).
+    pub tag_keys: TagKeys,
 }
 
 impl Deployment {
@@ -129,21 +135,23 @@ impl Deployment {
         pc.sip.send_180 = self.send_180;
         pc.sip.session_size = self.session_size.clone();
         pc.sip.capacity_units = self.capacity;
-        pc.sip.tag_key = self.tag_key;
+        pc.sip.tag_key = self.tag_keys.current;
         pc.mgcp.media_ports = mgcp_media.as_pair();
         pc.mgcp.answer_delay = self.answer_delay;
         pc.mgcp.session_size = self.session_size.clone();
         pc.mgcp.capacity_units = self.capacity;
-        pc.mgcp.tag_key = self.tag_key;
+        pc.mgcp.tag_key = self.tag_keys.current;
         pc
     }
 }
 
+/// What both binaries log at start when no `--tag-key-file` is given.
+pub const UNKEYED_WARNING: &str = "tags are not authenticated: anyone can route in-dialog \
+    traffic to a chosen processor; set --tag-key-file";
+
 /// The tag key from a secret file shared by dispatchers and processors (trailing whitespace
-/// ignored; an empty file is refused): the first 8 bytes, little-endian, of
-/// HMAC-SHA256(secret, "switchyard tag key v1"). A KDF rather than the raw bytes so the same
-/// secret may also serve as the report key without the two keys being equal.
-pub fn tag_key_from_file(path: &Path) -> std::io::Result<u64> {
+/// ignored; an empty file is refused); see [`tag_key`].
+pub fn tag_key_from_file(path: &Path) -> std::io::Result<TagKey> {
     let bytes = std::fs::read(path)?;
     let secret = bytes.trim_ascii_end();
     if secret.is_empty() {
@@ -155,15 +163,43 @@ pub fn tag_key_from_file(path: &Path) -> std::io::Result<u64> {
     Ok(tag_key(secret))
 }
 
-/// [`tag_key_from_file`]'s derivation.
-pub fn tag_key(secret: &[u8]) -> u64 {
+/// The keys from `--tag-key-file` (`current`) and `--tag-key-previous-file` (`previous`, the
+/// key being rotated out); unkeyed when neither is given. A previous key without a current
+/// one is refused: it would mean minting unauthenticated tags while still accepting old ones.
+pub fn tag_keys_from_files(
+    current: Option<&Path>,
+    previous: Option<&Path>,
+) -> Result<TagKeys, String> {
+    let read = |flag: &str, p: &Path| {
+        tag_key_from_file(p).map_err(|e| format!("reading {flag} {}: {e}", p.display()))
+    };
+    match (current, previous) {
+        (None, None) => Ok(TagKeys::UNKEYED),
+        (None, Some(_)) => Err("--tag-key-previous-file needs --tag-key-file".into()),
+        (Some(c), p) => Ok(TagKeys {
+            current: read("--tag-key-file", c)?,
+            previous: p.map(|p| read("--tag-key-previous-file", p)).transpose()?,
+        }),
+    }
+}
+
+/// [`tag_key_from_file`]'s derivation: the first 16 bytes of
+/// HMAC-SHA256(secret, "switchyard tag key v2"), the SipHash-2-4 key of the tag MAC. A KDF
+/// rather than the raw bytes so that a secret of any length yields a full-strength key and the
+/// same secret may also serve as the report key without the two keys being equal; "v2"
+/// because v1 derived the 64-bit key of the former mix check, and the two must never coincide.
+pub fn tag_key(secret: &[u8]) -> TagKey {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(b"switchyard tag key v1");
+    mac.update(b"switchyard tag key v2");
     let full = mac.finalize().into_bytes();
-    let mut k = [0u8; 8];
-    k.copy_from_slice(&full[..8]);
-    // 0 means "unkeyed"; a secret must never land there.
-    u64::from_le_bytes(k).max(1)
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&full[..16]);
+    // All zero is the public "unkeyed" key; a secret must never land there (odds 2^-128,
+    // but the check is free).
+    if k == [0; 16] {
+        k[0] = 1;
+    }
+    TagKey::from_bytes(k)
 }
 
 #[cfg(test)]
@@ -201,9 +237,45 @@ mod tests {
     #[test]
     fn the_tag_key_is_derived_not_copied() {
         let k = tag_key(b"secret");
-        assert_ne!(k, 0);
+        assert!(!k.is_unkeyed());
         assert_eq!(k, tag_key(b"secret"));
         assert_ne!(k, tag_key(b"secret2"));
-        assert_ne!(k, u64::from_le_bytes(*b"secret\0\0"));
+        assert_ne!(k, TagKey::from_bytes(*b"secret\0\0\0\0\0\0\0\0\0\0"));
+        // Pinned: every dispatcher and processor of a deployment must derive the same key.
+        let mut t = [0u8; wire::tag::TAG_LEN];
+        wire::tag::encode(&k, 1, 2, &mut t).unwrap();
+        assert_eq!(&t, PINNED_SECRET_TAG);
+    }
+
+    const PINNED_SECRET_TAG: &[u8; 32] = b"0001000000000002205190c7471f00c0";
+
+    #[test]
+    fn key_files_current_and_previous() {
+        let dir = std::env::temp_dir().join(format!("sy-tagkeys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cur, prev, empty) = (dir.join("cur"), dir.join("prev"), dir.join("empty"));
+        std::fs::write(&cur, "new secret\n").unwrap();
+        std::fs::write(&prev, "old secret").unwrap();
+        std::fs::write(&empty, " \n").unwrap();
+        assert_eq!(tag_keys_from_files(None, None), Ok(TagKeys::UNKEYED));
+        assert_eq!(
+            tag_keys_from_files(Some(&cur), None),
+            Ok(TagKeys::single(tag_key(b"new secret")))
+        );
+        assert_eq!(
+            tag_keys_from_files(Some(&cur), Some(&prev)),
+            Ok(TagKeys {
+                current: tag_key(b"new secret"),
+                previous: Some(tag_key(b"old secret")),
+            })
+        );
+        assert!(tag_keys_from_files(None, Some(&prev)).is_err());
+        let e = tag_keys_from_files(Some(&cur), Some(&empty)).unwrap_err();
+        assert!(
+            e.contains("--tag-key-previous-file") && e.contains("empty"),
+            "{e}"
+        );
+        assert!(tag_keys_from_files(Some(&dir.join("missing")), None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

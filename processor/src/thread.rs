@@ -312,7 +312,10 @@ mod tests {
             .and_then(|l| l.split(";tag=").nth(1))
             .unwrap()
             .to_string();
-        assert_eq!(wire::tag::decode(tag.as_bytes(), 4), Some(2));
+        assert_eq!(
+            wire::tag::decode(&wire::tag::TagKeys::UNKEYED, tag.as_bytes(), 4),
+            Ok(2)
+        );
         assert_eq!(load.active.load(Ordering::Relaxed), 1);
 
         // ACK and BYE go straight to the processor's socket (the 200's Contact).

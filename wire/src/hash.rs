@@ -1,5 +1,5 @@
 //! The hashes every Switchyard component must compute identically: the 64-bit finalizer used
-//! for tag checks, nonces and rendezvous scores, and the byte-string keys of the dispatcher's
+//! for nonces and rendezvous scores, and the byte-string keys of the dispatcher's
 //! affinity table and `hash` policy.
 //!
 //! They live in one place because their outputs travel: a To-tag minted by a processor is

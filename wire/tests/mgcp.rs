@@ -258,9 +258,13 @@ fn rejects() {
 #[test]
 fn connection_id_tags() {
     let mut buf = [0u8; 32];
-    let n = wire::tag::encode(12, 0xdead_beef, &mut buf).unwrap();
-    assert!(n <= 32);
+    let key = wire::tag::TagKey::from_bytes(*b"connection-id-ky");
+    let n = wire::tag::encode(&key, 12, 0xdead_beef, &mut buf).unwrap();
+    assert!(n <= 32, "RFC 3435: at most 32 hex digits");
     let resp = [b"200 1 OK\r\nI: ".as_slice(), &buf[..n], b"\r\n"].concat();
     let m = parse(&resp);
-    assert_eq!(wire::tag::decode(m.param(b'I').unwrap(), 16), Some(12));
+    assert_eq!(
+        wire::tag::decode(&wire::tag::TagKeys::single(key), m.param(b'I').unwrap(), 16),
+        Ok(12)
+    );
 }

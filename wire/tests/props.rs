@@ -213,7 +213,7 @@ proptest! {
         for part in mgcp::split_piggybacked(&bytes) {
             let _ = mgcp::Message::parse(part, &Limits::default()).map(|m| m.session_size(&SessionSizeConfig::default()));
         }
-        let _ = wire::tag::decode(&bytes, 100);
+        let _ = wire::tag::decode(&wire::tag::TagKeys::UNKEYED, &bytes, 100);
     }
 
     #[test]
@@ -235,11 +235,18 @@ proptest! {
     }
 
     #[test]
-    fn tags_round_trip(id in any::<u16>(), nonce in any::<u64>(), key in any::<u64>(), bound in any::<u16>()) {
+    fn tags_round_trip(id in any::<u16>(), nonce in any::<u64>(), key in any::<[u8; 16]>(), other in any::<[u8; 16]>(), bound in any::<u16>()) {
+        use wire::tag::{TagError, TagKey, TagKeys};
+        let (key, other) = (TagKey::from_bytes(key), TagKey::from_bytes(other));
         let mut buf = [0u8; 32];
-        let n = wire::tag::encode_keyed(key, id, nonce, &mut buf).unwrap();
-        let expect = (id < bound).then_some(id);
-        prop_assert_eq!(wire::tag::decode_keyed(key, &buf[..n], bound), expect);
+        let n = wire::tag::encode(&key, id, nonce, &mut buf).unwrap();
+        let expect = if id < bound { Ok(id) } else { Err(TagError::IdOutOfRange(id)) };
+        prop_assert_eq!(wire::tag::decode(&TagKeys::single(key), &buf[..n], bound), expect);
+        let rotating = TagKeys { current: other, previous: Some(key) };
+        prop_assert_eq!(wire::tag::decode(&rotating, &buf[..n], bound), expect);
+        if other != key {
+            prop_assert_eq!(wire::tag::decode(&TagKeys::single(other), &buf[..n], bound), Err(TagError::BadMac));
+        }
     }
 }
 

@@ -273,7 +273,7 @@ fn responses() {
     let m = parse(INVITE);
     let mut out = [0u8; 4096];
     let mut t = [0u8; 32];
-    let tl = tag::encode(3, 42, &mut t).unwrap();
+    let tl = tag::encode(&tag::TagKey::UNKEYED, 3, 42, &mut t).unwrap();
     for code in [100u16, 180, 200, 486, 503] {
         let headers: &[&[u8]] = match code {
             200 => &[b"Contact: <sip:p3@10.0.0.3:5071>"],
@@ -309,7 +309,10 @@ fn responses() {
         if code == 100 {
             assert_eq!(to_tag, None);
         } else {
-            assert_eq!(tag::decode(to_tag.unwrap(), 8), Some(3));
+            assert_eq!(
+                tag::decode(&tag::TagKeys::UNKEYED, to_tag.unwrap(), 8),
+                Ok(3)
+            );
         }
         assert_eq!(r.has_record_route(), (101..300).contains(&code));
         match code {
@@ -345,34 +348,44 @@ fn responses() {
 
 #[test]
 fn tags() {
+    use tag::{TagError, TagKey, TagKeys};
+    let key = TagKey::from_bytes(*b"sip tests key 16");
+    let keys = TagKeys::single(key);
     let mut buf = [0u8; 32];
     for (id, nonce) in [(0u16, 0u64), (7, 12345), (65535, u64::MAX)] {
-        let n = tag::encode(id, nonce, &mut buf).unwrap();
+        let n = tag::encode(&key, id, nonce, &mut buf).unwrap();
         assert_eq!(n, tag::TAG_LEN);
         let t = &buf[..n];
         assert!(t.iter().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(
-            tag::decode(t, u16::MAX),
-            if id < u16::MAX { Some(id) } else { None }
+            tag::decode(&keys, t, u16::MAX),
+            if id < u16::MAX {
+                Ok(id)
+            } else {
+                Err(TagError::IdOutOfRange(id))
+            }
         );
         assert_eq!(
-            tag::decode(&t.to_ascii_uppercase(), u16::MAX),
-            tag::decode(t, u16::MAX)
+            tag::decode(&keys, &t.to_ascii_uppercase(), u16::MAX),
+            tag::decode(&keys, t, u16::MAX)
         );
-        assert_eq!(tag::decode(t, id), None, "id >= bound rejected");
-        // Forging the id without fixing the check fails.
+        assert_eq!(
+            tag::decode(&keys, t, id),
+            Err(TagError::IdOutOfRange(id)),
+            "id >= bound rejected"
+        );
+        // Forging the id without fixing the MAC fails.
         let mut forged = t.to_vec();
         forged[3] = if forged[3] == b'0' { b'1' } else { b'0' };
-        assert_eq!(tag::decode(&forged, u16::MAX), None);
-        assert_eq!(tag::decode_keyed(9, t, u16::MAX), None, "key matters");
-        let n = tag::encode_keyed(9, id, nonce, &mut buf).unwrap();
+        assert_eq!(tag::decode(&keys, &forged, u16::MAX), Err(TagError::BadMac));
         assert_eq!(
-            tag::decode_keyed(9, &buf[..n], u16::MAX),
-            if id < u16::MAX { Some(id) } else { None }
+            tag::decode(&TagKeys::UNKEYED, t, u16::MAX),
+            Err(TagError::BadMac),
+            "key matters"
         );
     }
-    assert!(tag::encode(1, 1, &mut [0u8; 10]).is_err());
-    assert_eq!(tag::decode(b"zz", 10), None);
+    assert!(tag::encode(&key, 1, 1, &mut [0u8; 10]).is_err());
+    assert_eq!(tag::decode(&keys, b"zz", 10), Err(TagError::Format));
 }
 
 #[test]

@@ -295,6 +295,7 @@ fn fuzz_smoke() -> anyhow::Result<()> {
         "sip_rewrite_received",
         "sip_insert_header",
         "sip_to_tag",
+        "tag_mac",
         "sip_response",
     ];
     let mut build = Command::new("cargo");

@@ -1,6 +1,6 @@
 //! The router's configuration: built once at start (and, later, on reload) by the shell from
 //! flags or the config file; the core never reads the environment.
-use wire::{Limits, SessionSizeConfig};
+use wire::{tag::TagKeys, Limits, SessionSizeConfig};
 
 use super::select::Policy;
 
@@ -57,8 +57,10 @@ pub struct RouterConfig {
     pub retry_after_s: u32,
     /// Claim 2 rewrite, when enabled. Also adds Via `received`/`rport`.
     pub mark_port: Option<MarkPort>,
-    /// Key shared with processors for To-tag / connection-id checksums (0: unkeyed).
-    pub tag_key: u64,
+    /// Keys of the MAC in processor To-tags / connection ids, shared with the processors:
+    /// `current` (what they mint with) and, during a rotation, `previous`; both accepted.
+    /// [`TagKeys::UNKEYED`] when no key file is given (tags then only detect corruption).
+    pub tag_keys: TagKeys,
     /// Seed of the router's own randomness (power-of-two-choices, the nonce in its own
     /// To-tags). The shell picks it (at random, or fixed for a reproducible run): the core never
     /// reads a clock or a process id for it.
@@ -83,7 +85,7 @@ impl Default for RouterConfig {
             other: OtherMode::Reject,
             retry_after_s: 5,
             mark_port: None,
-            tag_key: 0,
+            tag_keys: TagKeys::UNKEYED,
             seed: 0x5eed,
             heartbeat_timeout_ns: 1_000_000_000,
             report_timeout_ns: 800_000_000,

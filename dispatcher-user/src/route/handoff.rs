@@ -200,4 +200,7 @@ pub enum DropReason {
     ReplyTooLarge,
     /// The owning processor's queue was full for an in-dialog message; the sender retransmits.
     QueueFull,
+    /// An ACK whose To-tag has the processor-tag format but a bad MAC (forged or corrupted):
+    /// never routed, and an ACK is not answered.
+    BadTag,
 }

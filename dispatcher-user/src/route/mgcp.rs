@@ -17,6 +17,7 @@ use wire::{
     hash::mgcp_tx_key,
     mgcp::{self, leading_tid, Kind, Message, Verb},
     out::Out,
+    tag::TagError,
 };
 
 use super::{
@@ -124,9 +125,10 @@ impl Router {
             return self.forward_existing(k, msg, None, snap, hand, Counted::MgcpRetransmission);
         }
         let n = self.members.len() as u16;
+        // `Err(BadMac)`: a connection id shaped like ours but not minted under our keys.
         let by_conn = m
             .param(b'I')
-            .and_then(|i| wire::tag::decode_keyed(self.cfg.tag_key, i, n));
+            .map(|i| wire::tag::decode(&self.cfg.tag_keys, i, n));
         let by_port = endpoint
             .port
             .and_then(|p| self.members.iter().position(|mm| mm.spec.port == p))
@@ -174,7 +176,13 @@ impl Router {
             }
             Verb::Rsip => self.mgcp_reply(200, tid, b"OK", reply),
             Verb::Mdcx | Verb::Dlcx | Verb::Aucx | Verb::Rqnt | Verb::Auep | Verb::Epcf => {
-                match by_conn.or(by_port) {
+                if by_conn == Some(Err(TagError::BadMac)) {
+                    // Never routed, not even by the endpoint's port: the command claims a
+                    // connection we did not issue.
+                    self.stats.bad_tag += 1;
+                    return self.mgcp_reply(515, tid, b"Incorrect connection-id", reply);
+                }
+                match by_conn.and_then(Result::ok).or(by_port) {
                     Some(k) => {
                         let r =
                             self.forward_existing(k, msg, None, snap, hand, Counted::MgcpStateless);

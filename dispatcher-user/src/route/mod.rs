@@ -16,7 +16,8 @@
 //! - INVITE retransmissions, CANCEL and the ACK for a non-2xx final response follow the
 //!   affinity entry of the INVITE (Call-ID + From-tag + top-Via branch);
 //! - in-dialog requests (a To-tag that a processor issued) go to the processor encoded in the
-//!   tag, with no table state;
+//!   tag, with no table state, once the tag's MAC checks out under the current or previous
+//!   key ([`wire::tag`]); a forged one gets 481 (MGCP: 515) and `bad_tag`;
 //! - OPTIONS out of dialog is answered here (or forwarded, by configuration); other
 //!   out-of-dialog methods get 405/501 (or are forwarded);
 //! - responses are dropped and counted; unparseable requests get 400 citing the defect when a
@@ -77,6 +78,13 @@ pub struct RouterStats {
     pub rejected_method: u64,
     /// Requests answered 481 (unknown transaction or a To-tag no processor issued).
     pub no_transaction: u64,
+    /// In-dialog requests whose To-tag (SIP, answered 481) or connection id (MGCP, answered
+    /// 515) has the processor-tag format but a MAC that matches no configured key: forged, or
+    /// corrupted, or minted under a key this dispatcher does not hold (a rotation done out of
+    /// order). Such a tag is never routed; ACKs carrying one are dropped. A tag that is not
+    /// in the format at all counts in `no_transaction`, as before.
+    #[serde(default)]
+    pub bad_tag: u64,
     /// Unparseable requests answered 400.
     pub bad_request: u64,
     /// Requests too large for a fabric slot, answered 513.
@@ -214,7 +222,7 @@ impl Router {
     }
 
     /// A To-tag for the dispatcher's own answers: `sy-` + 16 hex digits. It is not a processor
-    /// tag (those are 28 hex digits), so the ACK to our own 4xx/5xx is recognised and absorbed.
+    /// tag (those are 32 hex digits), so the ACK to our own 4xx/5xx is recognised and absorbed.
     fn own_tag(&mut self, out: &mut [u8; 19]) {
         let n = self.next_nonce();
         out[..3].copy_from_slice(b"sy-");

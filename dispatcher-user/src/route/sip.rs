@@ -1,7 +1,10 @@
 //! SIP at the well-known port: which processor a request belongs to, or the dispatcher's own
 //! answer (see the module doc of [`super`] for the rules). Reads only what the locate scan
 //! found; the full scan runs only on the rare answer path.
-use wire::sip::{Located, Method, Scope};
+use wire::{
+    sip::{Located, Method, Scope},
+    tag::TagError,
+};
 
 use super::{
     config::{OptionsMode, OtherMode},
@@ -90,7 +93,8 @@ impl Router {
         let n = self.members.len() as u16;
 
         // In-dialog: the processor is encoded in the To-tag it issued.
-        let tagged_processor = to_tag.and_then(|t| wire::tag::decode_keyed(self.cfg.tag_key, t, n));
+        // `Err(BadMac)`: shaped like a processor tag but not minted under our keys.
+        let tagged_processor = to_tag.map(|t| wire::tag::decode(&self.cfg.tag_keys, t, n));
 
         match method {
             Method::Ack => {
@@ -105,15 +109,22 @@ impl Router {
                         Counted::AckAffinity,
                     );
                 }
-                if let Some(k) = tagged_processor {
-                    return self.forward_existing(
-                        k,
-                        msg,
-                        Some(&m.scan),
-                        snap,
-                        &mut out.hand,
-                        Counted::InDialog,
-                    );
+                match tagged_processor {
+                    Some(Ok(k)) => {
+                        return self.forward_existing(
+                            k,
+                            msg,
+                            Some(&m.scan),
+                            snap,
+                            &mut out.hand,
+                            Counted::InDialog,
+                        );
+                    }
+                    Some(Err(TagError::BadMac)) => {
+                        self.stats.bad_tag += 1;
+                        return Decision::Drop(DropReason::BadTag);
+                    }
+                    _ => {}
                 }
                 self.stats.dropped_ack += 1;
                 Decision::Drop(DropReason::AckAbsorbed)
@@ -187,7 +198,7 @@ impl Router {
                 }
             }
             _ if to_tag.is_some() => match tagged_processor {
-                Some(k) => self.forward_existing(
+                Some(Ok(k)) => self.forward_existing(
                     k,
                     msg,
                     Some(&m.scan),
@@ -195,7 +206,11 @@ impl Router {
                     &mut out.hand,
                     Counted::InDialog,
                 ),
-                None => {
+                Some(Err(TagError::BadMac)) => {
+                    self.stats.bad_tag += 1;
+                    self.reply_to(msg.payload, 481, &[], &mut out.reply)
+                }
+                _ => {
                     self.stats.no_transaction += 1;
                     self.reply_to(msg.payload, 481, &[], &mut out.reply)
                 }

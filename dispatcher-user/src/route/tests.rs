@@ -7,6 +7,7 @@ use std::{collections::VecDeque, net::SocketAddr};
 use dispatcher_common::PortProto;
 
 use super::*;
+use wire::tag::{TagKey, TagKeys};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -185,7 +186,7 @@ Content-Length: 0\r\n\r\n"
 
 fn proc_tag(k: u16) -> String {
     let mut t = [0u8; 64];
-    let n = wire::tag::encode(k, 0xfeed, &mut t).unwrap();
+    let n = wire::tag::encode(&wire::tag::TagKey::UNKEYED, k, 0xfeed, &mut t).unwrap();
     String::from_utf8(t[..n].to_vec()).unwrap()
 }
 
@@ -243,21 +244,24 @@ fn in_dialog_requests_route_by_to_tag_without_state() {
         assert_eq!(b.sip(SEC, &m), Decision::Hand(k), "{method}");
     }
     assert_eq!(b.router.stats().in_dialog, 4);
-    // A tag naming a processor that does not exist, or a forged checksum: 481.
+    // A tag naming a processor that does not exist (no_transaction), or a corrupted MAC
+    // (bad_tag): 481 either way.
     let bye = request("BYE", "x", "z9hG4bK-3", Some(&proc_tag(9)), "BYE");
     assert!({
         let a = b.sip(SEC, &bye);
         b.reply_text(a)
     }
     .starts_with("SIP/2.0 481"));
+    assert_eq!(b.router.stats().no_transaction, 1);
     let mut forged = proc_tag(1);
-    forged.replace_range(27..28, if forged.ends_with('0') { "1" } else { "0" });
+    forged.replace_range(31..32, if forged.ends_with('0') { "1" } else { "0" });
     let bye = request("BYE", "x", "z9hG4bK-4", Some(&forged), "BYE");
     assert!({
         let a = b.sip(SEC, &bye);
         b.reply_text(a)
     }
     .starts_with("SIP/2.0 481"));
+    assert_eq!(b.router.stats().bad_tag, 1);
 }
 
 #[test]
@@ -817,39 +821,178 @@ fn two_dispatchers_route_identically_without_shared_state() {
     }
 }
 
-#[test]
-fn keyed_tags_route_and_unkeyed_or_foreign_ones_get_481() {
-    let key = processor::deploy::tag_key(b"shared secret");
-    let mut b = bed_with(
+fn keyed_bed(tag_keys: TagKeys) -> Bed {
+    bed_with(
         4,
         0,
         64,
         RouterConfig {
-            tag_key: key,
+            tag_keys,
             ..RouterConfig::default()
         },
+    )
+}
+
+fn keyed_tag(key: &TagKey, id: u16, nonce: u64) -> String {
+    let mut t = [0u8; 64];
+    let n = wire::tag::encode(key, id, nonce, &mut t).unwrap();
+    String::from_utf8(t[..n].to_vec()).unwrap()
+}
+
+fn bye_with(tag: &str, i: u32) -> Vec<u8> {
+    request(
+        "BYE",
+        &format!("k{i}"),
+        &format!("z9hG4bK-k{i}"),
+        Some(tag),
+        "BYE",
+    )
+}
+
+/// Every decision counted exactly once (MGCP answers also count in `mgcp_answered`).
+fn decisions(s: &RouterStats) -> u64 {
+    s.new_dialogs
+        + s.retransmissions
+        + s.cancels
+        + s.acks_affinity
+        + s.in_dialog
+        + s.options_answered
+        + s.rejected_method
+        + s.no_transaction
+        + s.bad_tag
+        + s.bad_request
+        + s.too_large
+        + s.overload
+        + s.dropped_empty
+        + s.dropped_response
+        + s.dropped_unparseable
+        + s.dropped_ack
+        + s.dropped_reply_too_large
+        + s.mgcp_stateless
+        + s.mgcp_retransmissions
+}
+
+#[test]
+fn keyed_tags_route_forged_ones_get_481_and_bad_tag_foreign_ones_no_transaction() {
+    let key = processor::deploy::tag_key(b"shared secret");
+    let mut b = keyed_bed(TagKeys::single(key));
+    assert_eq!(
+        b.sip(SEC, &bye_with(&keyed_tag(&key, 3, 0xfeed), 0)),
+        Decision::Hand(3)
     );
-    let tag = |k: u64, id: u16| {
-        let mut t = [0u8; 64];
-        let n = wire::tag::encode_keyed(k, id, 0xfeed, &mut t).unwrap();
-        String::from_utf8(t[..n].to_vec()).unwrap()
-    };
-    let bye = |t: &str, i: u32| {
-        request(
-            "BYE",
-            &format!("k{i}"),
-            &format!("z9hG4bK-k{i}"),
-            Some(t),
-            "BYE",
-        )
-    };
-    assert_eq!(b.sip(SEC, &bye(&tag(key, 3), 0)), Decision::Hand(3));
-    for (i, forged) in [tag(0, 3), tag(key ^ 1, 3)].iter().enumerate() {
-        let a = b.sip(SEC, &bye(forged, i as u32 + 1));
-        assert!(b.reply_text(a).starts_with("SIP/2.0 481"), "{forged}");
+    let wrong = processor::deploy::tag_key(b"shared secret2");
+    // Right format, wrong MAC: unkeyed, another key, a flipped MAC bit, an id changed
+    // without fixing the MAC. None reaches a processor; each counts in bad_tag.
+    let mut flipped = keyed_tag(&key, 3, 0xfeed);
+    flipped.replace_range(20..21, if &flipped[20..21] == "a" { "b" } else { "a" });
+    let mut other_id = keyed_tag(&key, 3, 0xfeed);
+    other_id.replace_range(3..4, "2");
+    let forged = [
+        keyed_tag(&TagKey::UNKEYED, 3, 0xfeed),
+        keyed_tag(&wrong, 3, 0xfeed),
+        flipped,
+        other_id,
+    ];
+    for (i, f) in forged.iter().enumerate() {
+        let a = b.sip(SEC, &bye_with(f, i as u32 + 1));
+        assert!(b.reply_text(a).starts_with("SIP/2.0 481"), "{f}");
     }
-    assert!(
-        b.drained(3).len() == 1,
+    assert_eq!(b.router.stats().bad_tag, 4);
+    // A forged ACK is dropped (never answered), counted the same way.
+    let ack = request("ACK", "k9", "z9hG4bK-k9", Some(&forged[1]), "ACK");
+    assert_eq!(b.sip(SEC, &ack), Decision::Drop(DropReason::BadTag));
+    assert_eq!(b.router.stats().bad_tag, 5);
+    // Not in the processor-tag format at all (a foreign UA's tag, a v1 tag): as before.
+    for (i, t) in ["1928301774", "000c00000000deadbeef52fa4dc9"]
+        .iter()
+        .enumerate()
+    {
+        let a = b.sip(SEC, &bye_with(t, i as u32 + 20));
+        assert!(b.reply_text(a).starts_with("SIP/2.0 481"), "{t}");
+    }
+    let s = b.router.stats();
+    assert_eq!((s.bad_tag, s.no_transaction, s.in_dialog), (5, 2, 1));
+    assert_eq!(decisions(&s), 8, "one counter per decision: {s:?}");
+    assert_eq!(
+        b.drained(3).len(),
+        1,
         "only the keyed tag reached processor 3"
     );
+    for k in [0, 1, 2] {
+        assert!(b.drained(k).is_empty());
+    }
+}
+
+#[test]
+fn the_previous_key_is_accepted_until_it_is_removed() {
+    let old = processor::deploy::tag_key(b"old secret");
+    let new = processor::deploy::tag_key(b"new secret");
+    let old_tag = keyed_tag(&old, 2, 7);
+    let new_tag = keyed_tag(&new, 1, 8);
+    // Before the rotation: only the old key.
+    let mut before = keyed_bed(TagKeys::single(old));
+    assert_eq!(before.sip(SEC, &bye_with(&old_tag, 0)), Decision::Hand(2));
+    // During: new current, old previous; both route.
+    let mut during = keyed_bed(TagKeys {
+        current: new,
+        previous: Some(old),
+    });
+    assert_eq!(during.sip(SEC, &bye_with(&old_tag, 1)), Decision::Hand(2));
+    assert_eq!(during.sip(SEC, &bye_with(&new_tag, 2)), Decision::Hand(1));
+    let mdcx = format!("MDCX 3001 ep@mgw MGCP 1.0\r\nC: 1\r\nI: {old_tag}\r\n");
+    assert_eq!(mgcp(&mut during, SEC, &mdcx), Decision::Hand(2));
+    assert_eq!(during.router.stats().bad_tag, 0);
+    // After the previous key is removed: old tags are refused as forged.
+    let mut after = keyed_bed(TagKeys::single(new));
+    let a = after.sip(SEC, &bye_with(&old_tag, 3));
+    assert!(after.reply_text(a).starts_with("SIP/2.0 481"));
+    assert_eq!(after.sip(SEC, &bye_with(&new_tag, 4)), Decision::Hand(1));
+    let r = {
+        let a = mgcp(&mut after, SEC, &mdcx);
+        after.reply_text(a)
+    };
+    assert!(r.starts_with("515 3001 "), "{r}");
+    let s = after.router.stats();
+    assert_eq!((s.bad_tag, s.in_dialog), (2, 1));
+    assert!(
+        after.drained(2).is_empty(),
+        "nothing reached the old tags' processor"
+    );
+}
+
+#[test]
+fn mgcp_bad_connection_id_gets_515_and_is_never_routed_even_by_port() {
+    let key = processor::deploy::tag_key(b"shared secret");
+    let mut b = keyed_bed(TagKeys::single(key));
+    let good = keyed_tag(&key, 2, 1);
+    let mdcx =
+        |tid: u32, ep: &str, i: &str| format!("MDCX {tid} {ep} MGCP 1.0\r\nC: 1\r\nI: {i}\r\n");
+    assert_eq!(
+        mgcp(&mut b, SEC, &mdcx(4001, "ep@mgw", &good)),
+        Decision::Hand(2)
+    );
+    let mut forged = good.clone();
+    forged.replace_range(0..4, "0001");
+    for (tid, ep) in [(4002, "ep@mgw"), (4003, "ep@[198.18.0.1]:5071")] {
+        let r = {
+            let a = mgcp(&mut b, SEC, &mdcx(tid, ep, &forged));
+            b.reply_text(a)
+        };
+        assert!(r.starts_with(&format!("515 {tid} ")), "{r}");
+    }
+    // A connection id not in the processor-tag format: as before (515, no_transaction when
+    // no endpoint port names a processor).
+    let r = {
+        let a = mgcp(&mut b, SEC, &mdcx(4004, "ep@mgw", "12345"));
+        b.reply_text(a)
+    };
+    assert!(r.starts_with("515 4004 "), "{r}");
+    let s = b.router.stats();
+    assert_eq!((s.bad_tag, s.no_transaction, s.mgcp_stateless), (2, 1, 1));
+    assert_eq!(
+        b.drained(1).len(),
+        0,
+        "the forged id's processor saw nothing"
+    );
+    assert_eq!(b.drained(2).len(), 1);
 }

@@ -227,6 +227,17 @@ pub struct UdpPorts {
 
 /// `switchyard run --backend udp` on loopback with two processors, all on free ports, ready.
 pub fn udp_switchyard(extra: &[&str], tag: &str) -> (Switchyard, UdpPorts) {
+    udp_switchyard_inner(extra, tag, false)
+}
+
+/// Like [`udp_switchyard`], with stderr piped for [`Switchyard::stop_with_stderr`] (the logs
+/// are read only at exit, so keep them short: `--log-level warn`).
+#[allow(dead_code)] // not every test binary reads the logs
+pub fn udp_switchyard_logged(extra: &[&str], tag: &str) -> (Switchyard, UdpPorts) {
+    udp_switchyard_inner(extra, tag, true)
+}
+
+fn udp_switchyard_inner(extra: &[&str], tag: &str, piped: bool) -> (Switchyard, UdpPorts) {
     let p = UdpPorts {
         sip: free_port(),
         mgcp: free_port(),
@@ -243,6 +254,9 @@ pub fn udp_switchyard(extra: &[&str], tag: &str) -> (Switchyard, UdpPorts) {
             &p.procs.to_string(),
         ])
         .args(extra);
+    if piped {
+        cmd.stderr(Stdio::piped());
+    }
     let mut sy = Switchyard::start(cmd, tag);
     let bound = |port: u16| std::net::UdpSocket::bind(("127.0.0.1", port)).is_err();
     sy.wait_until("the sockets to be bound", || {

@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use fabric::{monotonic_ns, LoadReport};
 use processor::{
-    deploy::{tag_key_from_file, Deployment, PortRange, DEFAULT_MEDIA_PORTS},
+    deploy::{tag_keys_from_files, Deployment, PortRange, DEFAULT_MEDIA_PORTS, UNKEYED_WARNING},
     report::{Report, ReportKey},
 };
 use tracing::{info, warn};
@@ -59,10 +59,16 @@ struct Args {
     /// RTP ports, half for SIP and half for MGCP.
     #[arg(long, default_value_t = DEFAULT_MEDIA_PORTS)]
     media_ports: PortRange,
-    /// File with the secret shared with the dispatchers that keys the processor id checksum
-    /// in To-tags and MGCP connection ids (the dispatchers' `--tag-key-file`).
+    /// File with the secret shared with the dispatchers that keys the MAC over the processor
+    /// id in To-tags and MGCP connection ids (the dispatchers' `--tag-key-file`). Without it
+    /// tags are not authenticated (a warning at start).
     #[arg(long, env = "SWITCHYARD_TAG_KEY_FILE")]
     tag_key_file: Option<PathBuf>,
+    /// The secret being rotated out (the dispatchers' flag of the same name). A processor
+    /// mints with --tag-key-file only and never verifies tags, so it only checks this file;
+    /// it is accepted so every host of a deployment can be given the same settings.
+    #[arg(long, env = "SWITCHYARD_TAG_KEY_PREVIOUS_FILE")]
+    tag_key_previous_file: Option<PathBuf>,
     /// SIP header with an explicit session size (units), as the dispatchers' flag of the
     /// same name; else derived from SDP; else 1.
     #[arg(long, default_value = "X-Session-Size")]
@@ -107,11 +113,14 @@ fn main() -> anyhow::Result<()> {
     let socket = UdpSocket::bind(a.listen).with_context(|| format!("binding {}", a.listen))?;
     let report_socket = socket.try_clone()?;
     let load = LoadReport::new(a.capacity);
-    let tag_key = match &a.tag_key_file {
-        Some(path) => tag_key_from_file(path)
-            .with_context(|| format!("reading --tag-key-file {}", path.display()))?,
-        None => 0,
-    };
+    let tag_keys = tag_keys_from_files(
+        a.tag_key_file.as_deref(),
+        a.tag_key_previous_file.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if tag_keys.is_unkeyed() {
+        warn!("{UNKEYED_WARNING}");
+    }
     let deployment = Deployment {
         pool: a.processors,
         capacity: a.capacity,
@@ -122,7 +131,7 @@ fn main() -> anyhow::Result<()> {
             mgcp_param: a.session_size_param.clone().into_bytes(),
             ..SessionSizeConfig::default()
         },
-        tag_key,
+        tag_keys,
     };
     let mut cfg = deployment.processor(a.id, a.listen, a.media_ports);
     cfg.core = a.core;

@@ -72,8 +72,9 @@ pub struct GatewayConfig {
     pub session_size: SessionSizeConfig,
     /// Capacity in units reported to the dispatcher (0 = unlimited).
     pub capacity_units: u32,
-    /// Secret mixed into connection-id checks; must equal the dispatcher's `tag_key`.
-    pub tag_key: u64,
+    /// Key of the connection-id MAC ([`wire::tag::encode`]); must be the dispatchers'
+    /// current key.
+    pub tag_key: wire::tag::TagKey,
 }
 
 impl GatewayConfig {
@@ -88,7 +89,7 @@ impl GatewayConfig {
             answer_delay: Duration::ZERO,
             session_size: SessionSizeConfig::default(),
             capacity_units: 0,
-            tag_key: 0,
+            tag_key: wire::tag::TagKey::UNKEYED,
         }
     }
 }
@@ -503,8 +504,10 @@ impl Gateway {
     fn new_conn_id(&mut self) -> Vec<u8> {
         self.counter += 1;
         let mut buf = [0u8; wire::tag::TAG_LEN];
-        let nonce = mix(self.id_seed ^ self.counter);
-        match wire::tag::encode_keyed(self.cfg.tag_key, self.cfg.id, nonce, &mut buf) {
+        // A counter from a random start: the tag keeps 48 bits of it, unique for 2^48 ids
+        // (a mixed counter would collide, by the birthday bound, once live ids reach ~2^24).
+        let nonce = mix(self.id_seed).wrapping_add(self.counter);
+        match wire::tag::encode(&self.cfg.tag_key, self.cfg.id, nonce, &mut buf) {
             Ok(n) => buf[..n].to_vec(),
             Err(_) => format!("{nonce:x}").into_bytes(),
         }

@@ -8,6 +8,7 @@ const MS: u64 = 1_000_000;
 fn cfg() -> GatewayConfig {
     let mut c = GatewayConfig::new(5, 8, "10.0.0.2:5071".parse().unwrap());
     c.media_ports = (30000, 30003);
+    c.tag_key = crate::deploy::tag_key(b"gateway test secret");
     c
 }
 
@@ -89,7 +90,14 @@ fn crcx_answers_processor_tagged_connection_endpoint_and_sdp() {
     assert_eq!((r.code(), r.tid(), r.dst), (200, 100, ca()));
     let i = r.param("I").unwrap();
     assert!(i.len() <= 32 && i.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert_eq!(wire::tag::decode(i.as_bytes(), 8), Some(5));
+    let keys = wire::tag::TagKeys::single(crate::deploy::tag_key(b"gateway test secret"));
+    assert_eq!(wire::tag::decode(&keys, i.as_bytes(), 8), Ok(5));
+    let other = wire::tag::TagKeys::single(crate::deploy::tag_key(b"another secret"));
+    assert_eq!(
+        wire::tag::decode(&other, i.as_bytes(), 8),
+        Err(wire::tag::TagError::BadMac),
+        "minted under the configured key"
+    );
     let z = r.param("Z").unwrap();
     assert!(
         z.starts_with("aaln/") && z.ends_with("@[10.0.0.2]:5071"),

@@ -37,9 +37,12 @@ pub(super) enum EndReason {
 impl Uas {
     pub(super) fn new_tag(&mut self) -> Vec<u8> {
         self.tag_counter += 1;
-        let nonce = mix(self.tag_seed ^ self.tag_counter);
+        // A counter from a random start: the tag keeps 48 bits of it, unique for 2^48 dialogs
+        // (a mixed counter would collide, by the birthday bound, once live dialogs reach
+        // ~2^24, and dialogs are found by tag).
+        let nonce = mix(self.tag_seed).wrapping_add(self.tag_counter);
         let mut buf = [0u8; wire::tag::TAG_LEN];
-        match wire::tag::encode_keyed(self.cfg.tag_key, self.cfg.id, nonce, &mut buf) {
+        match wire::tag::encode(&self.cfg.tag_key, self.cfg.id, nonce, &mut buf) {
             Ok(n) => buf[..n].to_vec(),
             Err(_) => format!("{:x}", nonce).into_bytes(),
         }

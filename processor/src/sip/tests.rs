@@ -9,6 +9,7 @@ const UAC: &str = "192.0.2.10:5070";
 fn cfg() -> UasConfig {
     let mut c = UasConfig::new(3, 8, "10.0.0.2:5071".parse().unwrap());
     c.media_ports = (20000, 20003);
+    c.tag_key = crate::deploy::tag_key(b"uas test secret");
     c
 }
 
@@ -151,9 +152,17 @@ fn invite_is_answered_100_then_200_with_contact_tag_and_sdp() {
     assert!(ok.text.contains("c=IN IP4 10.0.0.2\r\n"));
     let tag = ok.to_tag();
     assert_eq!(
-        wire::tag::decode(tag.as_bytes(), 8),
-        Some(3),
-        "To-tag names processor 3"
+        wire::tag::decode(
+            &wire::tag::TagKeys::single(crate::deploy::tag_key(b"uas test secret")),
+            tag.as_bytes(),
+            8
+        ),
+        Ok(3),
+        "To-tag names processor 3, under the configured key"
+    );
+    assert_eq!(
+        wire::tag::decode(&wire::tag::TagKeys::UNKEYED, tag.as_bytes(), 8),
+        Err(wire::tag::TagError::BadMac)
     );
     assert_eq!(uas.stats().dialogs_started, 1);
     assert_eq!(uas.load().active.load(Ordering::Relaxed), 1);

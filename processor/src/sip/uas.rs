@@ -59,9 +59,9 @@ pub struct UasConfig {
     pub session_size: SessionSizeConfig,
     /// Capacity in units reported to the dispatcher (0 = unlimited).
     pub capacity_units: u32,
-    /// Secret mixed into To-tag checks ([`wire::tag::encode_keyed`]); must equal the
-    /// dispatcher's `tag_key` (0 = unkeyed).
-    pub tag_key: u64,
+    /// Key of the To-tag MAC ([`wire::tag::encode`]); must be the dispatchers' current key
+    /// ([`wire::tag::TagKey::UNKEYED`] without one).
+    pub tag_key: wire::tag::TagKey,
 }
 
 impl UasConfig {
@@ -77,7 +77,7 @@ impl UasConfig {
             t1: Duration::from_millis(500),
             session_size: SessionSizeConfig::default(),
             capacity_units: 0,
-            tag_key: 0,
+            tag_key: wire::tag::TagKey::UNKEYED,
         }
     }
 }

@@ -6,7 +6,8 @@ fuzz_target!(|data: &[u8]| {
     let limits = wire::Limits::default();
     if let Ok(m) = wire::sip::Message::parse(data, &limits) {
         let mut tag = [0u8; 32];
-        let tl = wire::tag::encode(7, data.len() as u64, &mut tag).expect("tag fits");
+        let key = wire::tag::TagKey::from_bytes(*b"fuzz sip to-tag!");
+        let tl = wire::tag::encode(&key, 7, data.len() as u64, &mut tag).expect("tag fits");
         let mut out = vec![0u8; data.len() + 64];
         if let Ok(n) = m.write_with_to_tag(&tag[..tl], &mut out) {
             let r = match wire::sip::Message::parse(&out[..n], &limits) {
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             };
             let t = r.to().and_then(|t| t.tag).expect("tag present");
-            assert_eq!(wire::tag::decode(t, 8), Some(7));
+            assert_eq!(wire::tag::decode(&wire::tag::TagKeys::single(key), t, 8), Ok(7));
         }
     }
 });
