@@ -178,10 +178,11 @@ impl ExitReport {
         line(
             "answered",
             format!(
-                "{} OPTIONS, {} 405/501, {} no transaction (481/515/500), {} malformed (400/510), {} too large (513), {} overload (503/403/409), {} MGCP by the dispatcher",
+                "{} OPTIONS, {} 405/501, {} no transaction (481/515/500), {} forged tags (481/515), {} malformed (400/510), {} too large (513), {} overload (503/403/409), {} MGCP by the dispatcher",
                 r.options_answered,
                 r.rejected_method,
                 r.no_transaction,
+                r.bad_tag,
                 r.bad_request,
                 r.too_large,
                 r.overload,
