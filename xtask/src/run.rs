@@ -220,7 +220,7 @@ pub fn render(
     if let Some([redirected, passed, malformed, no_socket, not_allowed, over_rate]) = sy.xdp {
         line(
             "XDP verdicts",
-            format!("{redirected} redirected, {passed} passed, {} dropped (malformed {malformed}, no socket {no_socket}, not allowed {not_allowed}, over rate {over_rate})", malformed + no_socket + not_allowed + over_rate),
+            format!("{redirected} redirected, {passed} passed (not ours) + {malformed} malformed + {no_socket} without a socket to the kernel, {} dropped ({not_allowed} not allowed, {over_rate} over rate)", not_allowed + over_rate),
         );
     }
     let calls: u64 = gens.iter().map(|g| g.offered).sum();
@@ -435,7 +435,7 @@ mod tests {
             "SIP calls          offered    500  completed    500  failed    0   INVITE→200 p50 210 µs  p99 1.3 ms  max 4.1 ms",
             "MGCP connections   offered    500  completed    500  failed    0   CRCX→200 p50",
             "dialogs per proc.  #0 60.0%  #1 40.0%",
-            "XDP verdicts       2000 redirected, 3 passed, 9 dropped (malformed 0, no socket 0, not allowed 4, over rate 5)",
+            "XDP verdicts       2000 redirected, 3 passed (not ours) + 0 malformed + 0 without a socket to the kernel, 9 dropped (4 not allowed, 5 over rate)",
             "dispatcher CPU     5.00 µs per call",
             "files              /out/",
             "sip/   invite_200.hgrm latency.svg summary.json",
