@@ -121,6 +121,7 @@ impl Links {
                     reported_capacity: l.capacity_units.load(Relaxed),
                     queue_free: p.capacity().saturating_sub(p.depth()),
                     queue_capacity: p.capacity(),
+                    pending_invites: l.pending_invites.load(Relaxed),
                 },
                 Link::Remote(_) => MemberView::remote(
                     l.up.load(Relaxed),

@@ -207,6 +207,7 @@ fn run(
             }
         }
         out.clear();
+        account.pending_invites(uas.pending_invites());
         account.heartbeat(fabric::monotonic_ns());
         if work > 0 || sent_any {
             continue;
