@@ -121,6 +121,7 @@ impl Links {
                     reported_capacity: l.capacity_units.load(Relaxed),
                     queue_free: p.capacity().saturating_sub(p.depth()),
                     queue_capacity: p.capacity(),
+                    pending_invites: l.pending_invites.load(Relaxed),
                 },
                 Link::Remote(_) => MemberView::remote(
                     l.up.load(Relaxed),
@@ -233,5 +234,51 @@ impl Dispatch {
     /// Ends a batch: publishes the queued handoffs to the processors.
     pub fn flush(&mut self) {
         self.links.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    #[test]
+    fn refresh_copies_the_pending_invites_and_the_router_refuses_at_the_cap() {
+        let (producer, _consumer) = fabric::channel(16).unwrap();
+        let load = LoadReport::new(0);
+        let mut member = LinkedMember::local(5070, 0, producer, Arc::clone(&load));
+        member.spec.max_pending = 2;
+        let cfg = RouterConfig::default();
+        let now = fabric::monotonic_ns();
+        let links = Links::new(vec![member], None, &cfg, now);
+        let router = Router::new(cfg, links.specs());
+        let mut d = Dispatch::new(router, links);
+        let invite = |i: u32| {
+            format!(
+                "INVITE sip:svc@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:a@198.18.0.2>;tag=f{i}\r\nTo: <sip:svc@198.18.0.1>\r\nCall-ID: c{i}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let send = |d: &mut Dispatch, i: u32| {
+            let bytes = invite(i);
+            let msg = Inbound {
+                proto: PortProto::Sip,
+                src: "198.18.0.2:5060".parse().unwrap(),
+                dst: "198.18.0.1:5060".parse().unwrap(),
+                payload: bytes.as_bytes(),
+            };
+            d.begin_batch(now);
+            let reply = d.handle(now, &msg).map(<[u8]>::to_vec);
+            d.flush();
+            reply
+        };
+        load.pending_invites.store(1, Relaxed);
+        d.links.refresh(now);
+        assert_eq!(d.links.snapshot().members[0].pending_invites, 1);
+        assert_eq!(send(&mut d, 1), None, "1 < 2: handed");
+        load.pending_invites.store(2, Relaxed);
+        let r = send(&mut d, 2).expect("at the cap: the dispatcher answers");
+        assert!(r.starts_with(b"SIP/2.0 503 "));
+        assert_eq!(d.router.stats().overload, 1);
     }
 }

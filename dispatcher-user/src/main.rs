@@ -105,6 +105,12 @@ struct RunArgs {
     /// Capacity of each processor in session units (0: unlimited). Beyond it: 503 / 403.
     #[arg(long, default_value_t = 0)]
     capacity: u32,
+    /// Most INVITE server transactions each processor keeps pending (answered, not yet
+    /// acknowledged) at once: a new INVITE beyond it is answered 503 + Retry-After by the
+    /// processor, and a processor at its cap is out of selection (503 from the dispatcher
+    /// when all are). 0: unlimited.
+    #[arg(long, default_value_t = processor::sip::DEFAULT_MAX_PENDING_INVITES)]
+    max_pending_invites: u32,
     /// Fabric queue slots per processor; a full queue means the next candidate, or 503.
     #[arg(long, default_value_t = 4096)]
     queue_depth: usize,
@@ -266,6 +272,7 @@ fn main() -> anyhow::Result<()> {
                     first_port: a.processor_ports,
                     ip: a.processor_ip,
                     capacity: a.capacity,
+                    max_pending_invites: a.max_pending_invites,
                     queue_depth: a.queue_depth,
                     media_ports: a.media_ports,
                     answer_delay: Duration::from_millis(a.answer_delay_ms),

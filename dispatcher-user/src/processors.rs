@@ -40,6 +40,9 @@ pub struct ProcessorsConfig {
     pub ip: Option<std::net::IpAddr>,
     /// Capacity of each processor in session units (0: unlimited).
     pub capacity: u32,
+    /// Most new-INVITE transactions pending per processor (0: unlimited); the processors
+    /// refuse beyond it and the router does not select a processor at it.
+    pub max_pending_invites: u32,
     /// Fabric queue slots per processor.
     pub queue_depth: usize,
     /// RTP port range, split evenly between processors.
@@ -93,6 +96,7 @@ impl Processors {
             send_180: cfg.send_180,
             session_size: router.session_size.clone(),
             tag_keys: router.tag_keys,
+            max_pending_invites: cfg.max_pending_invites,
         };
         let mut members = Vec::new();
         let mut handles = Vec::new();
@@ -125,7 +129,9 @@ impl Processors {
                 Arc::clone(&stop),
             )
             .with_context(|| format!("starting processor thread {k}"))?;
-            members.push(LinkedMember::local(port, cfg.capacity, producer, load));
+            let mut member = LinkedMember::local(port, cfg.capacity, producer, load);
+            member.spec.max_pending = cfg.max_pending_invites;
+            members.push(member);
             handles.push((addr, handle));
         }
         if n > 0 {

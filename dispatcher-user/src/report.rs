@@ -216,14 +216,23 @@ impl ExitReport {
                 format!("#{k} {n} ({pct:.1}%)")
             })
             .collect();
-        line(
-            "processors",
-            if shares.is_empty() {
-                "none".into()
-            } else {
-                shares.join("  ")
-            },
-        );
+        let mut shares = if shares.is_empty() {
+            "none".to_string()
+        } else {
+            shares.join("  ")
+        };
+        let refused: u64 = self
+            .processors
+            .iter()
+            .filter_map(|p| p.stats.map(|s| s.sip.overload_503))
+            .sum();
+        if refused > 0 {
+            let _ = write!(
+                shares,
+                "; {refused} INVITEs refused 503 at --max-pending-invites"
+            );
+        }
+        line("processors", shares);
         if let Some(l) = &self.lan {
             line(
                 "remote",
@@ -304,5 +313,26 @@ mod tests {
             let b = l.as_bytes();
             assert!(b.len() > 15 && b[14] == b' ' && b[15] != b' ', "{l:?}");
         }
+        assert!(
+            !text.contains("max-pending"),
+            "nothing refused, nothing said"
+        );
+        // INVITEs the processors refused at their pending cap are named on their line.
+        let mut st = processor::thread::ProcessorStats::default();
+        st.sip.overload_503 = 4;
+        r.processors = (0..2)
+            .map(|id| ProcessorReport {
+                id,
+                addr: "127.0.0.1:5070".parse().unwrap(),
+                stats: Some(st),
+            })
+            .collect();
+        let text = r.summary(2.0);
+        assert!(
+            text.contains(
+                "#0 300 (75.0%)  #1 100 (25.0%); 8 INVITEs refused 503 at --max-pending-invites"
+            ),
+            "{text}"
+        );
     }
 }

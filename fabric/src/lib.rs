@@ -306,6 +306,10 @@ pub struct LoadReport {
     pub rejected_units: AtomicU64,
     /// The processor's capacity in units (0 = unlimited).
     pub capacity_units: AtomicU32,
+    /// New-INVITE server transactions the processor holds pending (answered, not yet
+    /// acknowledged): a gauge the processor thread writes every loop round, with the
+    /// heartbeat. The router stops selecting a processor whose count reached its cap.
+    pub pending_invites: AtomicU32,
     /// Reports accepted from a processor on another host (monotonic; the router notices a new
     /// report by this changing).
     pub reports: AtomicU64,

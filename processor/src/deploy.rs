@@ -123,6 +123,9 @@ pub struct Deployment {
     /// the dispatchers, which verify tags (a processor finds its dialogs by tag, so a tag it
     /// did not mint is simply unknown to it and gets 481).
     pub tag_keys: TagKeys,
+    /// Most new-INVITE transactions pending per processor (0: unlimited); beyond it a new
+    /// INVITE is answered 503 + `Retry-After` ([`crate::sip::UasConfig::max_pending_invites`]).
+    pub max_pending_invites: u32,
 }
 
 impl Deployment {
@@ -136,6 +139,7 @@ impl Deployment {
         pc.sip.session_size = self.session_size.clone();
         pc.sip.capacity_units = self.capacity;
         pc.sip.tag_key = self.tag_keys.current;
+        pc.sip.max_pending_invites = self.max_pending_invites;
         pc.mgcp.media_ports = mgcp_media.as_pair();
         pc.mgcp.answer_delay = self.answer_delay;
         pc.mgcp.session_size = self.session_size.clone();

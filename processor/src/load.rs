@@ -63,6 +63,11 @@ impl LoadAccount {
             .fetch_add(u64::from(units), Ordering::Relaxed);
     }
 
+    /// Publishes the pending new-INVITE transaction count (a gauge).
+    pub fn pending_invites(&self, n: u32) {
+        self.report.pending_invites.store(n, Ordering::Relaxed);
+    }
+
     /// Records the processor clock as its heartbeat.
     pub fn heartbeat(&self, now_ns: u64) {
         self.report.heartbeat_ns.store(now_ns, Ordering::Relaxed);

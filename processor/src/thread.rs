@@ -207,6 +207,7 @@ fn run(
             }
         }
         out.clear();
+        account.pending_invites(uas.pending_invites());
         account.heartbeat(fabric::monotonic_ns());
         if work > 0 || sent_any {
             continue;
@@ -317,6 +318,12 @@ mod tests {
             Ok(2)
         );
         assert_eq!(load.active.load(Ordering::Relaxed), 1);
+        // The unacknowledged INVITE is published as pending (with the round's heartbeat).
+        let until = Instant::now() + Duration::from_secs(5);
+        while load.pending_invites.load(Ordering::Relaxed) != 1 {
+            assert!(Instant::now() < until, "pending INVITE never published");
+            std::thread::sleep(Duration::from_millis(1));
+        }
 
         // ACK and BYE go straight to the processor's socket (the 200's Contact).
         let tagp = format!(";tag={tag}");
@@ -344,6 +351,8 @@ mod tests {
         assert_eq!(st.mgcp.commands, 1);
         assert_eq!(load.active.load(Ordering::Relaxed), 0);
         assert_eq!(load.released_units.load(Ordering::Relaxed), 1);
+        assert_eq!(load.pending_invites.load(Ordering::Relaxed), 0, "ACKed");
+        assert_eq!(st.sip.pending_invites_max, 1);
         assert!(load.heartbeat_ns.load(Ordering::Relaxed) > 0);
     }
 }

@@ -21,6 +21,10 @@ pub struct MemberSpec {
     pub capacity: u32,
     /// Whether it is on another host (reached over the LAN, with the true source relayed).
     pub remote: bool,
+    /// Most new-INVITE transactions it holds pending before it refuses more (its
+    /// `--max-pending-invites`; 0: unlimited, and always for remote ones, which do not
+    /// report the count). At the cap it is out of selection for new INVITEs.
+    pub max_pending: u32,
 }
 
 impl MemberSpec {
@@ -30,6 +34,7 @@ impl MemberSpec {
             port,
             capacity,
             remote: false,
+            max_pending: 0,
         }
     }
 
@@ -39,6 +44,7 @@ impl MemberSpec {
             port: addr.port(),
             capacity,
             remote: true,
+            max_pending: 0,
         }
     }
 }
@@ -62,6 +68,8 @@ pub struct MemberView {
     pub queue_free: usize,
     /// Slots in its fabric queue (`usize::MAX` for remote).
     pub queue_capacity: usize,
+    /// New-INVITE transactions it reported pending (in-chassis; 0 for remote).
+    pub pending_invites: u32,
 }
 
 impl MemberView {
@@ -75,6 +83,7 @@ impl MemberView {
             reported_capacity,
             queue_free: usize::MAX,
             queue_capacity: usize::MAX,
+            pending_invites: 0,
         }
     }
 }
@@ -118,6 +127,9 @@ pub struct Member {
     /// Messages handed to it since the snapshot of epoch `epoch` (they occupy queue slots the
     /// snapshot still shows free).
     handed: usize,
+    /// New INVITEs among them: transactions it will hold that the snapshot's pending count
+    /// does not show yet.
+    invites_handed: u32,
     epoch: u64,
     /// `reports` when last looked at, and `assigned_units` then (remote members).
     seen_reports: u64,
@@ -131,6 +143,7 @@ impl Member {
             assigned_units: 0,
             forwarded: 0,
             handed: 0,
+            invites_handed: 0,
             epoch: u64::MAX,
             seen_reports: 0,
             assigned_at_report: 0,
@@ -142,6 +155,7 @@ impl Member {
         if self.epoch != epoch {
             self.epoch = epoch;
             self.handed = 0;
+            self.invites_handed = 0;
         }
     }
 
@@ -150,6 +164,12 @@ impl Member {
         self.sync(epoch);
         self.handed += 1;
         self.forwarded += 1;
+    }
+
+    /// Records that the message last handed ([`Member::handed`]) was a new INVITE.
+    pub(super) fn handed_invite(&mut self, epoch: u64) {
+        self.sync(epoch);
+        self.invites_handed = self.invites_handed.saturating_add(1);
     }
 
     /// The selector's view: the snapshot plus the router's own accounting.
@@ -176,6 +196,8 @@ impl Member {
                 depth: 0,
                 queue_capacity: usize::MAX,
                 alive: v.alive,
+                pending: 0,
+                max_pending: 0,
             }
         } else {
             MemberState {
@@ -184,6 +206,8 @@ impl Member {
                 depth,
                 queue_capacity: v.queue_capacity,
                 alive: v.alive,
+                pending: v.pending_invites.saturating_add(self.invites_handed),
+                max_pending: self.spec.max_pending,
             }
         }
     }

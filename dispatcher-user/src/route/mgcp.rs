@@ -147,7 +147,18 @@ impl Router {
                 }
                 let size = m.session_size(&self.cfg.session_size);
                 let mark = self.cfg.mark_port.is_some();
-                match self.place(NewDialog { size, key, mark }, msg, None, snap, hand) {
+                match self.place(
+                    NewDialog {
+                        size,
+                        key,
+                        mark,
+                        invite: false,
+                    },
+                    msg,
+                    None,
+                    snap,
+                    hand,
+                ) {
                     Ok(Some(k)) => {
                         self.affinity.insert(key, k, now_s);
                         self.stats.new_dialogs += 1;

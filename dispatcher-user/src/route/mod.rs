@@ -305,13 +305,23 @@ impl Router {
         snap: &Snapshot,
         hand: &mut Handoffs,
     ) -> Result<Option<u16>, ()> {
-        let NewDialog { size, key, mark } = new;
+        let NewDialog {
+            size,
+            key,
+            mark,
+            invite,
+        } = new;
         let mut excluded = 0u64;
         loop {
             let n = self.members.len();
             let mut states: [Option<MemberState>; MAX_PROCESSORS] = [None; MAX_PROCESSORS];
             for (k, st) in states.iter_mut().enumerate().take(n) {
-                *st = Some(self.member_state(k, snap));
+                let mut s = self.member_state(k, snap);
+                if !invite {
+                    // The pending-INVITE cap gates new INVITEs only.
+                    s.max_pending = 0;
+                }
+                *st = Some(s);
             }
             let Some(k) = self
                 .selector
@@ -322,6 +332,9 @@ impl Router {
             match self.push(k, msg, scan, mark, snap, hand) {
                 Push::Ok => {
                     self.members[k].assigned_units += u64::from(size);
+                    if invite {
+                        self.members[k].handed_invite(self.epoch);
+                    }
                     return Ok(Some(k as u16));
                 }
                 Push::Full => {
@@ -457,6 +470,8 @@ struct NewDialog {
     size: u32,
     key: u64,
     mark: bool,
+    /// A new SIP INVITE: the processors' pending-INVITE cap applies.
+    invite: bool,
 }
 
 #[derive(Clone, Copy)]

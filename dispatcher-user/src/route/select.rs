@@ -41,12 +41,18 @@ pub struct MemberState {
     pub queue_capacity: usize,
     /// Reporting load recently (a silent processor is out of selection).
     pub alive: bool,
+    /// New-INVITE transactions it holds pending: its last report plus the INVITEs handed to
+    /// it since.
+    pub pending: u32,
+    /// Its cap on those (0: unlimited, or not a new INVITE being placed).
+    pub max_pending: u32,
 }
 
 impl MemberState {
     fn fits(&self, size: u32) -> bool {
         self.alive
             && self.depth < self.queue_capacity
+            && (self.max_pending == 0 || self.pending < self.max_pending)
             && (self.capacity == 0 || self.in_use + u64::from(size) <= u64::from(self.capacity))
     }
 
@@ -169,6 +175,8 @@ mod tests {
             depth: 0,
             queue_capacity: 1024,
             alive: true,
+            pending: 0,
+            max_pending: 0,
         }
     }
 

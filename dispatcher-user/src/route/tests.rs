@@ -20,6 +20,8 @@ struct Bed {
     /// In-chassis processors: last heartbeat and units released (their load board).
     heartbeats: Vec<u64>,
     released: Vec<u64>,
+    /// In-chassis processors: pending new-INVITE transactions they report.
+    pending: Vec<u32>,
     /// Processors on other hosts: what their health monitor and reports say.
     remote: Vec<MemberView>,
     out: Output,
@@ -37,6 +39,7 @@ fn bed_of(specs: Vec<MemberSpec>, queue: usize, cfg: RouterConfig) -> Bed {
         queue_cap: queue,
         heartbeats: vec![1; n],
         released: vec![0; n],
+        pending: vec![0; n],
         remote: vec![MemberView::remote(false, 0, 0, 0); n],
         out: Output::new(),
         epoch: 0,
@@ -82,6 +85,7 @@ impl Bed {
                         released_units: self.released[k],
                         queue_free: self.queue_cap - self.queues[k].len(),
                         queue_capacity: self.queue_cap,
+                        pending_invites: self.pending[k],
                         ..MemberView::default()
                     }
                 }
@@ -995,4 +999,96 @@ fn mgcp_bad_connection_id_gets_515_and_is_never_routed_even_by_port() {
         "the forged id's processor saw nothing"
     );
     assert_eq!(b.drained(2).len(), 1);
+}
+
+/// Two in-chassis processors with a pending-INVITE cap of 3 each.
+fn pending_bed(options: OptionsMode) -> Bed {
+    let specs = (0..2)
+        .map(|k| MemberSpec {
+            max_pending: 3,
+            ..MemberSpec::local(5070 + k as u16, 0)
+        })
+        .collect();
+    bed_of(
+        specs,
+        64,
+        RouterConfig {
+            policy: Policy::RoundRobin,
+            options,
+            ..RouterConfig::default()
+        },
+    )
+}
+
+#[test]
+fn a_processor_at_its_pending_invite_cap_is_skipped() {
+    let mut b = pending_bed(OptionsMode::Forward);
+    b.pending[0] = 3;
+    for i in 0..4 {
+        let inv = invite(&format!("c{i}"), &format!("z9hG4bK-{i}"), "");
+        assert_eq!(b.sip(SEC, &inv), Decision::Hand(1), "INVITE {i}");
+    }
+    // Below the cap by one: it takes one again.
+    b.pending[0] = 2;
+    assert_eq!(
+        b.sip(SEC, &invite("c9", "z9hG4bK-9", "")),
+        Decision::Hand(0)
+    );
+    // The cap gates new INVITEs only: a forwarded OPTIONS still reaches a capped processor.
+    b.pending = vec![3, 3];
+    let opt = request("OPTIONS", "o1", "z9hG4bK-o1", None, "OPTIONS");
+    assert!(matches!(b.sip(SEC, &opt), Decision::Hand(_)));
+    let st = b.router.stats();
+    assert_eq!((st.new_dialogs, st.overload), (6, 0));
+    assert_eq!(decisions(&st), 6);
+}
+
+#[test]
+fn every_processor_at_its_pending_cap_means_503_from_the_dispatcher_until_one_drains() {
+    let mut b = pending_bed(OptionsMode::Answer);
+    b.pending = vec![3, 3];
+    for i in 0..3 {
+        let a = b.sip(SEC, &invite(&format!("c{i}"), &format!("z9hG4bK-{i}"), ""));
+        let text = b.reply_text(a);
+        assert!(text.starts_with("SIP/2.0 503 "), "{text}");
+        assert!(text.contains("Retry-After: 5\r\n"), "{text}");
+    }
+    assert!(b.queues.iter().all(VecDeque::is_empty), "nothing handed");
+    assert_eq!(b.router.stats().overload, 3);
+    // Processor 1's pending falls below its cap (ACKs, Timer H): selected again, and the
+    // retransmission of a refused INVITE is a new INVITE that now gets through.
+    b.pending[1] = 1;
+    assert_eq!(
+        b.sip(2 * SEC, &invite("c0", "z9hG4bK-0", "")),
+        Decision::Hand(1)
+    );
+    let st = b.router.stats();
+    assert_eq!((st.new_dialogs, st.overload), (1, 3));
+    assert_eq!(decisions(&st), 4, "every decision has exactly one counter");
+}
+
+#[test]
+fn invites_handed_since_the_snapshot_count_toward_the_cap() {
+    // One snapshot for a whole batch: the router adds what it handed since.
+    let mut b = pending_bed(OptionsMode::Answer);
+    b.pending = vec![2, 2];
+    let snap = b.snapshot(SEC);
+    let mut handed = [0; 2];
+    let mut refused = 0;
+    for i in 0..4 {
+        let inv = invite(&format!("c{i}"), &format!("z9hG4bK-{i}"), "");
+        let msg = Inbound {
+            proto: PortProto::Sip,
+            src: src(),
+            dst: "198.18.0.1:5060".parse().unwrap(),
+            payload: &inv,
+        };
+        match b.router.handle(SEC, &msg, &snap, &mut b.out) {
+            Decision::Hand(k) => handed[usize::from(k)] += 1,
+            Decision::Reply(_) => refused += 1,
+            d => panic!("{d:?}"),
+        }
+    }
+    assert_eq!((handed, refused), ([1, 1], 2));
+    assert_eq!(b.router.stats().overload, 2);
 }

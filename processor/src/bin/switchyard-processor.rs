@@ -56,6 +56,10 @@ struct Args {
     /// Capacity in session units (0: unlimited).
     #[arg(long, default_value_t = 0)]
     capacity: u32,
+    /// Most INVITE server transactions pending (answered, not yet acknowledged) at once; a new
+    /// INVITE beyond it is answered 503 with Retry-After (0: unlimited).
+    #[arg(long, default_value_t = processor::sip::DEFAULT_MAX_PENDING_INVITES)]
+    max_pending_invites: u32,
     /// RTP ports, half for SIP and half for MGCP.
     #[arg(long, default_value_t = DEFAULT_MEDIA_PORTS)]
     media_ports: PortRange,
@@ -132,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             ..SessionSizeConfig::default()
         },
         tag_keys,
+        max_pending_invites: a.max_pending_invites,
     };
     let mut cfg = deployment.processor(a.id, a.listen, a.media_ports);
     cfg.core = a.core;

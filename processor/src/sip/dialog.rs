@@ -78,7 +78,8 @@ impl Uas {
                     tx.h_at = Some(now.saturating_add(64 * self.t1));
                 } else {
                     // BYE overtook the ACK: stop retransmitting the 2xx.
-                    tx.confirm(linger);
+                    let was = tx.confirm(linger);
+                    self.settle_pending(was);
                 }
                 tx.has_dialog = false;
                 self.txs.insert(pid, tx);

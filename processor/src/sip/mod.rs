@@ -19,7 +19,7 @@ pub mod route;
 mod transaction;
 mod uas;
 
-pub use uas::{Uas, UasConfig, UasStats};
+pub use uas::{Uas, UasConfig, UasStats, DEFAULT_MAX_PENDING_INVITES};
 
 #[cfg(test)]
 use {

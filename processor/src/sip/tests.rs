@@ -615,3 +615,143 @@ fn arbitrary_bytes_never_panic() {
         uas.active_dialogs() as u64
     );
 }
+
+fn capped(cap: u32) -> Uas {
+    let mut c = cfg();
+    c.media_ports = (20000, 20019);
+    c.max_pending_invites = cap;
+    Uas::new(c)
+}
+
+#[test]
+fn pending_invite_cap_answers_503_with_retry_after_and_holds_nothing() {
+    let mut uas = capped(2);
+    let r1 = send(&mut uas, 0, &invite("b1", "c1"));
+    let r2 = send(&mut uas, MS, &invite("b2", "c2"));
+    assert_eq!((codes(&r1), codes(&r2)), (vec![100, 200], vec![100, 200]));
+    assert_eq!(uas.pending_invites(), 2);
+    let r3 = send(&mut uas, 2 * MS, &invite("b3", "c3"));
+    assert_eq!(codes(&r3), [503], "no 100: nothing is started");
+    assert_eq!(r3[0].header("Retry-After"), Some("1"));
+    assert_eq!(r3[0].header("CSeq"), Some("1 INVITE"));
+    assert!(!r3[0].to_tag().is_empty());
+    let st = *uas.stats();
+    assert_eq!(
+        (st.overload_503, st.rejected, st.dialogs_started),
+        (1, 1, 2)
+    );
+    assert_eq!(uas.active_dialogs(), 2, "no dialog for the refused INVITE");
+    assert_eq!(uas.pending_invites(), 2, "no transaction either");
+    // Its units go back as rejected, as for the media-port 503.
+    let load = uas.load();
+    assert_eq!(load.rejected_units.load(Ordering::Relaxed), 1);
+    assert_eq!(load.released_units.load(Ordering::Relaxed), 1);
+    assert_eq!(load.active.load(Ordering::Relaxed), 2);
+    // Stateless: the ACK of the 503 matches nothing, a retransmission of the refused INVITE
+    // is refused afresh, and no timer ever retransmits the 503.
+    let t503 = r3[0].to_tag();
+    assert!(send(
+        &mut uas,
+        3 * MS,
+        &req("ACK", "b3", "c3", Some(&t503), 1, "", "")
+    )
+    .is_empty());
+    assert_eq!(codes(&send(&mut uas, 4 * MS, &invite("b3", "c3"))), [503]);
+    assert_eq!(uas.stats().overload_503, 2);
+    let later = run_until(&mut uas, 600 * MS);
+    assert!(
+        later.iter().all(|(_, s)| s.code() == 200),
+        "only the accepted 2xx retransmit"
+    );
+    assert_eq!(uas.stats().pending_invites_max, 2);
+}
+
+#[test]
+fn retransmissions_of_accepted_invites_are_answered_at_the_cap() {
+    let mut uas = capped(2);
+    let r1 = send(&mut uas, 0, &invite("b1", "c1"));
+    send(&mut uas, MS, &invite("b2", "c2"));
+    let again = send(&mut uas, 2 * MS, &invite("b1", "c1"));
+    assert_eq!(codes(&again), [200]);
+    assert_eq!(again[0].text, r1[1].text, "from the transaction");
+    let st = uas.stats();
+    assert_eq!((st.overload_503, st.retransmissions_absorbed), (0, 1));
+}
+
+#[test]
+fn an_ack_or_timer_h_makes_room_under_the_cap() {
+    let mut uas = capped(2);
+    let r1 = send(&mut uas, 0, &invite("b1", "c1"));
+    send(&mut uas, MS, &invite("b2", "c2"));
+    assert_eq!(codes(&send(&mut uas, 2 * MS, &invite("b3", "c3"))), [503]);
+    // The ACK of c1's 2xx ends its pending transaction: room for one more.
+    let tag1 = r1[1].to_tag();
+    assert!(send(
+        &mut uas,
+        3 * MS,
+        &req("ACK", "a1", "c1", Some(&tag1), 1, "", "")
+    )
+    .is_empty());
+    assert_eq!(uas.pending_invites(), 1);
+    assert_eq!(
+        codes(&send(&mut uas, 4 * MS, &invite("b4", "c4"))),
+        [100, 200]
+    );
+    assert_eq!(codes(&send(&mut uas, 5 * MS, &invite("b5", "c5"))), [503]);
+    // Timer H (64·T1 = 32 s) ends c2's and c4's unacknowledged transactions.
+    run_until(&mut uas, 33_000 * MS);
+    assert_eq!(uas.pending_invites(), 0);
+    assert_eq!(uas.stats().timeouts, 2);
+    assert_eq!(
+        codes(&send(&mut uas, 33_001 * MS, &invite("b6", "c6"))),
+        [100, 200]
+    );
+    let st = uas.stats();
+    assert_eq!((st.overload_503, st.pending_invites_max), (2, 2));
+}
+
+#[test]
+fn non_2xx_answers_count_as_pending_until_acknowledged() {
+    // A 503 for want of media ports retransmits until its ACK: it holds a slot too.
+    let mut c = cfg();
+    c.media_ports = (20000, 20001);
+    c.max_pending_invites = 2;
+    let mut uas = Uas::new(c);
+    let (_, _) = establish(&mut uas, "c1");
+    let r = send(&mut uas, 2 * MS, &invite("b2", "c2"));
+    assert_eq!(codes(&r), [100, 503]);
+    assert_eq!(uas.pending_invites(), 1);
+    let t503 = r[1].to_tag();
+    send(
+        &mut uas,
+        3 * MS,
+        &req("ACK", "b2", "c2", Some(&t503), 1, "", ""),
+    );
+    assert_eq!(uas.pending_invites(), 0);
+    // Unlimited (0) never refuses.
+    let mut c = cfg();
+    c.media_ports = (20000, 20199);
+    c.max_pending_invites = 0;
+    let mut open = Uas::new(c);
+    for i in 0..50 {
+        let b = format!("u{i}");
+        assert_eq!(codes(&send(&mut open, i * MS, &invite(&b, &b))), [100, 200]);
+    }
+    assert_eq!(open.pending_invites(), 50);
+    assert_eq!(open.stats().overload_503, 0);
+}
+
+#[test]
+fn bye_before_the_ack_releases_the_pending_slot() {
+    let mut uas = capped(1);
+    let r = send(&mut uas, 0, &invite("b1", "c1"));
+    let tag = r[1].to_tag();
+    assert_eq!(codes(&send(&mut uas, MS, &invite("b2", "c2"))), [503]);
+    let bye = req("BYE", "bye1", "c1", Some(&tag), 2, "", "");
+    assert_eq!(codes(&send(&mut uas, 2 * MS, &bye)), [200]);
+    assert_eq!(uas.pending_invites(), 0);
+    assert_eq!(
+        codes(&send(&mut uas, 3 * MS, &invite("b3", "c3"))),
+        [100, 200]
+    );
+}

@@ -53,6 +53,10 @@ pub(super) struct InviteTx {
     pub(super) linger_until: Option<u64>,
     /// Deadline currently queued in the timer heap for this transaction.
     pub(super) scheduled: Option<u64>,
+    /// Counted in [`Uas::pending_invites`]: a new (out-of-dialog) INVITE whose transaction is
+    /// not yet confirmed or gone, i.e. one that may still retransmit a final response. Cleared
+    /// (and the count decremented) exactly once, by [`InviteTx::confirm`] or at removal.
+    pub(super) pending: bool,
 }
 
 impl InviteTx {
@@ -82,6 +86,7 @@ impl InviteTx {
             h_at: None,
             linger_until: None,
             scheduled: None,
+            pending: !reinvite,
         }
     }
 
@@ -92,7 +97,10 @@ impl InviteTx {
             .min()
     }
 
-    pub(super) fn confirm(&mut self, linger_until: u64) {
+    /// Moves to Confirmed; returns whether the transaction was counted as pending (the caller
+    /// then releases it with [`Uas::settle_pending`]).
+    #[must_use]
+    pub(super) fn confirm(&mut self, linger_until: u64) -> bool {
         self.state = TxState::Confirmed;
         self.g_at = None;
         self.h_at = None;
@@ -100,6 +108,7 @@ impl InviteTx {
         self.linger_until = Some(linger_until);
         self.request = Vec::new();
         self.last = Vec::new();
+        std::mem::replace(&mut self.pending, false)
     }
 }
 
@@ -181,6 +190,11 @@ impl Uas {
         last: Vec<u8>,
         dst: SocketAddr,
     ) {
+        // Only a new INVITE (no To-tag) counts: those are what the cap gates.
+        let pending = msg.to().is_some_and(|t| t.tag.is_none());
+        if pending {
+            self.add_pending();
+        }
         let id = self.next_tx;
         self.next_tx += 1;
         let key = tx_key(msg, b'I');
@@ -203,9 +217,26 @@ impl Uas {
                 h_at: Some(now.saturating_add(64 * self.t1)),
                 linger_until: None,
                 scheduled: None,
+                pending,
             },
         );
         self.schedule(id);
+    }
+
+    /// Counts a new INVITE transaction as pending (and the high-water mark).
+    pub(super) fn add_pending(&mut self) {
+        self.pending_invites += 1;
+        let p = self.pending_invites as u64;
+        if p > self.stats.pending_invites_max {
+            self.stats.pending_invites_max = p;
+        }
+    }
+
+    /// Releases one pending INVITE transaction when `was_pending`.
+    pub(super) fn settle_pending(&mut self, was_pending: bool) {
+        if was_pending {
+            self.pending_invites = self.pending_invites.saturating_sub(1);
+        }
     }
 
     pub(super) fn invite_retransmission(&mut self, id: u64, out: &mut Outbox) {
@@ -267,6 +298,7 @@ impl Uas {
                 }
                 self.end_dialog(&tx.tag.clone(), EndReason::Timeout);
             }
+            self.settle_pending(tx.pending);
             self.tx_keys.remove(&tx.key);
             return;
         }
@@ -279,6 +311,7 @@ impl Uas {
             tx.g_at = Some(now.saturating_add(tx.g_interval));
         }
         if tx.linger_until.is_some_and(|l| l <= now) {
+            self.settle_pending(tx.pending);
             self.tx_keys.remove(&tx.key);
             return;
         }

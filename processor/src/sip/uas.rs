@@ -62,7 +62,22 @@ pub struct UasConfig {
     /// Key of the To-tag MAC ([`wire::tag::encode`]); must be the dispatchers' current key
     /// ([`wire::tag::TagKey::UNKEYED`] without one).
     pub tag_key: wire::tag::TagKey,
+    /// Most new-INVITE server transactions that may be pending at once (0 = unlimited): those
+    /// not yet acknowledged (or ended by Timer H), each retransmitting its final response. A
+    /// new INVITE beyond it is answered 503 with `Retry-After` at once, statelessly (no
+    /// dialog, no transaction), so a blast of INVITEs that are never acknowledged cannot grow
+    /// the retransmission work without bound. See [`DEFAULT_MAX_PENDING_INVITES`].
+    pub max_pending_invites: u32,
 }
+
+/// Default of [`UasConfig::max_pending_invites`]: generous for normal traffic (a processor
+/// answering 250 calls/s with ACKs arriving within a second holds a few hundred), low enough
+/// that the Timer G work of that many unacknowledged 2xx (about 2 retransmissions each per
+/// second at first, 1 per 4 s later) stays a small share of a core.
+pub const DEFAULT_MAX_PENDING_INVITES: u32 = 8192;
+
+/// `Retry-After` (seconds) of the processor's 503s.
+pub(super) const RETRY_AFTER: &[u8] = b"Retry-After: 1";
 
 impl UasConfig {
     /// A configuration with defaults (T1 500 ms, immediate answer, no 180, ports 20000-29999).
@@ -78,6 +93,7 @@ impl UasConfig {
             session_size: SessionSizeConfig::default(),
             capacity_units: 0,
             tag_key: wire::tag::TagKey::UNKEYED,
+            max_pending_invites: DEFAULT_MAX_PENDING_INVITES,
         }
     }
 }
@@ -95,8 +111,17 @@ pub struct UasStats {
     pub timeouts: u64,
     /// INVITEs cancelled before their final response (487 sent).
     pub cancels: u64,
-    /// New INVITEs refused (503: no media port; 4xx before a dialog existed).
+    /// New INVITEs refused (503: no media port or overload; 4xx before a dialog existed).
     pub rejected: u64,
+    /// New INVITEs answered 503 + `Retry-After` because [`UasConfig::max_pending_invites`]
+    /// transactions were pending (also counted in `rejected`). Stateless: no dialog, no
+    /// transaction; a retransmission of such an INVITE is answered 503 again.
+    #[serde(default)]
+    pub overload_503: u64,
+    /// Most new-INVITE transactions pending at once (a high-water mark, not a counter; never
+    /// above a non-zero `max_pending_invites`).
+    #[serde(default)]
+    pub pending_invites_max: u64,
     /// 481 responses (unknown dialog or transaction).
     pub not_found_481: u64,
     /// 400 responses to malformed requests.
@@ -126,6 +151,8 @@ pub struct Uas {
     pub(super) tag_counter: u64,
     pub(super) next_tx: u64,
     pub(super) txs: HashMap<u64, InviteTx>,
+    /// New-INVITE transactions pending (see [`InviteTx::pending`]).
+    pub(super) pending_invites: u32,
     pub(super) tx_keys: HashMap<Vec<u8>, u64>,
     pub(super) dialogs: HashMap<Vec<u8>, Dialog>,
     pub(super) nict: HashMap<Vec<u8>, NonInviteTx>,
@@ -164,6 +191,7 @@ impl Uas {
             tag_counter: 0,
             next_tx: 1,
             txs: HashMap::new(),
+            pending_invites: 0,
             tx_keys: HashMap::new(),
             dialogs: HashMap::new(),
             nict: HashMap::new(),
@@ -187,6 +215,18 @@ impl Uas {
     /// Dialogs currently holding resources (early or confirmed).
     pub fn active_dialogs(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// New-INVITE server transactions pending now: answered (or being answered) and not yet
+    /// acknowledged, nor ended by Timer H. What the cap limits and the load board reports.
+    pub fn pending_invites(&self) -> u32 {
+        self.pending_invites
+    }
+
+    /// Whether a new INVITE would be refused for overload now.
+    fn at_invite_cap(&self) -> bool {
+        let cap = self.cfg.max_pending_invites;
+        cap != 0 && self.pending_invites >= cap
     }
 
     /// Free RTP ports left.
@@ -246,6 +286,10 @@ impl Uas {
         }
         let to_tag = msg.to().and_then(|t| t.tag);
         let new_invite = method == Method::Invite && to_tag.is_none();
+        if new_invite && self.at_invite_cap() && !self.tx_keys.contains_key(&tx_key(&msg, b'I')) {
+            self.overload(&msg, dst, out);
+            return;
+        }
         if let Some(missing) = msg.missing_mandatory() {
             let reason = format!("Missing {missing} Header");
             self.reject_plain(now_ns, &msg, 400, &reason, dst, out);
@@ -361,6 +405,30 @@ impl Uas {
         }
     }
 
+    /// Refuses a new INVITE because [`UasConfig::max_pending_invites`] transactions are
+    /// pending: 503 with `Retry-After`, like the media-port 503 (the units the dispatcher
+    /// assigned are released as rejected, so its accounting stays right), but with no 100, no
+    /// dialog and no transaction: nothing retransmits, nothing is held. A retransmission of
+    /// this INVITE is a new INVITE again (answered afresh); its ACK matches nothing (ignored).
+    fn overload(&mut self, msg: &Message<'_>, dst: SocketAddr, out: &mut Outbox) {
+        debug!(
+            pending = self.pending_invites,
+            "pending INVITE cap reached: 503"
+        );
+        let tag = self.new_tag();
+        let spec = ResponseSpec {
+            code: 503,
+            reason: b"",
+            to_tag: Some(&tag),
+            headers: &[RETRY_AFTER],
+            body: None,
+        };
+        Self::respond(&mut self.stats, msg, &spec, dst, out);
+        self.load.rejected(msg.session_size(&self.cfg.session_size));
+        self.stats.rejected += 1;
+        self.stats.overload_503 += 1;
+    }
+
     pub(super) fn on_invite(
         &mut self,
         now: u64,
@@ -378,7 +446,7 @@ impl Uas {
                 code: 503,
                 reason: b"",
                 to_tag: Some(&tag),
-                headers: &[b"Retry-After: 1"],
+                headers: &[RETRY_AFTER],
                 body: None,
             };
             let last = Self::respond(&mut self.stats, msg, &spec, dst, out).map(<[u8]>::to_vec);
@@ -407,6 +475,7 @@ impl Uas {
         let key = tx_key(msg, b'I');
         self.tx_keys.insert(key.clone(), id);
         let mut tx = InviteTx::proceeding(key, dst, tag.clone(), msg.cseq().seq, false, self.t1);
+        self.add_pending();
         if let Some(d) = self.dialogs.get_mut(&tag) {
             d.pending = Some(id);
         }
@@ -509,7 +578,8 @@ impl Uas {
             // The earlier 2xx is superseded: stop retransmitting it.
             let linger = now.saturating_add(64 * self.t1);
             if let Some(t) = self.txs.get_mut(&pid) {
-                t.confirm(linger);
+                let was = t.confirm(linger);
+                self.settle_pending(was);
             }
             self.schedule(pid);
         }
@@ -533,7 +603,8 @@ impl Uas {
             if let Some(tx) = self.txs.get_mut(&id) {
                 match tx.state {
                     TxState::Completed => {
-                        tx.confirm(now.saturating_add(T4_NS));
+                        let was = tx.confirm(now.saturating_add(T4_NS));
+                        self.settle_pending(was);
                         self.schedule(id);
                         return;
                     }
@@ -577,7 +648,8 @@ impl Uas {
         d.pending = None;
         let linger = tx.h_at.unwrap_or(now).max(now.saturating_add(self.t1));
         let first = !tx.reinvite;
-        tx.confirm(linger);
+        let was = tx.confirm(linger);
+        self.settle_pending(was);
         if first {
             self.stats.dialogs_confirmed += 1;
         }
