@@ -416,14 +416,7 @@ impl Uas {
             "pending INVITE cap reached: 503"
         );
         let tag = self.new_tag();
-        let spec = ResponseSpec {
-            code: 503,
-            reason: b"",
-            to_tag: Some(&tag),
-            headers: &[RETRY_AFTER],
-            body: None,
-        };
-        Self::respond(&mut self.stats, msg, &spec, dst, out);
+        Self::respond(&mut self.stats, msg, &retry_later(&tag), dst, out);
         self.load.rejected(msg.session_size(&self.cfg.session_size));
         self.stats.rejected += 1;
         self.stats.overload_503 += 1;
@@ -442,14 +435,8 @@ impl Uas {
         let tag = self.new_tag();
         let Some(port) = self.ports.alloc() else {
             debug!("media ports exhausted: 503");
-            let spec = ResponseSpec {
-                code: 503,
-                reason: b"",
-                to_tag: Some(&tag),
-                headers: &[RETRY_AFTER],
-                body: None,
-            };
-            let last = Self::respond(&mut self.stats, msg, &spec, dst, out).map(<[u8]>::to_vec);
+            let last = Self::respond(&mut self.stats, msg, &retry_later(&tag), dst, out)
+                .map(<[u8]>::to_vec);
             self.load.rejected(units);
             self.stats.rejected += 1;
             self.start_completed(now, msg, tag, last.unwrap_or_default(), dst);
@@ -808,5 +795,16 @@ impl Uas {
             let b = b.to_vec();
             self.cache_non_invite(now, key, dst, b);
         }
+    }
+}
+
+/// The processor's `503` with `Retry-After` (media ports exhausted, or the pending-INVITE cap).
+fn retry_later(tag: &[u8]) -> ResponseSpec<'_> {
+    ResponseSpec {
+        code: 503,
+        reason: b"",
+        to_tag: Some(tag),
+        headers: &[RETRY_AFTER],
+        body: None,
     }
 }
