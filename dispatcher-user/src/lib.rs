@@ -13,10 +13,12 @@
 pub mod forward;
 pub mod lan;
 pub mod links;
+pub mod pool;
 pub mod processors;
 pub mod report;
 pub mod route;
 pub mod run;
 pub mod stats;
+pub mod status;
 pub mod udp_shell;
 pub mod xdp_shell;

@@ -34,6 +34,39 @@ pub enum Health {
     Options,
 }
 
+/// Health checking of one processor: the signal, and (for OPTIONS) which answers count as up
+/// and how many in a row change the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSpec {
+    /// The signal.
+    pub mode: Health,
+    /// Consecutive failed probes (no answer, or an answer outside `up`) that take an up
+    /// processor down (`health = options`).
+    pub fail: u32,
+    /// Consecutive good answers that bring a down processor up (`health = options`).
+    pub ok: u32,
+    /// Status codes that count as up, as inclusive ranges (default: 200-299).
+    pub up: Vec<(u16, u16)>,
+}
+
+impl HealthSpec {
+    /// Defaults for `mode`: fail=3, ok=2, up=2xx.
+    pub fn new(mode: Health) -> Self {
+        Self {
+            mode,
+            fail: 3,
+            ok: 2,
+            up: vec![(200, 299)],
+        }
+    }
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        Self::new(Health::Reports)
+    }
+}
+
 /// One processor on another host, as configured.
 #[derive(Debug, Clone)]
 pub struct RemoteSpec {

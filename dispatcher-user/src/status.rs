@@ -1,0 +1,165 @@
+//! What the running dispatcher shows the operator: the [`Status`] that `switchyard ctl list` /
+//! `ctl stats` print and `/metrics` renders.
+//!
+//! Why a published value rather than reads of live state: the dispatcher thread owns its
+//! counters as plain integers (no atomics on the per-packet path). Every
+//! [`crate::stats::PUBLISH_EVERY_NS`] it copies them, with each processor's view, into a fresh
+//! [`Status`] and swaps it into the [`StatusCell`] (a `try_lock`: if a reader holds the cell at
+//! that moment the dispatcher skips this round rather than wait). Readers (the control socket,
+//! the metrics server) clone the `Arc` and never touch the hot path. The control thread adds
+//! what only it knows (the XDP program's counters, the health monitor's, reload results).
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use crate::{
+    lan::LanStats,
+    links::LinkStats,
+    pool::{Admin, Kind},
+    route::RouterStats,
+};
+
+/// A processor's state as `ctl list` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// In selection.
+    Up,
+    /// Not heard from (heartbeat, report or probe): out of selection.
+    Down,
+    /// Drained by the operator and still holding sessions.
+    Draining,
+    /// Drained by the operator and holding nothing: safe to stop or remove.
+    Drained,
+    /// Disabled by the operator.
+    Disabled,
+}
+
+impl State {
+    /// Every state, for gauges with one series per state.
+    pub const ALL: [State; 5] = [
+        State::Up,
+        State::Down,
+        State::Draining,
+        State::Drained,
+        State::Disabled,
+    ];
+
+    /// The state of a processor with operator state `admin`, healthy or not (`alive`), holding
+    /// `in_use` units and `pending` INVITE transactions.
+    pub fn of(admin: Admin, alive: bool, in_use: u64, pending: u32) -> Self {
+        match admin {
+            Admin::Disabled => State::Disabled,
+            Admin::Draining if in_use == 0 && pending == 0 => State::Drained,
+            Admin::Draining => State::Draining,
+            Admin::Active if alive => State::Up,
+            Admin::Active => State::Down,
+        }
+    }
+
+    /// Its name in `ctl list` and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Draining => "draining",
+            State::Drained => "drained",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+/// One processor, as the dispatcher thread last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessorStatus {
+    /// Stable id.
+    pub id: u16,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Local thread or remote host.
+    pub kind: Kind,
+    /// Operator state.
+    pub admin: Admin,
+    /// Health: heartbeat fresh (local) or up per its health mode (remote).
+    pub alive: bool,
+    /// The state `ctl list` shows.
+    pub state: State,
+    /// Session units in use (assigned − released for local ones, reported + assigned since
+    /// the last report for remote ones).
+    pub units_in_use: u64,
+    /// Capacity in units (0: unlimited).
+    pub capacity: u32,
+    /// Relative share of new dialogs.
+    pub weight: u32,
+    /// New-INVITE transactions pending (local processors).
+    pub pending_invites: u32,
+    /// Messages handed to it (new dialogs, retransmissions, CANCEL, ACK, in-dialog).
+    pub forwarded: u64,
+    /// New dialogs placed on it.
+    pub new_dialogs: u64,
+    /// Milliseconds since its last heartbeat, report or probe answer (`None`: never).
+    pub last_heard_ms: Option<u64>,
+}
+
+/// Results of configuration reloads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Reloads {
+    /// Applied.
+    pub ok: u64,
+    /// Refused (the file did not validate); the previous configuration kept running.
+    pub failed: u64,
+}
+
+/// Everything the operator can read while it runs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// `udp` or `xdp`.
+    pub backend: String,
+    /// Seconds since start.
+    pub uptime_s: f64,
+    /// Datagrams (udp) or frames (xdp) the shell received.
+    pub rx: u64,
+    /// CPU time of the dispatcher thread, ns.
+    pub dispatcher_cpu_ns: u64,
+    /// Every routing decision.
+    pub router: RouterStats,
+    /// Handoff counters.
+    pub links: LinkStats,
+    /// Each processor, by id.
+    pub processors: Vec<ProcessorStatus>,
+    /// XDP verdict counters (xdp backend; read by the control thread from the program's map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<xdp_io::loader::XdpCounters>,
+    /// The health monitor of processors on other hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan: Option<LanStats>,
+    /// Configuration reloads.
+    pub reloads: Reloads,
+}
+
+/// Where the dispatcher thread publishes its [`Status`] and readers take it from.
+#[derive(Debug, Default)]
+pub struct StatusCell(Mutex<Arc<Status>>);
+
+impl StatusCell {
+    /// Replaces the published value unless a reader holds the cell right now (the dispatcher
+    /// thread never waits; it publishes again next round). Returns whether it was stored.
+    pub fn try_publish(&self, s: Status) -> bool {
+        match self.0.try_lock() {
+            Ok(mut g) => {
+                *g = Arc::new(s);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The last published value.
+    pub fn get(&self) -> Arc<Status> {
+        match self.0.lock() {
+            Ok(g) => Arc::clone(&g),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+}
