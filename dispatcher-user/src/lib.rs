@@ -10,6 +10,7 @@
 //! processors; [`report`] is the exit report; [`run`] wires them for the `switchyard` binary.
 //!
 //! It must not hold message rules (those are `wire`'s) or do I/O inside [`route`].
+pub mod control;
 pub mod forward;
 pub mod lan;
 pub mod links;

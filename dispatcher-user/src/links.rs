@@ -6,13 +6,22 @@
 //! batch at [`Links::flush`]), the LAN forwarding socket and its `sendmmsg` batch, and the load
 //! board that processor threads and the LAN health monitor write. [`Links::refresh`] reads that
 //! board once per receive batch into the snapshot, so the router sees one consistent value.
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering::Relaxed, Ordering::Release},
+        mpsc, Arc,
+    },
+};
 
 use fabric::{LoadReport, Producer, Proto};
 
 use crate::{
     forward::Forwarder,
+    pool::{Admin, Kind},
     route::{local_alive, Inbound, MemberSpec, MemberView, Output, Router, RouterConfig, Snapshot},
+    stats::Published,
+    status::{ProcessorStatus, Status, StatusCell},
 };
 use dispatcher_common::PortProto;
 
@@ -66,9 +75,10 @@ pub struct LinkStats {
     pub lan_errors: u64,
 }
 
-/// Every processor's link, and the snapshot built from their load board.
+/// Every processor's link (index = processor id; `None`: no processor has that id), and the
+/// snapshot built from their load board.
 pub struct Links {
-    members: Vec<LinkedMember>,
+    members: Vec<Option<LinkedMember>>,
     forwarder: Option<Forwarder>,
     snapshot: Snapshot,
     origin_ns: u64,
@@ -88,7 +98,7 @@ impl Links {
     ) -> Self {
         Self {
             snapshot: Snapshot::new(members.len()),
-            members,
+            members: members.into_iter().map(Some).collect(),
             forwarder,
             origin_ns,
             heartbeat_timeout_ns: cfg.heartbeat_timeout_ns,
@@ -96,16 +106,55 @@ impl Links {
         }
     }
 
-    /// What the router is told about each member.
+    /// What the router is told about each member (built with [`Links::new`], in id order).
     pub fn specs(&self) -> Vec<MemberSpec> {
-        self.members.iter().map(|m| m.spec).collect()
+        self.members.iter().flatten().map(|m| m.spec).collect()
+    }
+
+    /// Puts `member` at processor id `id`, replacing what was there (whose queue producer is
+    /// dropped: a replaced in-chassis processor sees its queue closed).
+    pub fn insert(&mut self, id: u16, member: LinkedMember) {
+        let k = usize::from(id);
+        if self.members.len() <= k {
+            self.members.resize_with(k + 1, || None);
+            self.snapshot.members.resize(k + 1, MemberView::default());
+        }
+        self.members[k] = Some(member);
+    }
+
+    /// Changes the spec of processor `id` (capacity, weight) without touching its link.
+    pub fn set_spec(&mut self, id: u16, spec: MemberSpec) {
+        if let Some(Some(m)) = self.members.get_mut(usize::from(id)) {
+            m.spec = spec;
+        }
+    }
+
+    /// Takes processor `id` out; returns its link.
+    pub fn remove(&mut self, id: u16) -> Option<LinkedMember> {
+        let m = self.members.get_mut(usize::from(id))?.take();
+        if let Some(v) = self.snapshot.members.get_mut(usize::from(id)) {
+            *v = MemberView::default();
+        }
+        m
+    }
+
+    /// Whether a LAN forwarding socket exists (needed to add processors on other hosts).
+    pub fn has_forwarder(&self) -> bool {
+        self.forwarder.is_some()
+    }
+
+    /// Processor `id`'s link and load board, if it has one.
+    pub fn member(&self, id: u16) -> Option<&LinkedMember> {
+        self.members.get(usize::from(id))?.as_ref()
     }
 
     /// Reads the load board into the snapshot (once per receive batch) and returns it.
     pub fn refresh(&mut self, now_ns: u64) -> &Snapshot {
-        use std::sync::atomic::Ordering::Relaxed;
         self.snapshot.epoch = self.snapshot.epoch.wrapping_add(1);
         for (m, v) in self.members.iter().zip(self.snapshot.members.iter_mut()) {
+            let Some(m) = m else {
+                continue;
+            };
             let l = &m.load;
             *v = match &m.link {
                 Link::Local(p) => MemberView {
@@ -148,7 +197,7 @@ impl Links {
         };
         for h in out.handoffs() {
             let bytes = out.bytes(h, msg.payload);
-            let Some(m) = self.members.get_mut(usize::from(h.to)) else {
+            let Some(Some(m)) = self.members.get_mut(usize::from(h.to)) else {
                 self.push_failed += 1;
                 continue;
             };
@@ -174,7 +223,7 @@ impl Links {
     /// Publishes everything pushed in this batch (one release store per queue, a wake-up only
     /// for a parked processor) and sends the LAN batch.
     pub fn flush(&mut self) {
-        for m in &mut self.members {
+        for m in self.members.iter_mut().flatten() {
             if let Link::Local(p) = &mut m.link {
                 p.commit();
             }
@@ -198,6 +247,79 @@ impl Links {
     }
 }
 
+/// A change to the pool or the routing configuration, sent by the control side (reload,
+/// `ctl`) and applied by the dispatcher thread between two receive batches: the thread never
+/// stops or waits for it, and no decision sees half of a change.
+pub enum Command {
+    /// Put a processor at `id` (a new one, or one replacing a removed one).
+    Insert {
+        /// Its id.
+        id: u16,
+        /// Its link and load board.
+        member: LinkedMember,
+        /// Its operator state.
+        admin: Admin,
+    },
+    /// Change the capacity, weight or pending cap of processor `id`, keeping its link and
+    /// what the router assigned it.
+    SetSpec {
+        /// Its id.
+        id: u16,
+        /// The new spec.
+        spec: MemberSpec,
+    },
+    /// Take processor `id` out of the pool.
+    Remove {
+        /// Its id.
+        id: u16,
+    },
+    /// Set processor `id`'s operator state.
+    SetAdmin {
+        /// Its id.
+        id: u16,
+        /// The state.
+        admin: Admin,
+    },
+    /// Apply a new routing configuration (policy, answers, rewrites, keys).
+    Reconfigure(Box<RouterConfig>),
+}
+
+/// The control side's end: sends [`Command`]s to the dispatcher thread.
+#[derive(Clone)]
+pub struct ControlSender {
+    tx: mpsc::Sender<Command>,
+    waiting: Arc<AtomicBool>,
+}
+
+impl ControlSender {
+    /// Queues `cmd`; the dispatcher thread applies it before its next batch (within
+    /// [`crate::stats::PUBLISH_EVERY_NS`] when idle). False when the thread has stopped.
+    pub fn send(&self, cmd: Command) -> bool {
+        let ok = self.tx.send(cmd).is_ok();
+        self.waiting.store(true, Release);
+        ok
+    }
+}
+
+/// The dispatcher thread's end: one relaxed load per batch tells whether anything waits.
+pub struct ControlInbox {
+    rx: mpsc::Receiver<Command>,
+    waiting: Arc<AtomicBool>,
+}
+
+/// A connected sender and inbox.
+pub fn control_channel() -> (ControlSender, ControlInbox) {
+    let (tx, rx) = mpsc::channel();
+    let waiting = Arc::new(AtomicBool::new(false));
+    (
+        ControlSender {
+            tx,
+            waiting: Arc::clone(&waiting),
+        },
+        ControlInbox { rx, waiting },
+    )
+}
+
 /// The router and its links, as one dispatcher thread drives them: refresh the snapshot once
 /// per receive batch, decide and carry out each datagram, flush at the end of the batch.
 pub struct Dispatch {
@@ -206,6 +328,8 @@ pub struct Dispatch {
     /// Its handoff executor.
     pub links: Links,
     out: Output,
+    inbox: Option<ControlInbox>,
+    status: Option<Arc<StatusCell>>,
 }
 
 impl Dispatch {
@@ -215,12 +339,121 @@ impl Dispatch {
             router,
             links,
             out: Output::new(),
+            inbox: None,
+            status: None,
         }
     }
 
-    /// Starts a receive batch at `now_ns`: reads the load board into a fresh snapshot.
+    /// Takes pool and configuration changes from `inbox` and publishes its [`Status`] into
+    /// `status` every [`crate::stats::PUBLISH_EVERY_NS`].
+    pub fn with_control(mut self, inbox: ControlInbox, status: Arc<StatusCell>) -> Self {
+        self.inbox = Some(inbox);
+        self.status = Some(status);
+        self
+    }
+
+    /// Starts a receive batch at `now_ns`: applies waiting control commands, reads the load
+    /// board into a fresh snapshot.
     pub fn begin_batch(&mut self, now_ns: u64) {
+        if self.inbox.as_ref().is_some_and(|i| i.waiting.load(Relaxed)) {
+            self.apply_commands();
+        }
         self.links.refresh(now_ns);
+    }
+
+    /// Applies every waiting command.
+    fn apply_commands(&mut self) {
+        let Some(inbox) = &self.inbox else { return };
+        inbox.waiting.store(false, Relaxed);
+        while let Ok(cmd) = inbox.rx.try_recv() {
+            match cmd {
+                Command::Insert { id, member, admin } => {
+                    let spec = member.spec;
+                    self.links.insert(id, member);
+                    self.router.set_member(id, spec);
+                    self.router.set_admin(id, admin);
+                }
+                Command::SetSpec { id, spec } => {
+                    self.links.set_spec(id, spec);
+                    self.router.set_member(id, spec);
+                }
+                Command::Remove { id } => {
+                    self.router.remove_member(id);
+                    self.links.remove(id);
+                }
+                Command::SetAdmin { id, admin } => {
+                    self.router.set_admin(id, admin);
+                }
+                Command::Reconfigure(cfg) => {
+                    self.links.heartbeat_timeout_ns = cfg.heartbeat_timeout_ns;
+                    self.router.reconfigure(*cfg);
+                }
+            }
+        }
+    }
+
+    /// The periodic publication (the shells call it every
+    /// [`crate::stats::PUBLISH_EVERY_NS`], busy or idle): applies waiting commands, stores
+    /// the counters for the periodic log line and, with a control side, the [`Status`].
+    /// `rx` is what the shell received so far.
+    pub fn publish(&mut self, now_ns: u64, rx: u64, published: &Published) {
+        self.apply_commands();
+        published.store(&self.router.stats(), rx);
+        if let Some(cell) = self.status.clone() {
+            cell.try_publish(self.status(now_ns, rx));
+        }
+    }
+
+    /// What the operator sees now (see [`crate::status`]).
+    pub fn status(&mut self, now_ns: u64, rx: u64) -> Status {
+        self.links.refresh(now_ns);
+        let epoch = self.links.snapshot().epoch;
+        let mut processors = Vec::new();
+        for id in 0..self.router.members().len() {
+            let Some(lm) = self.links.member(id as u16) else {
+                continue;
+            };
+            let view = self.links.snapshot().members[id];
+            let heard = lm.load.heartbeat_ns.load(Relaxed);
+            let m = &self.router.members()[id];
+            if !m.present {
+                continue;
+            }
+            let (spec, admin, forwarded, new_dialogs) =
+                (m.spec, m.admin, m.forwarded, m.new_dialogs);
+            let st = self.router.member_view_state(id, epoch, &view);
+            processors.push(ProcessorStatus {
+                id: id as u16,
+                addr: spec.addr,
+                kind: if spec.remote {
+                    Kind::Remote
+                } else {
+                    Kind::Local
+                },
+                admin,
+                alive: view.alive,
+                state: crate::status::State::of(admin, view.alive, st.in_use, st.pending),
+                units_in_use: st.in_use,
+                capacity: if spec.capacity > 0 {
+                    spec.capacity
+                } else {
+                    view.reported_capacity
+                },
+                weight: spec.weight,
+                pending_invites: st.pending,
+                forwarded,
+                new_dialogs,
+                last_heard_ms: (heard > 0).then(|| now_ns.saturating_sub(heard) / 1_000_000),
+            });
+        }
+        Status {
+            rx,
+            dispatcher_cpu_ns: crate::stats::thread_cpu_ns(),
+            router: self.router.stats(),
+            links: self.links.stats(),
+            processors,
+            ..Status::default()
+        }
     }
 
     /// Decides one datagram and queues its handoffs; returns the reply for its source, if any.

@@ -28,8 +28,98 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Run the dispatcher until SIGINT/SIGTERM; prints counters on exit.
+    /// Run the dispatcher until SIGINT/SIGTERM; prints counters on exit. SIGHUP reloads.
     Run(RunArgs),
+    /// Talk to a running dispatcher over its control socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CtlArgs {
+    /// The dispatcher's control socket (its --ctl-socket).
+    #[arg(long, default_value = dispatcher_user::run::DEFAULT_CTL_SOCKET, env = "SWITCHYARD_CTL_SOCKET")]
+    socket: PathBuf,
+    /// Print the reply as JSON (for scripts) instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: CtlCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCmd {
+    /// Every processor: id, address, kind, state, units in use / capacity, weight, messages
+    /// forwarded, new dialogs, time since last heard.
+    List,
+    /// No new dialogs for processor ID; retransmissions, CANCEL and in-dialog requests still
+    /// reach it. `list` shows draining, then drained when it holds nothing.
+    Drain { id: u16 },
+    /// Take processor ID out of service, as if it were down.
+    Disable { id: u16 },
+    /// Put processor ID back in service (ends drain or disable).
+    Enable { id: u16 },
+    /// Add a processor on another host: `id=N,HOST:PORT[,capacity=N][,health=reports|options|none]`.
+    Add { spec: String },
+    /// Take processor ID out of the pool.
+    Remove { id: u16 },
+    /// Re-read the config file and apply the difference (as SIGHUP does).
+    Reload,
+    /// Every counter, as JSON.
+    Stats,
+    /// Exit 0 when running with at least one processor up, 1 otherwise (for BGP announcers and
+    /// health checks).
+    Health,
+}
+
+/// `switchyard ctl`: one request, the reply printed; exit 0 on success, 1 when the dispatcher
+/// refused or is unhealthy, 2 when it could not be reached.
+fn ctl(a: CtlArgs) -> std::process::ExitCode {
+    use dispatcher_user::control::{list_table, socket::call, Request};
+    let req = match a.cmd {
+        CtlCmd::List => Request::List,
+        CtlCmd::Drain { id } => Request::Drain { id },
+        CtlCmd::Disable { id } => Request::Disable { id },
+        CtlCmd::Enable { id } => Request::Enable { id },
+        CtlCmd::Add { spec } => Request::Add { spec },
+        CtlCmd::Remove { id } => Request::Remove { id },
+        CtlCmd::Reload => Request::Reload,
+        CtlCmd::Stats => Request::Stats,
+        CtlCmd::Health => Request::Health,
+    };
+    let reply = match call(&a.socket, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchyard ctl: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reply).unwrap_or_default()
+        );
+    } else {
+        match (&req, &reply.data) {
+            (Request::List, Some(d)) => {
+                match serde_json::from_value::<Vec<dispatcher_user::status::ProcessorStatus>>(
+                    d.clone(),
+                ) {
+                    Ok(p) => print!("{}", list_table(&p)),
+                    Err(_) => println!("{d}"),
+                }
+            }
+            (Request::Stats, Some(d)) => {
+                println!("{}", serde_json::to_string_pretty(d).unwrap_or_default())
+            }
+            _ if reply.ok => println!("{}", reply.message),
+            _ => eprintln!("switchyard ctl: {}", reply.message),
+        }
+    }
+    if reply.ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -184,6 +274,13 @@ struct RunArgs {
     /// drawn at start. Fix it to make a run's decisions reproducible.
     #[arg(long)]
     seed: Option<u64>,
+    /// Control socket for `switchyard ctl` (mode 0600) [default: /run/switchyard/ctl.sock;
+    /// when the default cannot be bound, a warning and no socket].
+    #[arg(long)]
+    ctl_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: off).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).
     #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
     log_level: String,
@@ -198,9 +295,10 @@ fn start_seed() -> u64 {
     t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Ctl(a) => Ok(ctl(a)),
         Cmd::Run(a) => {
             tracing_subscriber::fmt()
                 .with_env_filter(EnvFilter::try_new(&a.log_level)?)
@@ -231,59 +329,65 @@ fn main() -> anyhow::Result<()> {
                     .max(1),
                 exempt: a.rate_exempt,
             };
-            run(RunConfig {
-                guard,
-                backend: a.backend,
-                iface: a.iface,
-                sip: a.sip,
-                mgcp: a.mgcp,
-                core: a.core,
-                xdp_mode: a.xdp_mode,
-                zero_copy: a.zero_copy,
-                queues: a.queues,
-                idle: a.idle,
-                duration: a.duration.map(Duration::from_secs_f64),
-                stats_json: a.stats_json,
-                stats_interval: (a.stats_interval > 0.0)
-                    .then(|| Duration::from_secs_f64(a.stats_interval)),
-                router: RouterConfig {
-                    policy: a.policy,
-                    session_size: SessionSizeConfig {
-                        sip_header: a.session_size_header.into_bytes(),
-                        mgcp_param: a.session_size_param.into_bytes(),
-                        ..SessionSizeConfig::default()
+            run(
+                RunConfig {
+                    guard,
+                    backend: a.backend,
+                    iface: a.iface,
+                    sip: a.sip,
+                    mgcp: a.mgcp,
+                    core: a.core,
+                    xdp_mode: a.xdp_mode,
+                    zero_copy: a.zero_copy,
+                    queues: a.queues,
+                    idle: a.idle,
+                    duration: a.duration.map(Duration::from_secs_f64),
+                    stats_json: a.stats_json,
+                    stats_interval: (a.stats_interval > 0.0)
+                        .then(|| Duration::from_secs_f64(a.stats_interval)),
+                    router: RouterConfig {
+                        policy: a.policy,
+                        session_size: SessionSizeConfig {
+                            sip_header: a.session_size_header.into_bytes(),
+                            mgcp_param: a.session_size_param.into_bytes(),
+                            ..SessionSizeConfig::default()
+                        },
+                        affinity_capacity: a.affinity_capacity,
+                        affinity_ttl_s: a.affinity_ttl,
+                        options: a.options,
+                        other: a.other_methods,
+                        retry_after_s: a.retry_after,
+                        mark_port: a.mark_port.then_some(MarkPort {
+                            sip_header: a.mark_header,
+                            mgcp_param: a.mark_param,
+                        }),
+                        report_timeout_ns: a.report_timeout_ms.saturating_mul(1_000_000),
+                        seed: a.seed.unwrap_or_else(start_seed),
+                        tag_keys,
+                        ..RouterConfig::default()
                     },
-                    affinity_capacity: a.affinity_capacity,
-                    affinity_ttl_s: a.affinity_ttl,
-                    options: a.options,
-                    other: a.other_methods,
-                    retry_after_s: a.retry_after,
-                    mark_port: a.mark_port.then_some(MarkPort {
-                        sip_header: a.mark_header,
-                        mgcp_param: a.mark_param,
-                    }),
-                    report_timeout_ns: a.report_timeout_ms.saturating_mul(1_000_000),
-                    seed: a.seed.unwrap_or_else(start_seed),
-                    tag_keys,
-                    ..RouterConfig::default()
+                    processors: ProcessorsConfig {
+                        count: a.processors,
+                        first_port: a.processor_ports,
+                        ip: a.processor_ip,
+                        capacity: a.capacity,
+                        max_pending_invites: a.max_pending_invites,
+                        queue_depth: a.queue_depth,
+                        media_ports: a.media_ports,
+                        answer_delay: Duration::from_millis(a.answer_delay_ms),
+                        send_180: a.send_180,
+                        cores: a.processor_cores,
+                        remote: a.remote_processors,
+                        report_listen: a.report_listen,
+                        report_key_file: a.report_key_file,
+                        probe_interval: Duration::from_millis(a.probe_interval_ms),
+                    },
+                    ctl_socket: a.ctl_socket,
+                    metrics_listen: a.metrics_listen,
                 },
-                processors: ProcessorsConfig {
-                    count: a.processors,
-                    first_port: a.processor_ports,
-                    ip: a.processor_ip,
-                    capacity: a.capacity,
-                    max_pending_invites: a.max_pending_invites,
-                    queue_depth: a.queue_depth,
-                    media_ports: a.media_ports,
-                    answer_delay: Duration::from_millis(a.answer_delay_ms),
-                    send_180: a.send_180,
-                    cores: a.processor_cores,
-                    remote: a.remote_processors,
-                    report_listen: a.report_listen,
-                    report_key_file: a.report_key_file,
-                    probe_interval: Duration::from_millis(a.probe_interval_ms),
-                },
-            })
+                None,
+            )
+            .map(|()| std::process::ExitCode::SUCCESS)
         }
     }
 }

@@ -70,7 +70,6 @@ pub struct Processors {
     handles: Vec<(SocketAddr, JoinHandle<ProcessorStats>)>,
     stop: Arc<AtomicBool>,
     lan: Option<Lan>,
-    remote_count: usize,
 }
 
 impl Processors {
@@ -146,7 +145,6 @@ impl Processors {
             handles,
             stop,
             lan,
-            remote_count: cfg.remote.len(),
         })
     }
 
@@ -192,15 +190,18 @@ impl Processors {
     /// The router over these processors and the links that carry out its handoffs, with a
     /// LAN forwarding socket (bound on `ip`, any port) when some are remote.
     pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<(Router, Links)> {
-        let forwarder = if self.remote_count == 0 {
-            None
-        } else {
-            let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
-                .context("binding the LAN forwarding socket")?;
-            Some(Forwarder::new(sock)?)
-        };
+        // Always bound (one socket), so processors on other hosts can be added at runtime.
+        let sock =
+            UdpSocket::bind(SocketAddr::new(ip, 0)).context("binding the LAN forwarding socket")?;
+        let forwarder = Some(Forwarder::new(sock)?);
         let links = Links::new(self.members()?, forwarder, cfg, fabric::monotonic_ns());
         Ok((Router::new(cfg.clone(), links.specs()), links))
+    }
+
+    /// The health monitor of processors on other hosts, for adding and removing them at
+    /// runtime (`None` without `--report-listen`).
+    pub fn watcher(&self) -> Option<&dyn crate::control::Watcher> {
+        None
     }
 
     /// Number of processors.

@@ -192,13 +192,14 @@ impl ExitReport {
         line(
             "dropped",
             format!(
-                "{} keep-alives, {} responses, {} unparseable, {} ACKs absorbed, {} replies too large, {} queue full",
+                "{} keep-alives, {} responses, {} unparseable, {} ACKs absorbed, {} replies too large, {} queue full, {} for removed processors",
                 r.dropped_empty,
                 r.dropped_response,
                 r.dropped_unparseable,
                 r.dropped_ack,
                 r.dropped_reply_too_large,
-                r.queue_full
+                r.queue_full,
+                r.dropped_removed
             ),
         );
         let total: u64 = self.router.forwarded_per_processor.iter().sum();

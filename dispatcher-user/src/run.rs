@@ -20,11 +20,15 @@ use xdp_io::{
 };
 
 use crate::{
-    links::Dispatch,
+    control::{pool::Entries, socket::CtlSocket, Controller, ReloadFn, Reloadable},
+    lan::HealthSpec,
+    links::{control_channel, Dispatch},
+    pool::{Kind, ProcessorEntry},
     processors::{Processors, ProcessorsConfig},
     report::{AfXdpReport, ExitReport, RouterReport},
     route::RouterConfig,
     stats::Published,
+    status::StatusCell,
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
 };
@@ -73,6 +77,89 @@ pub struct RunConfig {
     pub router: RouterConfig,
     /// The in-chassis processors to start.
     pub processors: ProcessorsConfig,
+    /// The control socket (`switchyard ctl`); `None`: the default path, where failing to
+    /// bind is only a warning.
+    pub ctl_socket: Option<PathBuf>,
+    /// Where to serve Prometheus `/metrics` (off when `None`).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The control socket's path when none is given (systemd's `RuntimeDirectory=switchyard`).
+pub const DEFAULT_CTL_SOCKET: &str = "/run/switchyard/ctl.sock";
+
+/// Builds the configuration anew from its sources on reload (`None`: started without a file).
+pub type Reloader = Option<Box<dyn Fn() -> anyhow::Result<RunConfig>>>;
+
+impl RunConfig {
+    /// What a reload may change, from this configuration.
+    pub fn reloadable(&self) -> Reloadable {
+        let mut entries = Entries::new();
+        let p = &self.processors;
+        let ip = processor_ip(self);
+        for k in 0..p.count {
+            entries.insert(
+                k,
+                ProcessorEntry {
+                    id: k,
+                    kind: Kind::Local,
+                    addr: SocketAddr::new(ip, p.first_port.saturating_add(k)),
+                    capacity: p.capacity,
+                    weight: 1,
+                    health: HealthSpec::default(),
+                },
+            );
+        }
+        for (i, r) in p.remote.iter().enumerate() {
+            let id = p.count + i as u16;
+            entries.insert(
+                id,
+                ProcessorEntry {
+                    id,
+                    kind: Kind::Remote,
+                    addr: r.addr,
+                    capacity: r.capacity,
+                    weight: 1,
+                    health: HealthSpec::new(r.health),
+                },
+            );
+        }
+        let restart_only = vec![
+            ("backend", format!("{:?}", self.backend)),
+            ("iface", format!("{:?}", self.iface)),
+            ("sip", self.sip.to_string()),
+            ("mgcp", self.mgcp.to_string()),
+            ("core", format!("{:?}", self.core)),
+            ("xdp-mode", format!("{:?}", self.xdp_mode)),
+            ("zero-copy", format!("{:?}", self.zero_copy)),
+            ("queues", format!("{:?}", self.queues)),
+            ("idle", format!("{:?}", self.idle)),
+            (
+                "affinity-capacity",
+                self.router.affinity_capacity.to_string(),
+            ),
+            ("affinity-ttl", self.router.affinity_ttl_s.to_string()),
+            ("processor-ip", format!("{:?}", p.ip)),
+            ("processor-cores", format!("{:?}", p.cores)),
+            ("queue-depth", p.queue_depth.to_string()),
+            ("media-ports", p.media_ports.to_string()),
+            ("send-180", p.send_180.to_string()),
+            ("answer-delay-ms", format!("{:?}", p.answer_delay)),
+            ("report-listen", format!("{:?}", p.report_listen)),
+            ("report-key-file", format!("{:?}", p.report_key_file)),
+            ("probe-interval-ms", format!("{:?}", p.probe_interval)),
+            ("ctl-socket", format!("{:?}", self.ctl_socket)),
+            ("metrics-listen", format!("{:?}", self.metrics_listen)),
+            ("stats-json", format!("{:?}", self.stats_json)),
+        ];
+        Reloadable {
+            router: self.router.clone(),
+            guard: self.guard.clone(),
+            entries,
+            max_pending_invites: p.max_pending_invites,
+            restart_only,
+            stats_interval: self.stats_interval,
+        }
+    }
 }
 
 /// Picks the backend for `auto`, saying why.
@@ -100,12 +187,20 @@ pub fn resolve_backend(cfg: &RunConfig) -> Backend {
     }
 }
 
-/// Runs until SIGINT/SIGTERM (or `duration`), then prints and writes the counters.
-pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
+/// Runs until SIGINT/SIGTERM (or `duration`), then prints and writes the counters. SIGHUP
+/// (and `ctl reload`) rebuild the configuration with `reloader` and apply the difference.
+pub fn run(cfg: RunConfig, reloader: Reloader) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handler")?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("installing the SIGHUP handler")?;
+    let ctl = Control {
+        hup,
+        reload: reloader.map(|f| -> ReloadFn { Box::new(move || f().map(|c| c.reloadable())) }),
+    };
     if cfg.sip.port() == cfg.mgcp.port() {
         bail!(
             "--sip and --mgcp must use different ports (both are {})",
@@ -126,8 +221,8 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let published = Arc::new(Published::default());
     let report = match backend {
-        Backend::Xdp => run_xdp(&cfg, &stop, &published)?,
-        Backend::Udp | Backend::Auto => run_udp(&cfg, &stop, &published)?,
+        Backend::Xdp => run_xdp(&cfg, &stop, &published, ctl)?,
+        Backend::Udp | Backend::Auto => run_udp(&cfg, &stop, &published, ctl)?,
     };
     let elapsed = started.elapsed().as_secs_f64();
     info!(
@@ -146,49 +241,60 @@ pub fn run(cfg: RunConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs one counters line per `stats_interval` until `stop` is set (the main thread's job while
-/// the dispatcher thread runs).
-fn report_while_running(
+/// What the control loop needs besides the configuration.
+struct Control {
+    hup: Arc<AtomicBool>,
+    reload: Option<ReloadFn>,
+}
+
+/// Opens the control socket: the given path must work; the default one may fail (another
+/// instance holds it, or no permission for /run/switchyard), with a warning.
+fn open_ctl_socket(
     cfg: &RunConfig,
-    stop: &AtomicBool,
-    published: &Published,
-    prog: Option<&XdpProgram>,
-) {
-    let Some(every) = cfg.stats_interval else {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        return;
-    };
-    let mut next = Instant::now() + every;
-    let mut last = (Instant::now(), published.load());
-    let mut last_xdp = prog.and_then(|p| p.counters().ok());
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if Instant::now() < next {
-            continue;
-        }
-        next += every;
-        let now = (Instant::now(), published.load());
-        let xdp = prog.and_then(|p| p.counters().ok());
-        let pair = xdp.zip(last_xdp).or(xdp.map(|x| (x, Default::default())));
-        let secs = now.0.duration_since(last.0).as_secs_f64();
-        info!("counters: {}", now.1.rates_line(&last.1, secs, pair));
-        last = now;
-        last_xdp = xdp;
+    tx: std::sync::mpsc::Sender<crate::control::socket::Pending>,
+) -> anyhow::Result<Option<CtlSocket>> {
+    match &cfg.ctl_socket {
+        Some(path) => Ok(Some(CtlSocket::start(path, tx)?)),
+        None => match CtlSocket::start(std::path::Path::new(DEFAULT_CTL_SOCKET), tx) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                warn!("no control socket (`switchyard ctl` will not reach this instance): {e:#}");
+                Ok(None)
+            }
+        },
     }
 }
 
-/// CPU time this thread has used, ns (`CLOCK_THREAD_CPUTIME_ID`): the dispatcher's own cost,
-/// reported at exit so CPU per call can be computed without sampling.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+/// Serves the control socket, reloads and the periodic counters until `stop`.
+#[allow(clippy::too_many_arguments)]
+fn control_loop(
+    cfg: &RunConfig,
+    stop: &AtomicBool,
+    published: &Arc<Published>,
+    status: &Arc<StatusCell>,
+    sender: crate::links::ControlSender,
+    watcher: Option<&dyn crate::control::Watcher>,
+    program: Option<&mut XdpProgram>,
+    ctl: Control,
+    backend: &'static str,
+) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let socket = open_ctl_socket(cfg, tx)?;
+    if let Some(s) = &socket {
+        info!(path = %s.path().display(), "control socket listening");
+    }
+    let mut controller = Controller::new(
+        cfg.reloadable(),
+        sender,
+        Arc::clone(status),
+        Arc::clone(published),
+        watcher,
+        program,
+        ctl.reload,
+        backend,
+    );
+    controller.run(stop, &ctl.hup, &rx);
+    Ok(())
 }
 
 fn pin(core: Option<usize>) {
@@ -207,6 +313,7 @@ fn run_udp(
     cfg: &RunConfig,
     stop: &Arc<AtomicBool>,
     published: &Arc<Published>,
+    ctl: Control,
 ) -> anyhow::Result<ExitReport> {
     let listeners = vec![
         Listener::bind(cfg.sip, PortProto::Sip)
@@ -223,7 +330,9 @@ fn run_udp(
         "udp backend listening"
     );
     let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;
-    let mut core = Dispatch::new(router, links);
+    let (sender, inbox) = control_channel();
+    let status = Arc::new(StatusCell::default());
+    let mut core = Dispatch::new(router, links).with_control(inbox, Arc::clone(&status));
     let core_id = cfg.core;
     let stop2 = Arc::clone(stop);
     let pub2 = Arc::clone(published);
@@ -233,14 +342,26 @@ fn run_udp(
             pin(core_id);
             let mut stats = UdpStats::default();
             udp_shell::run(&listeners, &mut core, &stop2, &mut stats, &pub2)?;
-            stats.cpu_ns = thread_cpu_ns();
+            stats.cpu_ns = crate::stats::thread_cpu_ns();
             Ok((core, stats))
         })?;
-    report_while_running(cfg, stop, published, None);
+    let looped = control_loop(
+        cfg,
+        stop,
+        published,
+        &status,
+        sender,
+        procs.watcher(),
+        None,
+        ctl,
+        "udp",
+    );
+    stop.store(true, Ordering::Relaxed);
     let joined = handle
         .join()
         .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
     let (processors, lan) = procs.stop();
+    looped?;
     let (core, stats) = joined??;
     Ok(ExitReport {
         backend: "udp".into(),
@@ -269,6 +390,7 @@ fn run_xdp(
     cfg: &RunConfig,
     stop: &Arc<AtomicBool>,
     published: &Arc<Published>,
+    ctl: Control,
 ) -> anyhow::Result<ExitReport> {
     let iface = cfg
         .iface
@@ -279,7 +401,7 @@ fn run_xdp(
         (cfg.mgcp.port(), PortProto::Mgcp),
     ];
     let Steering {
-        program: prog,
+        program: mut prog,
         mut queues,
         mode,
     } = Steering::open(&SteeringConfig {
@@ -312,7 +434,9 @@ fn run_xdp(
     let nq = queues.len();
     let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
     let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;
-    let mut core = Dispatch::new(router, links);
+    let (sender, inbox) = control_channel();
+    let status = Arc::new(StatusCell::default());
+    let mut core = Dispatch::new(router, links).with_control(inbox, Arc::clone(&status));
     let zc = queues.iter().all(XskQueue::zero_copy);
     info!(
         %iface,
@@ -344,20 +468,32 @@ fn run_xdp(
                 &mut stats,
                 &pub2,
             );
-            stats.cpu_ns = thread_cpu_ns();
+            stats.cpu_ns = crate::stats::thread_cpu_ns();
             for q in queues.iter_mut() {
                 q.refresh_kernel_stats();
             }
             let qs: Vec<XskStats> = queues.iter().map(XskQueue::stats).collect();
             (core, stats, qs)
         })?;
-    report_while_running(cfg, stop, published, Some(&prog));
+    let looped = control_loop(
+        cfg,
+        stop,
+        published,
+        &status,
+        sender,
+        procs.watcher(),
+        Some(&mut prog),
+        ctl,
+        "xdp",
+    );
+    stop.store(true, Ordering::Relaxed);
     let joined = handle
         .join()
         .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
     let x = prog.counters()?;
     drop(prog); // detaches
     let (processors, lan) = procs.stop();
+    looped?;
     let (core, shell, qs) = joined?;
     Ok(ExitReport {
         backend: "xdp".into(),

@@ -83,8 +83,9 @@ pub fn run(
         })
         .collect();
     while !stop.load(Ordering::Relaxed) {
-        if timer.due(fabric::monotonic_ns()) {
-            published.store(&core.router.stats(), stats.rx_datagrams);
+        let now_ns = fabric::monotonic_ns();
+        if timer.due(now_ns) {
+            core.publish(now_ns, stats.rx_datagrams, published);
         }
         // A signal only ends the wait early (Ok(0)); the drain below finds nothing then.
         udp_batch::wait_readable(&mut pfds, 100_000_000)?;
@@ -126,6 +127,6 @@ pub fn run(
             }
         }
     }
-    published.store(&core.router.stats(), stats.rx_datagrams);
+    core.publish(fabric::monotonic_ns(), stats.rx_datagrams, published);
     Ok(())
 }

@@ -82,7 +82,7 @@ pub fn run(
         let mut got = 0;
         let now_ns = fabric::monotonic_ns();
         if timer.due(now_ns) {
-            published.store(&core.router.stats(), rx_total(queues));
+            core.publish(now_ns, rx_total(queues), published);
         }
         core.begin_batch(now_ns);
         for q in queues.iter_mut() {
@@ -132,5 +132,5 @@ pub fn run(
             std::hint::spin_loop();
         }
     }
-    published.store(&core.router.stats(), rx_total(queues));
+    core.publish(fabric::monotonic_ns(), rx_total(queues), published);
 }

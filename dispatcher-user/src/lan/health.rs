@@ -196,6 +196,7 @@ impl HealthMonitor {
                 self.stats.probe_answers += 1;
                 events.push(Event::ProbeAnswered { member: i, now });
             }
+            Health::None => return,
             Health::Reports => match Report::decode(msg, &self.key) {
                 Ok(r) if usize::from(r.id) != m.w.id => {
                     self.stats.rejected_unknown += 1;

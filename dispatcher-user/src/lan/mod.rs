@@ -32,6 +32,8 @@ pub enum Health {
     Reports,
     /// Answers to SIP OPTIONS (a third-party SIP server); capacity comes from configuration.
     Options,
+    /// None: always up unless the operator disables it (a SIP server that answers no OPTIONS).
+    None,
 }
 
 /// Health checking of one processor: the signal, and (for OPTIONS) which answers count as up

@@ -203,4 +203,6 @@ pub enum DropReason {
     /// An ACK whose To-tag has the processor-tag format but a bad MAC (forged or corrupted):
     /// never routed, and an ACK is not answered.
     BadTag,
+    /// The transaction's processor was removed from the pool.
+    Removed,
 }

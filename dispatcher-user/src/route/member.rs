@@ -8,15 +8,21 @@
 //! hot path reads no cache line another core is writing. What the router assigned since the
 //! snapshot was taken is its own knowledge and is added on top: a queue the router filled in
 //! this batch is full even if the snapshot still shows room.
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use super::select::MemberState;
+use crate::pool::Admin;
 
-/// What the router needs to know about a processor that does not change while it runs.
+/// What the router needs to know about a processor: set when it joins the pool, changed only by
+/// the operator (reload, `ctl`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemberSpec {
     /// The processor's own port (what claim 2 writes into the message).
     pub port: u16,
+    /// Its address (for the operator's views; routing uses only `port` and the shell's link).
+    pub addr: SocketAddr,
+    /// Relative share of new dialogs (≥ 1; see [`super::select`]).
+    pub weight: u32,
     /// Its capacity in session units (0: unlimited, or for remote ones: as it reports).
     pub capacity: u32,
     /// Whether it is on another host (reached over the LAN, with the true source relayed).
@@ -32,6 +38,8 @@ impl MemberSpec {
     pub fn local(port: u16, capacity: u32) -> Self {
         Self {
             port,
+            addr: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+            weight: 1,
             capacity,
             remote: false,
             max_pending: 0,
@@ -42,6 +50,8 @@ impl MemberSpec {
     pub fn remote(addr: SocketAddr, capacity: u32) -> Self {
         Self {
             port: addr.port(),
+            addr,
+            weight: 1,
             capacity,
             remote: true,
             max_pending: 0,
@@ -115,15 +125,24 @@ impl Snapshot {
     }
 }
 
-/// A processor in the router: its spec and what the router has assigned it.
+/// A processor slot in the router (index = processor id): its spec, the operator's state, and
+/// what the router has assigned it. A slot whose processor was removed stays, not `present`, so
+/// ids never move.
 #[derive(Debug, Clone)]
 pub struct Member {
     /// As configured.
     pub spec: MemberSpec,
+    /// In the pool. A removed processor's slot is kept (ids are stable) but never selected or
+    /// routed to.
+    pub present: bool,
+    /// Operator state (`ctl drain/disable/enable`).
+    pub admin: Admin,
     /// Units the dispatcher assigned to it, ever (monotonic).
     pub assigned_units: u64,
     /// Messages handed to it.
     pub forwarded: u64,
+    /// New dialogs placed on it.
+    pub new_dialogs: u64,
     /// Messages handed to it since the snapshot of epoch `epoch` (they occupy queue slots the
     /// snapshot still shows free).
     handed: usize,
@@ -140,13 +159,24 @@ impl Member {
     pub(super) fn new(spec: MemberSpec) -> Self {
         Self {
             spec,
+            present: true,
+            admin: Admin::Active,
             assigned_units: 0,
             forwarded: 0,
+            new_dialogs: 0,
             handed: 0,
             invites_handed: 0,
             epoch: u64::MAX,
             seen_reports: 0,
             assigned_at_report: 0,
+        }
+    }
+
+    /// An empty slot (an id no processor has).
+    pub(super) fn absent() -> Self {
+        Self {
+            present: false,
+            ..Self::new(MemberSpec::local(0, 0))
         }
     }
 
@@ -172,6 +202,22 @@ impl Member {
         self.invites_handed = self.invites_handed.saturating_add(1);
     }
 
+    /// In the pool and not disabled: its transactions and dialogs are routed to it (a draining
+    /// one too; only new dialogs avoid it, see [`Member::selectable`]).
+    pub fn in_service(&self) -> bool {
+        self.present && self.admin != Admin::Disabled
+    }
+
+    /// May get new dialogs (health aside).
+    pub fn selectable(&self) -> bool {
+        self.present && self.admin == Admin::Active
+    }
+
+    /// Units in use as the router counts them now (see [`Member::state`]).
+    pub fn units_in_use(&mut self, epoch: u64, v: &MemberView) -> u64 {
+        self.state(epoch, v).in_use
+    }
+
     /// The selector's view: the snapshot plus the router's own accounting.
     pub(super) fn state(&mut self, epoch: u64, v: &MemberView) -> MemberState {
         self.sync(epoch);
@@ -195,7 +241,8 @@ impl Member {
                 capacity,
                 depth: 0,
                 queue_capacity: usize::MAX,
-                alive: v.alive,
+                alive: v.alive && self.in_service(),
+                weight: self.spec.weight.max(1),
                 pending: 0,
                 max_pending: 0,
             }
@@ -205,7 +252,8 @@ impl Member {
                 capacity: self.spec.capacity,
                 depth,
                 queue_capacity: v.queue_capacity,
-                alive: v.alive,
+                alive: v.alive && self.in_service(),
+                weight: self.spec.weight.max(1),
                 pending: v.pending_invites.saturating_add(self.invites_handed),
                 max_pending: self.spec.max_pending,
             }

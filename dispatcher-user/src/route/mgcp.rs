@@ -126,12 +126,14 @@ impl Router {
         }
         let n = self.members.len() as u16;
         // `Err(BadMac)`: a connection id shaped like ours but not minted under our keys.
-        let by_conn = m
-            .param(b'I')
-            .map(|i| wire::tag::decode(&self.cfg.tag_keys, i, n));
+        let by_conn = m.param(b'I').map(|i| self.tagged(i, n));
         let by_port = endpoint
             .port
-            .and_then(|p| self.members.iter().position(|mm| mm.spec.port == p))
+            .and_then(|p| {
+                self.members
+                    .iter()
+                    .position(|mm| mm.present && mm.spec.port == p)
+            })
             .map(|k| k as u16);
         match verb {
             Verb::Crcx => {

@@ -103,6 +103,10 @@ pub struct RouterStats {
     pub dropped_ack: u64,
     /// Replies that did not fit the reply buffer.
     pub dropped_reply_too_large: u64,
+    /// Messages that follow a transaction of a processor since removed from the pool (CANCEL,
+    /// a non-2xx ACK, an MGCP retransmission): dropped; the sender's timers end it.
+    #[serde(default)]
+    pub dropped_removed: u64,
     /// MGCP commands routed by connection id or endpoint (stateless).
     pub mgcp_stateless: u64,
     /// MGCP retransmissions routed by transaction affinity.
@@ -165,6 +169,95 @@ impl Router {
     /// Counters so far.
     pub fn stats(&self) -> RouterStats {
         self.stats
+    }
+
+    /// Puts processor `id` in the pool with `spec`, or changes the spec of the one there.
+    /// Ids are stable: slots below `id` that no processor has stay empty. What the router
+    /// assigned a processor (units, forwarded counts) survives a spec change; a processor that
+    /// replaces a removed one starts afresh.
+    pub fn set_member(&mut self, id: u16, spec: MemberSpec) {
+        let k = usize::from(id);
+        assert!(k < MAX_PROCESSORS, "processor id {id} ≥ {MAX_PROCESSORS}");
+        if self.members.len() <= k {
+            self.members.resize_with(k + 1, Member::absent);
+        }
+        let m = &mut self.members[k];
+        if m.present {
+            m.spec = spec;
+        } else {
+            *m = Member::new(spec);
+        }
+        self.size_matters = size_matters(self.cfg.policy, &self.specs());
+    }
+
+    /// Takes processor `id` out of the pool: no new dialogs, and messages that still name it
+    /// (in-dialog requests, CANCEL, retransmissions) are answered 481 or dropped, counted.
+    /// Affinity entries pointing at it are left to expire: an INVITE retransmission finds the
+    /// processor gone and is placed afresh (`rerouted`).
+    pub fn remove_member(&mut self, id: u16) {
+        if let Some(m) = self.members.get_mut(usize::from(id)) {
+            m.present = false;
+        }
+        while self.members.last().is_some_and(|m| !m.present) {
+            self.members.pop();
+        }
+        self.size_matters = size_matters(self.cfg.policy, &self.specs());
+    }
+
+    /// Sets the operator state of processor `id`; false when there is no such processor.
+    pub fn set_admin(&mut self, id: u16, admin: crate::pool::Admin) -> bool {
+        match self.members.get_mut(usize::from(id)) {
+            Some(m) if m.present => {
+                m.admin = admin;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies a new configuration (a reload): policy, answers, rewrites, session sizes, tag
+    /// keys. The affinity table, every member and every counter are kept; the affinity
+    /// table's size and entry lifetime are fixed at start (they are not changed here).
+    pub fn reconfigure(&mut self, mut cfg: RouterConfig) {
+        cfg.affinity_capacity = self.cfg.affinity_capacity;
+        cfg.affinity_ttl_s = self.cfg.affinity_ttl_s;
+        if cfg.policy != self.cfg.policy {
+            self.selector = Selector::new(cfg.policy, cfg.seed ^ self.nonce);
+        }
+        self.locate = Locate::new(&cfg.limits, &cfg.session_size.sip_header);
+        self.cfg = cfg;
+        self.size_matters = size_matters(self.cfg.policy, &self.specs());
+    }
+
+    /// The specs of the processors in the pool.
+    fn specs(&self) -> Vec<MemberSpec> {
+        self.members
+            .iter()
+            .filter(|m| m.present)
+            .map(|m| m.spec)
+            .collect()
+    }
+
+    /// The processor a To-tag or connection id names, if it is one of ours, authentic, and
+    /// still in the pool.
+    fn tagged(&self, tag: &[u8], n: u16) -> Result<u16, wire::tag::TagError> {
+        let k = wire::tag::decode(&self.cfg.tag_keys, tag, n)?;
+        if self.present(k) {
+            Ok(k)
+        } else {
+            Err(wire::tag::TagError::IdOutOfRange(k))
+        }
+    }
+
+    /// Processor `k`'s state as the selector would see it with view `v` of snapshot `epoch`
+    /// (for the operator's views).
+    pub fn member_view_state(&mut self, k: usize, epoch: u64, v: &MemberView) -> MemberState {
+        self.members[k].state(epoch, v)
+    }
+
+    /// Whether processor `k` is in the pool.
+    fn present(&self, k: u16) -> bool {
+        self.members.get(usize::from(k)).is_some_and(|m| m.present)
     }
 
     /// The members (for per-processor reporting).
@@ -317,6 +410,10 @@ impl Router {
             let mut states: [Option<MemberState>; MAX_PROCESSORS] = [None; MAX_PROCESSORS];
             for (k, st) in states.iter_mut().enumerate().take(n) {
                 let mut s = self.member_state(k, snap);
+                if !self.members[k].selectable() {
+                    // Removed, draining or disabled: no new dialogs.
+                    s.alive = false;
+                }
                 if !invite {
                     // The pending-INVITE cap gates new INVITEs only.
                     s.max_pending = 0;
@@ -332,6 +429,7 @@ impl Router {
             match self.push(k, msg, scan, mark, snap, hand) {
                 Push::Ok => {
                     self.members[k].assigned_units += u64::from(size);
+                    self.members[k].new_dialogs += 1;
                     if invite {
                         self.members[k].handed_invite(self.epoch);
                     }
@@ -342,6 +440,7 @@ impl Router {
                     excluded |= 1 << k;
                 }
                 Push::TooLarge => return Err(()),
+                Push::Gone => excluded |= 1 << k,
             }
         }
     }
@@ -357,6 +456,9 @@ impl Router {
         snap: &Snapshot,
         hand: &mut Handoffs,
     ) -> Push {
+        if !self.members[k].present {
+            return Push::Gone;
+        }
         let st = self.member_state(k, snap);
         if st.depth >= st.queue_capacity || !hand.has_room() {
             return Push::Full;
@@ -459,6 +561,10 @@ impl Router {
                 self.stats.queue_full += 1;
                 Decision::Drop(DropReason::QueueFull)
             }
+            Push::Gone => {
+                self.stats.dropped_removed += 1;
+                Decision::Drop(DropReason::Removed)
+            }
         }
     }
 }
@@ -488,6 +594,8 @@ enum Push {
     Ok,
     Full,
     TooLarge,
+    /// The processor was removed from the pool.
+    Gone,
 }
 
 /// Writes the header line `name: value` into `buf`; returns its length.

@@ -7,6 +7,14 @@
 //! The router calls [`Selector::select`] again with a growing exclusion mask when a push into
 //! the chosen processor's queue fails, so "next candidate" is each policy's own second choice,
 //! not Kamailio's "next in the list" (which dumps a failed member's whole load on its neighbour).
+//!
+//! Weights (`weight`, default 1) give a processor a proportional share of new dialogs:
+//! round-robin is the smooth weighted round-robin of nginx (a weight-3 member gets 3 of every 4
+//! picks against a weight-1 one, interleaved, not in bursts); `hash` is weighted rendezvous
+//! hashing (score `w / -ln(u)`, so a member's share of keys is its weight over the sum, and
+//! changing one weight moves keys only to or from that member); least-loaded compares load
+//! divided by weight. `size-aware` ignores weights: capacities already say how much each
+//! processor takes. With all weights equal every policy decides exactly as it does unweighted.
 
 /// Most processors one dispatcher serves (the exclusion mask is a `u64`).
 pub const MAX_PROCESSORS: usize = 64;
@@ -41,6 +49,8 @@ pub struct MemberState {
     pub queue_capacity: usize,
     /// Reporting load recently (a silent processor is out of selection).
     pub alive: bool,
+    /// Relative share of new dialogs (≥ 1).
+    pub weight: u32,
     /// New-INVITE transactions it holds pending: its last report plus the INVITEs handed to
     /// it since.
     pub pending: u32,
@@ -56,14 +66,16 @@ impl MemberState {
             && (self.capacity == 0 || self.in_use + u64::from(size) <= u64::from(self.capacity))
     }
 
-    /// Load in parts per million of capacity (or absolute units when unlimited), queue included.
+    /// Load in parts per million of capacity (or absolute units when unlimited), queue
+    /// included, divided by the weight.
     fn load(&self) -> u64 {
         let busy = self.in_use + self.depth as u64;
-        if self.capacity == 0 {
-            busy
+        let load = if self.capacity == 0 {
+            busy.saturating_mul(1_000)
         } else {
-            busy.saturating_mul(1_000_000) / u64::from(self.capacity)
-        }
+            busy.saturating_mul(1_000_000_000) / u64::from(self.capacity)
+        };
+        load / u64::from(self.weight.max(1))
     }
 
     fn free(&self) -> u64 {
@@ -75,11 +87,13 @@ impl MemberState {
     }
 }
 
-/// Policy state: a round-robin cursor and a cheap PRNG for power-of-two-choices.
+/// Policy state: a round-robin cursor, the smooth weighted round-robin's current weights, and
+/// a cheap PRNG for power-of-two-choices.
 #[derive(Debug, Clone)]
 pub struct Selector {
     policy: Policy,
     next: usize,
+    current: [i64; MAX_PROCESSORS],
     rng: u64,
 }
 
@@ -89,12 +103,31 @@ pub fn rendezvous_score(key: u64, k: usize) -> u64 {
     mix(key ^ mix(k as u64 ^ 0x5ca1_ab1e))
 }
 
+/// Weighted rendezvous score: `w / -ln(u)` with `u` the hash mapped into (0, 1).
+fn weighted_score(h: u64, weight: u32) -> f64 {
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(weight.max(1)) / -u.ln()
+}
+
+/// Whether every usable member among `n` has the same weight (the unweighted fast path).
+fn uniform_weights(
+    n: usize,
+    usable: &impl Fn(usize) -> bool,
+    state: &impl Fn(usize) -> MemberState,
+) -> bool {
+    let mut w = None;
+    (0..n)
+        .filter(|&k| usable(k))
+        .all(|k| *w.get_or_insert(state(k).weight) == state(k).weight)
+}
+
 impl Selector {
     /// A selector for `policy`; `seed` decorrelates dispatchers' random choices.
     pub fn new(policy: Policy, seed: u64) -> Self {
         Self {
             policy,
             next: 0,
+            current: [0; MAX_PROCESSORS],
             rng: seed | 1,
         }
     }
@@ -125,14 +158,35 @@ impl Selector {
         let n = n.min(MAX_PROCESSORS);
         let usable = |k: usize| excluded & (1 << k) == 0 && state(k).fits(size);
         match self.policy {
-            Policy::RoundRobin => {
+            Policy::RoundRobin if uniform_weights(n, &usable, &state) => {
                 let found = (0..n).map(|i| (self.next + i) % n).find(|&k| usable(k))?;
                 self.next = (found + 1) % n;
                 Some(found)
             }
-            Policy::Hash => (0..n)
+            Policy::RoundRobin => {
+                // Smooth weighted round-robin: every usable member gains its weight, the
+                // richest is picked and pays the total.
+                let mut total = 0i64;
+                let mut best: Option<usize> = None;
+                for k in (0..n).filter(|&k| usable(k)) {
+                    let w = i64::from(state(k).weight.max(1));
+                    total += w;
+                    self.current[k] += w;
+                    if best.is_none_or(|b| self.current[k] > self.current[b]) {
+                        best = Some(k);
+                    }
+                }
+                let b = best?;
+                self.current[b] -= total;
+                Some(b)
+            }
+            Policy::Hash if uniform_weights(n, &usable, &state) => (0..n)
                 .filter(|&k| usable(k))
                 .max_by_key(|&k| rendezvous_score(key, k)),
+            Policy::Hash => (0..n).filter(|&k| usable(k)).max_by(|&a, &b| {
+                let score = |k: usize| weighted_score(rendezvous_score(key, k), state(k).weight);
+                score(a).total_cmp(&score(b)).then(b.cmp(&a))
+            }),
             Policy::SizeAware => (0..n)
                 .filter(|&k| usable(k))
                 // Most free capacity; among equals the least loaded, then the lowest index.
@@ -175,6 +229,7 @@ mod tests {
             depth: 0,
             queue_capacity: 1024,
             alive: true,
+            weight: 1,
             pending: 0,
             max_pending: 0,
         }
@@ -307,6 +362,60 @@ mod tests {
                 None,
                 "{p:?} all excluded"
             );
+        }
+    }
+
+    fn weighted(weights: &[u32]) -> impl Fn(usize) -> MemberState + '_ {
+        |k| MemberState {
+            weight: weights[k],
+            ..st(0, 0)
+        }
+    }
+
+    #[test]
+    fn weighted_round_robin_gives_each_its_share_interleaved() {
+        let mut s = Selector::new(Policy::RoundRobin, 1);
+        let w = [3, 1, 2];
+        let picks: Vec<usize> = (0..12)
+            .map(|_| s.select(3, 1, 0, 0, weighted(&w)).unwrap())
+            .collect();
+        let count = |k| picks.iter().filter(|&&p| p == k).count();
+        assert_eq!((count(0), count(1), count(2)), (6, 2, 4));
+        // Smooth: the heavy member never takes three in a row.
+        assert!(picks.windows(3).all(|x| !(x[0] == 0 && x[1] == 0 && x[2] == 0)), "{picks:?}");
+    }
+
+    #[test]
+    fn weighted_hash_shares_follow_weights_and_equal_weights_decide_as_unweighted() {
+        let mut s = Selector::new(Policy::Hash, 1);
+        let w = [1, 3];
+        let n = 20_000u64;
+        let heavy = (0..n)
+            .filter(|&i| s.select(2, 1, wire::hash::mix(i), 0, weighted(&w)) == Some(1))
+            .count() as f64
+            / n as f64;
+        assert!((heavy - 0.75).abs() < 0.02, "share of the weight-3 member: {heavy}");
+        let mut plain = Selector::new(Policy::Hash, 1);
+        let eq = [2, 2, 2];
+        for i in 0..500u64 {
+            let key = wire::hash::mix(i);
+            assert_eq!(
+                s.select(3, 1, key, 0, weighted(&eq)),
+                plain.select(3, 1, key, 0, |_| st(0, 0))
+            );
+        }
+    }
+
+    #[test]
+    fn least_loaded_divides_load_by_weight() {
+        let mut s = Selector::new(Policy::LeastLoaded, 5);
+        // Member 1 has twice the load but four times the weight: it is the less loaded.
+        let states = [
+            MemberState { weight: 1, ..st(10, 0) },
+            MemberState { weight: 4, ..st(20, 0) },
+        ];
+        for _ in 0..20 {
+            assert_eq!(s.select(2, 1, 0, 0, |k| states[k]), Some(1));
         }
     }
 

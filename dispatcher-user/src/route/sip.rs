@@ -94,7 +94,7 @@ impl Router {
 
         // In-dialog: the processor is encoded in the To-tag it issued.
         // `Err(BadMac)`: shaped like a processor tag but not minted under our keys.
-        let tagged_processor = to_tag.map(|t| wire::tag::decode(&self.cfg.tag_keys, t, n));
+        let tagged_processor = to_tag.map(|t| self.tagged(t, n));
 
         match method {
             Method::Ack => {

@@ -872,6 +872,7 @@ fn decisions(s: &RouterStats) -> u64 {
         + s.dropped_unparseable
         + s.dropped_ack
         + s.dropped_reply_too_large
+        + s.dropped_removed
         + s.mgcp_stateless
         + s.mgcp_retransmissions
 }
@@ -1091,4 +1092,149 @@ fn invites_handed_since_the_snapshot_count_toward_the_cap() {
     }
     assert_eq!((handed, refused), ([1, 1], 2));
     assert_eq!(b.router.stats().overload, 2);
+}
+
+// --- The pool changing while the router runs (reload, `ctl`) ---
+
+#[test]
+fn a_draining_processor_gets_no_new_dialogs_but_keeps_its_transactions_and_dialogs() {
+    let mut b = bed(3, Policy::RoundRobin);
+    let inv = invite("d1", "z9hG4bK-d1", "");
+    let Decision::Hand(k) = b.sip(SEC, &inv) else {
+        panic!("placed")
+    };
+    b.drained(usize::from(k));
+    assert!(b.router.set_admin(k, crate::pool::Admin::Draining));
+    // New dialogs go elsewhere, every one of them.
+    for i in 0..30 {
+        let d = b.sip(SEC, &invite(&format!("n{i}"), &format!("z9hG4bK-n{i}"), ""));
+        assert!(matches!(d, Decision::Hand(j) if j != k), "{d:?}");
+    }
+    // The INVITE's retransmission and its CANCEL still reach it, and so does an in-dialog
+    // request carrying its tag.
+    assert_eq!(b.sip(SEC, &inv), Decision::Hand(k));
+    let cancel = request("CANCEL", "d1", "z9hG4bK-d1", None, "CANCEL");
+    assert_eq!(b.sip(SEC, &cancel), Decision::Hand(k));
+    let bye = request("BYE", "d1", "z9hG4bK-d1b", Some(&proc_tag(k)), "BYE");
+    assert_eq!(b.sip(SEC, &bye), Decision::Hand(k));
+    // Enabled again, it is back in the rotation.
+    b.router.set_admin(k, crate::pool::Admin::Active);
+    let mut got = false;
+    for i in 0..6 {
+        got |= b.sip(SEC, &invite(&format!("e{i}"), &format!("z9hG4bK-e{i}"), ""))
+            == Decision::Hand(k);
+    }
+    assert!(got, "an enabled processor is selected again");
+}
+
+#[test]
+fn a_disabled_processor_is_treated_as_down() {
+    let mut b = bed(2, Policy::RoundRobin);
+    let inv = invite("x1", "z9hG4bK-x1", "");
+    let Decision::Hand(k) = b.sip(SEC, &inv) else {
+        panic!("placed")
+    };
+    b.router.set_admin(k, crate::pool::Admin::Disabled);
+    // Its INVITE retransmission is placed afresh on the other one, like a dead processor's.
+    let other = 1 - k;
+    assert_eq!(b.sip(SEC, &inv), Decision::Hand(other));
+    assert_eq!(b.router.stats().rerouted, 1);
+    // Everything new goes to the other.
+    for i in 0..5 {
+        let d = b.sip(SEC, &invite(&format!("y{i}"), &format!("z9hG4bK-y{i}"), ""));
+        assert_eq!(d, Decision::Hand(other));
+    }
+    // Both disabled: the dispatcher answers 503 itself.
+    b.router.set_admin(other, crate::pool::Admin::Disabled);
+    let d = b.sip(SEC, &invite("z", "z9hG4bK-z", ""));
+    assert!(b.reply_text(d).starts_with("SIP/2.0 503 "));
+}
+
+#[test]
+fn a_removed_processor_gets_nothing_and_its_id_is_not_reused_by_accident() {
+    let mut b = bed(3, Policy::RoundRobin);
+    let inv = invite("r1", "z9hG4bK-r1", "");
+    let Decision::Hand(k) = b.sip(SEC, &inv) else {
+        panic!("placed")
+    };
+    b.router.remove_member(k);
+    let before = decisions(&b.router.stats());
+    // In-dialog requests naming it get 481; its CANCEL is dropped and counted.
+    let bye = request("BYE", "r1", "z9hG4bK-r1b", Some(&proc_tag(k)), "BYE");
+    let d = b.sip(SEC, &bye);
+    assert!(b.reply_text(d).starts_with("SIP/2.0 481 "));
+    let cancel = request("CANCEL", "r1", "z9hG4bK-r1", None, "CANCEL");
+    assert_eq!(b.sip(SEC, &cancel), Decision::Drop(DropReason::Removed));
+    assert_eq!(b.router.stats().dropped_removed, 1);
+    // Its INVITE retransmission is placed on a processor still in the pool.
+    assert!(matches!(b.sip(SEC, &inv), Decision::Hand(j) if j != k));
+    for i in 0..9 {
+        let d = b.sip(SEC, &invite(&format!("q{i}"), &format!("z9hG4bK-q{i}"), ""));
+        assert!(matches!(d, Decision::Hand(j) if j != k));
+    }
+    assert_eq!(
+        decisions(&b.router.stats()) - before,
+        12,
+        "each decision counted exactly once"
+    );
+}
+
+#[test]
+fn a_processor_added_at_runtime_takes_new_dialogs_at_its_own_id() {
+    let mut b = bed(2, Policy::RoundRobin);
+    // Id 4: ids 2 and 3 stay empty.
+    let spec = MemberSpec::local(5074, 0);
+    b.router.set_member(4, spec);
+    b.specs.resize(5, MemberSpec::local(0, 0));
+    b.specs[4] = spec;
+    b.queues.resize(5, VecDeque::new());
+    b.heartbeats.resize(5, 1);
+    b.released.resize(5, 0);
+    b.pending.resize(5, 0);
+    b.remote.resize(5, MemberView::default());
+    // Slots 2 and 3 have no processor: the snapshot shows them not alive (as `Links` does).
+    b.heartbeats[2] = 0;
+    b.heartbeats[3] = 0;
+    b.heartbeat = false;
+    let mut per = [0u32; 5];
+    for i in 0..30 {
+        let now = SEC + i;
+        b.heartbeats[0] = now;
+        b.heartbeats[1] = now;
+        b.heartbeats[4] = now;
+        let d = b.sip(now, &invite(&format!("a{i}"), &format!("z9hG4bK-a{i}"), ""));
+        let Decision::Hand(k) = d else {
+            panic!("{d:?}")
+        };
+        per[usize::from(k)] += 1;
+    }
+    assert_eq!(per, [10, 10, 0, 0, 10]);
+    // Its tag routes in-dialog requests to it; a tag naming an empty slot gets 481.
+    let bye = request("BYE", "a0", "z9hG4bK-b", Some(&proc_tag(4)), "BYE");
+    assert_eq!(b.sip(2 * SEC, &bye), Decision::Hand(4));
+    let bye3 = request("BYE", "a1", "z9hG4bK-b3", Some(&proc_tag(3)), "BYE");
+    let d = b.sip(2 * SEC, &bye3);
+    assert!(b.reply_text(d).starts_with("SIP/2.0 481 "));
+}
+
+#[test]
+fn reconfigure_keeps_the_affinity_table() {
+    let mut b = bed(3, Policy::RoundRobin);
+    let inv = invite("k1", "z9hG4bK-k1", "");
+    let Decision::Hand(k) = b.sip(SEC, &inv) else {
+        panic!("placed")
+    };
+    b.router.reconfigure(RouterConfig {
+        policy: Policy::Hash,
+        retry_after_s: 9,
+        ..RouterConfig::default()
+    });
+    assert_eq!(b.router.config().policy, Policy::Hash);
+    assert_eq!(
+        b.sip(SEC, &inv),
+        Decision::Hand(k),
+        "a retransmission after the reload still finds its processor"
+    );
+    let cancel = request("CANCEL", "k1", "z9hG4bK-k1", None, "CANCEL");
+    assert_eq!(b.sip(SEC, &cancel), Decision::Hand(k));
 }
