@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the dispatcher until SIGINT/SIGTERM; prints counters on exit. SIGHUP reloads.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Talk to a running dispatcher over its control socket.
     Ctl(CtlArgs),
 }

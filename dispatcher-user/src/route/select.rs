@@ -382,7 +382,12 @@ mod tests {
         let count = |k| picks.iter().filter(|&&p| p == k).count();
         assert_eq!((count(0), count(1), count(2)), (6, 2, 4));
         // Smooth: the heavy member never takes three in a row.
-        assert!(picks.windows(3).all(|x| !(x[0] == 0 && x[1] == 0 && x[2] == 0)), "{picks:?}");
+        assert!(
+            picks
+                .windows(3)
+                .all(|x| !(x[0] == 0 && x[1] == 0 && x[2] == 0)),
+            "{picks:?}"
+        );
     }
 
     #[test]
@@ -394,7 +399,10 @@ mod tests {
             .filter(|&i| s.select(2, 1, wire::hash::mix(i), 0, weighted(&w)) == Some(1))
             .count() as f64
             / n as f64;
-        assert!((heavy - 0.75).abs() < 0.02, "share of the weight-3 member: {heavy}");
+        assert!(
+            (heavy - 0.75).abs() < 0.02,
+            "share of the weight-3 member: {heavy}"
+        );
         let mut plain = Selector::new(Policy::Hash, 1);
         let eq = [2, 2, 2];
         for i in 0..500u64 {
@@ -411,8 +419,14 @@ mod tests {
         let mut s = Selector::new(Policy::LeastLoaded, 5);
         // Member 1 has twice the load but four times the weight: it is the less loaded.
         let states = [
-            MemberState { weight: 1, ..st(10, 0) },
-            MemberState { weight: 4, ..st(20, 0) },
+            MemberState {
+                weight: 1,
+                ..st(10, 0)
+            },
+            MemberState {
+                weight: 4,
+                ..st(20, 0)
+            },
         ];
         for _ in 0..20 {
             assert_eq!(s.select(2, 1, 0, 0, |k| states[k]), Some(1));
