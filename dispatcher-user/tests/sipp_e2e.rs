@@ -28,35 +28,6 @@ fn follow_contact() -> PathBuf {
     p
 }
 
-fn require_sipp() {
-    let ok = Command::new("sipp").arg("-v").output().is_ok();
-    assert!(
-        ok,
-        "SIPp is required (Debian sip-tester): run `cargo xtask setup`"
-    );
-}
-
-/// The summary line of a SIPp `-trace_stat` CSV: (successful, failed, unexpected).
-fn sipp_totals(csv: &Path) -> (u64, u64, u64) {
-    let text =
-        std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("reading {}: {e}", csv.display()));
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().expect("stat header").split(';').collect();
-    let last: Vec<&str> = lines.next_back().expect("stat row").split(';').collect();
-    let col = |name: &str| -> u64 {
-        let i = header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no column {name} in SIPp stats"));
-        last[i].trim().parse().unwrap_or(0)
-    };
-    (
-        col("SuccessfulCall(C)"),
-        col("FailedCall(C)"),
-        col("FailedUnexpectedMessage(C)"),
-    )
-}
-
 /// Runs SIPp to completion (bounded by -timeout); returns its exit status and the stats file.
 fn run_sipp(mut cmd: Command, tag: &str) -> (std::process::ExitStatus, PathBuf) {
     let dir = std::env::temp_dir().join(format!("sy-sipp-{tag}-{}", std::process::id()));
@@ -84,7 +55,7 @@ fn run_sipp(mut cmd: Command, tag: &str) -> (std::process::ExitStatus, PathBuf) 
 }
 
 fn assert_sipp_clean(status: std::process::ExitStatus, stf: &Path, what: &str) {
-    let (ok, failed, unexpected) = sipp_totals(stf);
+    let (ok, failed, unexpected) = common::sipp_totals(stf);
     let errs = std::fs::read_dir(stf.parent().unwrap())
         .unwrap()
         .filter_map(Result::ok)
@@ -101,7 +72,7 @@ fn assert_sipp_clean(status: std::process::ExitStatus, stf: &Path, what: &str) {
 #[test]
 #[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
 fn sipp_follow_contact_over_udp_backend() {
-    require_sipp();
+    common::require_sipp();
     let scenario = follow_contact();
     let (sy, ports) = common::udp_switchyard(&[], "fc-udp");
     let (sip, procs) = (ports.sip, ports.procs);
@@ -133,7 +104,7 @@ fn sipp_follow_contact_over_udp_backend() {
 #[test]
 #[ignore = "needs SIPp (cargo xtask setup): run `cargo xtask test`"]
 fn sipp_builtin_uac_over_udp_backend() {
-    require_sipp();
+    common::require_sipp();
     let (sy, ports) = common::udp_switchyard(&[], "uac-udp");
     let sip = ports.sip;
     let mut cmd = Command::new("sipp");
@@ -153,7 +124,7 @@ fn sipp_builtin_uac_over_udp_backend() {
 #[ignore = "needs root, netns, SIPp and tshark: run `cargo xtask test`"]
 fn sipp_over_xdp_backend_with_capture() {
     common::require_root();
-    require_sipp();
+    common::require_sipp();
     let tb = Testbed::up(&common::tb_name("sx"), 1).expect("testbed");
     let scenario = follow_contact();
 

@@ -31,13 +31,20 @@ impl LoadAccount {
             .fetch_add(u64::from(units), Ordering::Relaxed);
     }
 
-    /// An active session ended normally: its units go back.
+    /// An active session ended normally: its units go back (out of the in-use gauge, into
+    /// the released counter).
     pub fn ended(&self, units: u32) {
         let _ = self
             .report
             .active
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
                 Some(a.saturating_sub(1))
+            });
+        let _ = self
+            .report
+            .in_use_units
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(u64::from(units)))
             });
         self.report
             .released_units
@@ -71,5 +78,29 @@ impl LoadAccount {
     /// Records the processor clock as its heartbeat.
     pub fn heartbeat(&self, now_ns: u64) {
         self.report.heartbeat_ns.store(now_ns, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_use_is_a_gauge_released_and_rejected_are_counters() {
+        let a = LoadAccount::new(LoadReport::new(0));
+        a.started(3);
+        a.started(2);
+        a.ended(3);
+        a.failed(2);
+        a.rejected(4);
+        let r = a.report();
+        assert_eq!(
+            r.in_use_units.load(Ordering::Relaxed),
+            0,
+            "what remote dispatchers read"
+        );
+        assert_eq!(r.active.load(Ordering::Relaxed), 0);
+        assert_eq!(r.released_units.load(Ordering::Relaxed), 9);
+        assert_eq!(r.rejected_units.load(Ordering::Relaxed), 6);
     }
 }

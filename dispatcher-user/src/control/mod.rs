@@ -256,6 +256,12 @@ impl<'a> Controller<'a> {
         s.uptime_s = self.started.elapsed().as_secs_f64();
         s.xdp = self.xdp_counters();
         s.reloads = self.reloads;
+        // The operator's last word, even if the dispatcher thread has not published since.
+        for p in &mut s.processors {
+            p.admin = self.overlay.admin(p.id);
+            p.state = State::of(p.admin, p.alive, p.units_in_use, p.pending_invites);
+        }
+        s.processors.retain(|p| self.running.contains_key(&p.id));
         s
     }
 

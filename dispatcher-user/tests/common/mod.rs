@@ -264,3 +264,33 @@ fn udp_switchyard_inner(extra: &[&str], tag: &str, piped: bool) -> (Switchyard, 
     });
     (sy, p)
 }
+
+/// Fails loudly unless SIPp is installed.
+pub fn require_sipp() {
+    let ok = Command::new("sipp").arg("-v").output().is_ok();
+    assert!(
+        ok,
+        "SIPp is required (Debian sip-tester): run `cargo xtask setup`"
+    );
+}
+
+/// The summary line of a SIPp `-trace_stat` CSV: (successful, failed, unexpected).
+pub fn sipp_totals(csv: &Path) -> (u64, u64, u64) {
+    let text =
+        std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("reading {}: {e}", csv.display()));
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().expect("stat header").split(';').collect();
+    let last: Vec<&str> = lines.next_back().expect("stat row").split(';').collect();
+    let col = |name: &str| -> u64 {
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name} in SIPp stats"));
+        last[i].trim().parse().unwrap_or(0)
+    };
+    (
+        col("SuccessfulCall(C)"),
+        col("FailedCall(C)"),
+        col("FailedUnexpectedMessage(C)"),
+    )
+}
