@@ -6,7 +6,6 @@ mod common;
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
