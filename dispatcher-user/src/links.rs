@@ -171,13 +171,18 @@ impl Links {
                     queue_free: p.capacity().saturating_sub(p.depth()),
                     queue_capacity: p.capacity(),
                     pending_invites: l.pending_invites.load(Relaxed),
+                    reported_max_pending: 0,
                 },
-                Link::Remote(_) => MemberView::remote(
-                    l.up.load(Relaxed),
-                    l.in_use_units.load(Relaxed),
-                    l.reports.load(Relaxed),
-                    l.capacity_units.load(Relaxed),
-                ),
+                Link::Remote(_) => MemberView {
+                    pending_invites: l.pending_invites.load(Relaxed),
+                    reported_max_pending: l.max_pending_invites.load(Relaxed),
+                    ..MemberView::remote(
+                        l.up.load(Relaxed),
+                        l.in_use_units.load(Relaxed),
+                        l.reports.load(Relaxed),
+                        l.capacity_units.load(Relaxed),
+                    )
+                },
             };
         }
         &self.snapshot

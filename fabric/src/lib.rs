@@ -310,6 +310,9 @@ pub struct LoadReport {
     /// acknowledged): a gauge the processor thread writes every loop round, with the
     /// heartbeat. The router stops selecting a processor whose count reached its cap.
     pub pending_invites: AtomicU32,
+    /// The processor's cap on `pending_invites` as a processor on another host reports it
+    /// (0: unlimited or not reported; in-chassis processors' caps are configuration).
+    pub max_pending_invites: AtomicU32,
     /// Reports accepted from a processor on another host (monotonic; the router notices a new
     /// report by this changing).
     pub reports: AtomicU64,

@@ -1,11 +1,11 @@
 //! Load reports over the LAN (claims 4, 7, 12, 15): a processor on another host tells its
 //! dispatchers how loaded it is, and that it is alive, a few times a second.
 //!
-//! Wire format, version 1 (all integers big-endian), 64 bytes plus a 16-byte tag:
+//! Wire format, version 2 (all integers big-endian), 64 bytes plus a 16-byte tag:
 //!
 //! ```text
 //!  0  "SYLR"           magic
-//!  4  u8  version = 1
+//!  4  u8  version = 2 (1 is accepted: its bytes 56..64 were reserved, zero)
 //!  5  u8  flags (0)
 //!  6  u16 processor id (its index in every dispatcher's processor list)
 //!  8  u64 sequence number (strictly increasing per sender; replays are rejected)
@@ -15,22 +15,28 @@
 //! 32  u64 units in use
 //! 40  u64 units released, ever
 //! 48  u64 units rejected, ever
-//! 56  u64 reserved (0)
+//! 56  u32 new-INVITE transactions pending (answered, not yet acknowledged)
+//! 60  u32 the processor's cap on those (0: unlimited)
 //! 64  [16] HMAC-SHA256(key, bytes 0..64), truncated
 //! ```
 //!
 //! The tag is keyed with a secret shared by the dispatchers and their processors, so a stranger
 //! on the LAN cannot make a dead processor look alive, or an idle one look busy, and so poison
 //! selection. Anything that fails to decode is rejected with a typed error the dispatcher counts.
+//!
+//! Version 2 added the pending-INVITE count and cap, so a dispatcher stops selecting a remote
+//! processor at its cap (as it does for in-chassis ones) instead of learning it from the
+//! processor's 503s. It reuses version 1's reserved bytes, and a version-1 report decodes with
+//! both at 0 (unknown, unlimited): dispatchers and processors can be upgraded in either order.
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
 
-/// Bytes of a version-1 report, tag included.
+/// Bytes of a report, tag included.
 pub const REPORT_LEN: usize = 80;
 const BODY_LEN: usize = 64;
 const MAGIC: &[u8; 4] = b"SYLR";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// What a processor reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,6 +57,10 @@ pub struct Report {
     pub released_units: u64,
     /// Units rejected, ever.
     pub rejected_units: u64,
+    /// New-INVITE transactions pending now (version 2; 0 in version 1).
+    pub pending_invites: u32,
+    /// The processor's cap on them (0: unlimited, or a version-1 sender).
+    pub max_pending_invites: u32,
 }
 
 /// Why a datagram is not an acceptable report.
@@ -125,6 +135,8 @@ impl Report {
         b[32..40].copy_from_slice(&self.units_in_use.to_be_bytes());
         b[40..48].copy_from_slice(&self.released_units.to_be_bytes());
         b[48..56].copy_from_slice(&self.rejected_units.to_be_bytes());
+        b[56..60].copy_from_slice(&self.pending_invites.to_be_bytes());
+        b[60..64].copy_from_slice(&self.max_pending_invites.to_be_bytes());
         let tag = key.tag(&b[..BODY_LEN]);
         b[BODY_LEN..].copy_from_slice(&tag);
         b
@@ -136,7 +148,7 @@ impl Report {
         if &b[0..4] != MAGIC {
             return Err(ReportError::Magic);
         }
-        if b[4] != VERSION {
+        if b[4] != VERSION && b[4] != 1 {
             return Err(ReportError::Version(b[4]));
         }
         let want = key.tag(&b[..BODY_LEN]);
@@ -164,6 +176,8 @@ impl Report {
             units_in_use: u64_at(32),
             released_units: u64_at(40),
             rejected_units: u64_at(48),
+            pending_invites: u32_at(56),
+            max_pending_invites: u32_at(60),
         })
     }
 }
@@ -182,6 +196,8 @@ mod tests {
             units_in_use: 12,
             released_units: 1000,
             rejected_units: 4,
+            pending_invites: 17,
+            max_pending_invites: 100,
         }
     }
 
@@ -189,6 +205,21 @@ mod tests {
     fn round_trip() {
         let k = ReportKey::new(b"secret");
         assert_eq!(Report::decode(&sample().encode(&k), &k), Ok(sample()));
+    }
+
+    #[test]
+    fn a_version_1_report_decodes_with_no_pending_information() {
+        let k = ReportKey::new(b"secret");
+        let v1 = Report {
+            pending_invites: 0,
+            max_pending_invites: 0,
+            ..sample()
+        };
+        let mut b = v1.encode(&k);
+        b[4] = 1;
+        let tag = k.tag(&b[..BODY_LEN]);
+        b[BODY_LEN..].copy_from_slice(&tag);
+        assert_eq!(Report::decode(&b, &k), Ok(v1));
     }
 
     #[test]
@@ -206,8 +237,8 @@ mod tests {
         }
         assert_eq!(Report::decode(&b[..79], &k), Err(ReportError::Length(79)));
         let mut v = b;
-        v[4] = 2;
-        assert_eq!(Report::decode(&v, &k), Err(ReportError::Version(2)));
+        v[4] = 3;
+        assert_eq!(Report::decode(&v, &k), Err(ReportError::Version(3)));
         assert_eq!(Report::decode(&[0u8; 80], &k), Err(ReportError::Magic));
     }
 }

@@ -244,6 +244,9 @@ fn apply(
                 load.released_units.store(report.released_units, Relaxed);
                 load.rejected_units.store(report.rejected_units, Relaxed);
                 load.capacity_units.store(report.capacity, Relaxed);
+                load.pending_invites.store(report.pending_invites, Relaxed);
+                load.max_pending_invites
+                    .store(report.max_pending_invites, Relaxed);
                 load.heartbeat_ns.store(now, Relaxed);
                 load.reports.fetch_add(1, Relaxed);
             }

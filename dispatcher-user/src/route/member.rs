@@ -78,8 +78,11 @@ pub struct MemberView {
     pub queue_free: usize,
     /// Slots in its fabric queue (`usize::MAX` for remote).
     pub queue_capacity: usize,
-    /// New-INVITE transactions it reported pending (in-chassis; 0 for remote).
+    /// New-INVITE transactions it reported pending (in-chassis: its thread's gauge; remote:
+    /// its last load report's).
     pub pending_invites: u32,
+    /// The cap on them a processor on another host reports (0: unlimited or not reported).
+    pub reported_max_pending: u32,
 }
 
 impl MemberView {
@@ -94,6 +97,7 @@ impl MemberView {
             queue_free: usize::MAX,
             queue_capacity: usize::MAX,
             pending_invites: 0,
+            reported_max_pending: 0,
         }
     }
 }
@@ -150,9 +154,12 @@ pub struct Member {
     /// does not show yet.
     invites_handed: u32,
     epoch: u64,
-    /// `reports` when last looked at, and `assigned_units` then (remote members).
+    /// `reports` when last looked at, and `assigned_units` and `invites_assigned` then
+    /// (remote members).
     seen_reports: u64,
     assigned_at_report: u64,
+    invites_assigned: u64,
+    invites_at_report: u64,
 }
 
 impl Member {
@@ -169,6 +176,8 @@ impl Member {
             epoch: u64::MAX,
             seen_reports: 0,
             assigned_at_report: 0,
+            invites_assigned: 0,
+            invites_at_report: 0,
         }
     }
 
@@ -200,6 +209,7 @@ impl Member {
     pub(super) fn handed_invite(&mut self, epoch: u64) {
         self.sync(epoch);
         self.invites_handed = self.invites_handed.saturating_add(1);
+        self.invites_assigned += 1;
     }
 
     /// In the pool and not disabled: its transactions and dialogs are routed to it (a draining
@@ -230,7 +240,9 @@ impl Member {
             if v.reports != self.seen_reports {
                 self.seen_reports = v.reports;
                 self.assigned_at_report = self.assigned_units;
+                self.invites_at_report = self.invites_assigned;
             }
+            let invites_since = (self.invites_assigned - self.invites_at_report) as u32;
             let capacity = if self.spec.capacity > 0 {
                 self.spec.capacity
             } else {
@@ -243,8 +255,10 @@ impl Member {
                 queue_capacity: usize::MAX,
                 alive: v.alive && self.in_service(),
                 weight: self.spec.weight.max(1),
-                pending: 0,
-                max_pending: 0,
+                // Its last report plus the INVITEs we handed it since: like units, so that
+                // the cap holds between two reports.
+                pending: v.pending_invites.saturating_add(invites_since),
+                max_pending: v.reported_max_pending,
             }
         } else {
             MemberState {

@@ -1238,3 +1238,33 @@ fn reconfigure_keeps_the_affinity_table() {
     let cancel = request("CANCEL", "k1", "z9hG4bK-k1", None, "CANCEL");
     assert_eq!(b.sip(SEC, &cancel), Decision::Hand(k));
 }
+
+#[test]
+fn a_remote_processor_at_its_reported_pending_cap_is_skipped_until_it_reports_room() {
+    let mut b = lan_bed(2);
+    let cap_report = |b: &mut Bed, k: usize, pending: u32| {
+        let v = &mut b.remote[k];
+        *v = MemberView {
+            pending_invites: pending,
+            reported_max_pending: 3,
+            ..MemberView::remote(true, 0, v.reports + 1, 0)
+        };
+    };
+    cap_report(&mut b, 0, 2);
+    cap_report(&mut b, 1, 3);
+    // Processor 1 is at its cap: everything goes to 0, which takes one more before its own
+    // cap (2 reported + 1 handed since the report) is reached; then the dispatcher answers.
+    let d = b.sip(SEC, &invite("p0", "z9hG4bK-p0", ""));
+    assert_eq!(d, Decision::Hand(0));
+    let d = b.sip(SEC, &invite("p1", "z9hG4bK-p1", ""));
+    assert!(
+        b.reply_text(d).starts_with("SIP/2.0 503 "),
+        "both at the cap"
+    );
+    // A new report from 1 with room brings it back.
+    cap_report(&mut b, 1, 0);
+    assert_eq!(
+        b.sip(SEC, &invite("p2", "z9hG4bK-p2", "")),
+        Decision::Hand(1)
+    );
+}

@@ -165,6 +165,8 @@ fn main() -> anyhow::Result<()> {
             units_in_use: load.in_use_units.load(Ordering::Relaxed),
             released_units: load.released_units.load(Ordering::Relaxed),
             rejected_units: load.rejected_units.load(Ordering::Relaxed),
+            pending_invites: load.pending_invites.load(Ordering::Relaxed),
+            max_pending_invites: a.max_pending_invites,
         };
         let bytes = r.encode(&key);
         for to in &a.report_to {
