@@ -16,7 +16,7 @@
 use std::{
     ffi::OsString,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -162,6 +162,11 @@ fn combined_plot(
 }
 
 /// Runs the whole benchmark; returns the output folder and its whole-run files.
+/// The flooding source of the flood stage, added to the app side of the testbed.
+const FLOOD_V4: &str = "198.18.0.3";
+/// Datagrams/s the flood stage lets one source through the XDP guard.
+const FLOOD_LIMIT: u32 = 100;
+
 pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let out = cfg
@@ -188,28 +193,31 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     let mut invite_hgrms: Vec<(&str, PathBuf)> = Vec::new();
 
     // The generator runs on core 0, everything on the dispatcher side on core 1.
+    let blast_from = |dir: &Path, target: &str, from: &str| -> anyhow::Result<Command> {
+        let mut c = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
+        c.args([
+            "blast",
+            "--target",
+            target,
+            "--local-ip",
+            from,
+            "--core",
+            "0",
+            "--quiet",
+        ])
+        .args([
+            "--rate",
+            &cfg.blast_rate.to_string(),
+            "--duration",
+            &secs.to_string(),
+        ])
+        .arg("--out")
+        .arg(dir)
+        .stdout(Stdio::null());
+        Ok(c)
+    };
     let blast = |dir: &Path, target: &str| -> anyhow::Result<()> {
-        let st = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default())
-            .args([
-                "blast",
-                "--target",
-                target,
-                "--local-ip",
-                testbed::APP_V4,
-                "--core",
-                "0",
-                "--quiet",
-            ])
-            .args([
-                "--rate",
-                &cfg.blast_rate.to_string(),
-                "--duration",
-                &secs.to_string(),
-            ])
-            .arg("--out")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .status()?;
+        let st = blast_from(dir, target, testbed::APP_V4)?.status()?;
         if !st.success() {
             bail!("blast failed: {st}");
         }
@@ -259,34 +267,38 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }));
     }
 
-    let start_switchyard = |backend: &str, dir: &Path| -> anyhow::Result<Killer> {
-        let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
-        c.args([
-            "run",
-            "--backend",
-            backend,
-            "--sip",
-            &disp_sip,
-            "--mgcp",
-            &disp_mgcp,
-        ])
-        .args([
-            "--processors",
-            &cfg.processors.to_string(),
-            "--policy",
-            &cfg.policy,
-        ])
-        .args(["--core", "1", "--log-level", "warn"])
-        .arg("--stats-json")
-        .arg(dir.join("switchyard.json"))
-        .stdout(Stdio::null());
-        if backend == "xdp" {
-            c.args(["--iface", &tb.disp_if]);
-        }
-        let child = c.spawn().context("starting switchyard")?;
-        std::thread::sleep(Duration::from_millis(1500));
-        Ok(Killer(Some(child)))
-    };
+    let start_switchyard_with =
+        |backend: &str, dir: &Path, extra: &[&str]| -> anyhow::Result<Killer> {
+            let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
+            c.args([
+                "run",
+                "--backend",
+                backend,
+                "--sip",
+                &disp_sip,
+                "--mgcp",
+                &disp_mgcp,
+            ])
+            .args([
+                "--processors",
+                &cfg.processors.to_string(),
+                "--policy",
+                &cfg.policy,
+            ])
+            .args(["--core", "1", "--log-level", "warn"])
+            .arg("--stats-json")
+            .arg(dir.join("switchyard.json"))
+            .stdout(Stdio::null());
+            if backend == "xdp" {
+                c.args(["--iface", &tb.disp_if]);
+            }
+            c.args(extra);
+            let child = c.spawn().context("starting switchyard")?;
+            std::thread::sleep(Duration::from_millis(1500));
+            Ok(Killer(Some(child)))
+        };
+
+    let start_switchyard = |backend: &str, dir: &Path| start_switchyard_with(backend, dir, &[]);
 
     // 2. Switchyard under the same blast.
     for backend in ["xdp", "udp"] {
@@ -310,6 +322,31 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }));
     }
 
+    let calls = |kind: &str, target: &str, label: &str, dir: &Path| -> Command {
+        let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
+        g.args([
+            kind,
+            "--target",
+            target,
+            "--local-ip",
+            testbed::APP_V4,
+            "--core",
+            "0",
+            "--quiet",
+        ])
+        .args([
+            "--rate",
+            &cfg.call_rate.to_string(),
+            "--duration",
+            &secs.to_string(),
+        ])
+        .args(["--hold-ms", "0", "--timeout-ms", "4000", "--label", label])
+        .arg("--out")
+        .arg(dir)
+        .stdout(Stdio::null());
+        g
+    };
+
     // 3. Full calls, SIP then MGCP.
     for (kind, proto_target) in [("sip", &disp_sip), ("mgcp", &disp_mgcp)] {
         for backend in ["xdp", "udp"] {
@@ -320,34 +357,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             let dir = out.join(format!("{kind}-{backend}"));
             std::fs::create_dir_all(&dir)?;
             let k = start_switchyard(backend, &dir)?;
-            let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
-            g.args([
-                kind,
-                "--target",
-                proto_target,
-                "--local-ip",
-                testbed::APP_V4,
-                "--core",
-                "0",
-                "--quiet",
-            ])
-            .args([
-                "--rate",
-                &cfg.call_rate.to_string(),
-                "--duration",
-                &secs.to_string(),
-            ])
-            .args([
-                "--hold-ms",
-                "0",
-                "--timeout-ms",
-                "4000",
-                "--label",
-                &format!("{kind}-{backend}"),
-            ])
-            .arg("--out")
-            .arg(&dir)
-            .stdout(Stdio::null());
+            let mut g = calls(kind, proto_target, &format!("{kind}-{backend}"), &dir);
             if kind == "sip" {
                 invite_hgrms.push((backend, dir.join("invite_200.hgrm")));
             }
@@ -377,6 +387,56 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             }));
         }
     }
+    // 4. SIP calls from an exempt source while another source floods the well-known port at
+    // the blast rate, limited per source in XDP (xdp backend: the guard lives there).
+    {
+        eprintln!(
+            "bench: switchyard xdp, sip calls at {}/s while {FLOOD_V4} floods at {}/s (limited to {FLOOD_LIMIT}/s in XDP)",
+            cfg.call_rate, cfg.blast_rate
+        );
+        let st = Command::new("ip")
+            .args(["-n", &tb.app_ns, "addr", "add", &format!("{FLOOD_V4}/24")])
+            .args(["dev", &tb.app_if])
+            .status()?;
+        if !st.success() {
+            bail!("adding the flood source {FLOOD_V4}: {st}");
+        }
+        let dir = out.join("sip-xdp-flood");
+        let flood_dir = dir.join("flood");
+        std::fs::create_dir_all(&flood_dir)?;
+        let limit = FLOOD_LIMIT.to_string();
+        let k = start_switchyard_with(
+            "xdp",
+            &dir,
+            &["--source-rate", &limit, "--rate-exempt", testbed::APP_V4],
+        )?;
+        let mut flood = blast_from(&flood_dir, &disp_sip, FLOOD_V4)?
+            .spawn()
+            .context("starting the flood")?;
+        let st = calls("sip", &disp_sip, "sip-xdp-flood", &dir).status()?;
+        let fst = flood.wait()?;
+        if !st.success() || !fst.success() {
+            bail!("generator under flood failed: calls {st}, flood {fst}");
+        }
+        k.stop()?;
+        let s = read_json(&dir.join("switchyard.json"))?;
+        let g = read_json(&dir.join("summary.json"))?;
+        let calls_n = num(&s, &["router", "new_dialogs"]).max(1.0);
+        rows.push(json!({
+            "stage": "switchyard xdp (sip + flood)",
+            "offered": num(&g, &["offered_cps"]),
+            "achieved_per_s": num(&g, &["achieved_cps"]),
+            "failed": num(&g, &["failed_calls"]),
+            "p50_us": num(&g, &["latency_us", "invite_200", "p50_us"]),
+            "p99_us": num(&g, &["latency_us", "invite_200", "p99_us"]),
+            "dispatcher_cpu_ns_per_call": num(&s, &["dispatcher_cpu_ns"]) / calls_n,
+            "flood_offered_per_s": cfg.blast_rate,
+            "flood_dropped_in_xdp_per_s": num(&s, &["xdp", "dropped_rate"]) / secs as f64,
+            "generator": g,
+            "switchyard": s,
+        }));
+        invite_hgrms.push(("xdp + flood", dir.join("invite_200.hgrm")));
+    }
     drop(tb);
 
     let get = |stage: &str, key: &str| -> f64 {
@@ -390,6 +450,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         "switchyard_udp_over_recvmmsg_ceiling": get("switchyard udp (blast)", "received_per_s") / get("ceiling udp", "received_per_s"),
         "xdp_over_udp_blast": get("switchyard xdp (blast)", "received_per_s") / get("switchyard udp (blast)", "received_per_s"),
         "xdp_over_udp_sip_calls": get("switchyard xdp (sip calls)", "achieved_per_s") / get("switchyard udp (sip calls)", "achieved_per_s"),
+        "sip_calls_flood_over_clean": get("switchyard xdp (sip + flood)", "achieved_per_s") / get("switchyard xdp (sip calls)", "achieved_per_s"),
+        "sip_p99_flood_over_clean": get("switchyard xdp (sip + flood)", "p99_us") / get("switchyard xdp (sip calls)", "p99_us"),
+        "dispatcher_cpu_per_call_flood_over_clean": get("switchyard xdp (sip + flood)", "dispatcher_cpu_ns_per_call") / get("switchyard xdp (sip calls)", "dispatcher_cpu_ns_per_call"),
         "peer": "not run (Kamailio comparison not implemented in this bench; see README)",
     });
     let table = render(&rows, &ratios);
