@@ -100,22 +100,6 @@ fn allow_list_drops_unlisted_sources_unanswered() {
     );
 }
 
-/// `target/<profile>/switchyard-bench`, beside this test's `deps/` directory.
-fn bench_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("switchyard-bench");
-    assert!(
-        p.exists(),
-        "{} missing: build the binaries first (cargo build --workspace --bins)",
-        p.display()
-    );
-    p
-}
-
 #[test]
 #[ignore = "needs root, netns, the eBPF object and switchyard-bench: run `cargo xtask test`"]
 fn rate_limit_drops_a_flood_and_spares_exempt_calls() {
@@ -140,7 +124,7 @@ fn rate_limit_drops_a_flood_and_spares_exempt_calls() {
     let out = std::env::temp_dir().join(format!("sy-guard-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let started = Instant::now();
-    let mut gen = Testbed::exec(&tb.app_ns, bench_bin().to_str().unwrap())
+    let mut gen = Testbed::exec(&tb.app_ns, common::bench_bin().to_str().unwrap())
         .args(["sip", "--target", &format!("{}:5060", testbed::DISP_V4)])
         .args(["--local-ip", testbed::APP_V4, "--hold-ms", "100", "--quiet"])
         .args(["--rate", "1000", "--duration", "3", "--timeout-ms", "4000"])
@@ -193,7 +177,10 @@ fn rate_limit_drops_a_flood_and_spares_exempt_calls() {
         100.0 * x.dropped_rate as f64 / sent.max(1) as f64
     );
     assert!(status.success(), "switchyard-bench exited with {status}");
-    assert!(completed >= 2900, "{completed} legitimate calls completed (1,000/s for 3 s)");
+    assert!(
+        completed >= 2900,
+        "{completed} legitimate calls completed (1,000/s for 3 s)"
+    );
     assert_eq!(failed, 0, "legitimate (exempt) calls failed: {summary}");
     assert_eq!(x.dropped_not_allowed, 0, "{x:?}");
     assert!(

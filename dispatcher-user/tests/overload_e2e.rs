@@ -201,3 +201,85 @@ fn unacknowledged_invite_blast_is_answered_200_or_503_and_pending_stays_capped()
         "503s tell who refused by their Retry-After: {summary}"
     );
 }
+
+/// Three times the sustainable call rate for 10 s, with real calls (the generator answers every
+/// 200 with ACK, holds the call, sends BYE): the pool's capacity makes "sustainable" exact
+/// (2 processors × 100 units, calls held 1 s: 200 calls/s), so the excess must be refused at
+/// admission. Every INVITE gets a final answer, a 200 or a 503; nothing times out; the calls
+/// that were admitted all complete, BYE included; and the pool stays busy (admitted calls keep
+/// flowing at about the sustainable rate, not a trickle).
+#[test]
+#[ignore = "needs the built switchyard-bench; a 12-second load run: run `cargo xtask test`"]
+fn three_times_the_sustainable_rate_loses_no_invite_and_admitted_calls_complete() {
+    const CAPACITY: u32 = 100;
+    const HOLD_MS: u32 = 1000;
+    const SECONDS: u32 = 10;
+    let sustainable = 2 * CAPACITY * 1000 / HOLD_MS; // calls/s
+    let offered = 3 * sustainable;
+    let (sy, ports) = common::udp_switchyard(&["--capacity", &CAPACITY.to_string()], "ov3");
+    let out = std::env::temp_dir().join(format!("sy-overload-3x-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let st = std::process::Command::new(common::bench_bin())
+        .args(["sip", "--target", &format!("127.0.0.1:{}", ports.sip)])
+        .args(["--local-ip", "127.0.0.1", "--quiet"])
+        .args([
+            "--rate",
+            &offered.to_string(),
+            "--duration",
+            &SECONDS.to_string(),
+        ])
+        .args(["--hold-ms", &HOLD_MS.to_string(), "--timeout-ms", "4000"])
+        .args(["--max-calls", "100000"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("running switchyard-bench");
+    let stats = sy.stop();
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("summary.json")).expect("bench summary.json"),
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(u64::MAX);
+    let f = &summary["failures"];
+    let (offered_calls, completed) = (n(&summary["offered_calls"]), n(&summary["completed_calls"]));
+    let refused = n(&f["status_503"]);
+    let line = format!(
+        "offered {offered_calls} at {offered}/s (sustainable {sustainable}/s): {completed} completed, {refused} refused with 503; failures {f}; router overload {}",
+        stats.router.decisions.overload
+    );
+    eprintln!("{line}");
+    assert!(st.success(), "switchyard-bench exited with {st}");
+    for kind in [
+        "timeout_invite",
+        "timeout_bye",
+        "bye_error",
+        "status_4xx",
+        "status_5xx",
+        "unparseable",
+        "unexpected",
+        "no_slot",
+    ] {
+        assert_eq!(n(&f[kind]), 0, "{kind}: {line}");
+    }
+    assert_eq!(
+        completed + refused,
+        offered_calls,
+        "every INVITE got a 200 or a 503: {line}"
+    );
+    // Admitted calls kept flowing at about the sustainable rate.
+    let floor = u64::from(sustainable * SECONDS) * 8 / 10;
+    assert!(
+        completed >= floor,
+        "only {completed} calls completed (floor {floor}): {line}"
+    );
+    assert!(
+        refused >= offered_calls / 2,
+        "the excess was refused: {line}"
+    );
+    assert_eq!(
+        stats.router.decisions.overload, refused,
+        "the dispatcher refused them: {line}"
+    );
+}

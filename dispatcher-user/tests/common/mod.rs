@@ -294,3 +294,19 @@ pub fn sipp_totals(csv: &Path) -> (u64, u64, u64) {
         col("FailedUnexpectedMessage(C)"),
     )
 }
+
+/// `target/<profile>/switchyard-bench`, beside this test's `deps/` directory.
+pub fn bench_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("switchyard-bench");
+    assert!(
+        p.exists(),
+        "{} missing: build the binaries first (cargo build --workspace --bins)",
+        p.display()
+    );
+    p
+}
