@@ -8,7 +8,6 @@ mod common;
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
