@@ -194,7 +194,8 @@ impl Processors {
     /// The router over these processors and the links that carry out its handoffs, with a
     /// LAN forwarding socket (bound on `ip`, any port) when some are remote.
     pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<(Router, Links)> {
-        let forwarder = if self.remote_count == 0 {
+        // With the LAN monitor running and no remote processor yet, one may be added at runtime.
+        let forwarder = if self.remote_count == 0 && self.lan.is_none() {
             None
         } else {
             let sock = UdpSocket::bind(SocketAddr::new(ip, 0))

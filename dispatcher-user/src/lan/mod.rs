@@ -292,8 +292,9 @@ impl Lan {
     }
 
     /// Changes processor `id`'s address or health settings (a reload): with the same mode its
-    /// up/down state is kept; a new mode starts from that mode's initial state. Returns false
-    /// when the listener has stopped.
+    /// up/down state is kept; a new mode starts from that mode's initial state (announced
+    /// again). An id not watched is ignored (use [`Lan::watch`]). Returns false when the
+    /// listener has stopped.
     pub fn set_spec(&self, id: usize, spec: RemoteSpec) -> bool {
         self.cmds.send(Cmd::SetSpec(id, spec)).is_ok()
     }
@@ -349,10 +350,15 @@ impl Shell {
                     }
                 }
                 Cmd::SetSpec(id, spec) => {
+                    let Some(load) = self.loads.get(&id) else {
+                        warn!(
+                            processor = id,
+                            "health settings for a processor not watched: ignored"
+                        );
+                        continue;
+                    };
                     monitor.update(watched_of(id, &spec));
-                    if let Some(load) = self.loads.get(&id) {
-                        load.up.store(monitor.is_up(id), Relaxed);
-                    }
+                    load.up.store(monitor.is_up(id), Relaxed);
                 }
             }
         }
@@ -546,6 +552,11 @@ mod tests {
         assert!(lan.set_spec(1, spec("reports")));
         std::thread::sleep(Duration::from_millis(100));
         assert!(load.up.load(Relaxed));
+        // A new mode starts over: down until the OPTIONS probes are answered.
+        assert!(lan.set_spec(1, spec("options")));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!load.up.load(Relaxed));
+        assert!(lan.set_spec(1, spec("reports")));
         assert!(lan.unwatch(1));
         std::thread::sleep(Duration::from_millis(100));
         proc_sock.send_to(&r(2).encode(&key), to).unwrap();
