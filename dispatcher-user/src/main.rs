@@ -253,9 +253,11 @@ struct RunArgs {
     #[arg(long, env = "SWITCHYARD_TAG_KEY_PREVIOUS_FILE")]
     tag_key_previous_file: Option<PathBuf>,
     /// A processor on another host (repeatable; ids follow the local processors in this
-    /// order): `HOST:PORT[,capacity=N][,health=reports|options]`. `reports`: a
-    /// switchyard-processor sending signed load reports; `options`: any SIP server, probed with
-    /// OPTIONS.
+    /// order): `HOST:PORT[,capacity=N][,health=reports|options|none][,fail=N][,ok=N][,up=CODES]`.
+    /// `reports`: a switchyard-processor sending signed load reports; `options`: any SIP
+    /// server, probed with OPTIONS (up after `ok` answers in `up`, default 2 and 200-299;
+    /// down after `fail` failed probes, default 3; codes joined with `;` or `+`, e.g.
+    /// `up=200-299;404`); `none`: always up (a SIP server that answers no OPTIONS).
     #[arg(long = "remote-processor", value_name = "SPEC")]
     remote_processors: Vec<dispatcher_user::lan::RemoteSpec>,
     /// Address remote processors send load reports to (OPTIONS answers come back here too).

@@ -148,19 +148,21 @@ impl Processors {
         })
     }
 
-    /// Adds the remote members (ids after the local ones) and starts their report listener.
+    /// Adds the remote members (ids after the local ones) and starts their report listener:
+    /// when some are configured, or when `--report-listen` is given with none (so processors
+    /// on other hosts can be watched at runtime, [`Lan::watch`]).
     fn start_lan(
         cfg: &ProcessorsConfig,
         router: &RouterConfig,
         members: &mut Vec<LinkedMember>,
     ) -> anyhow::Result<Option<Lan>> {
-        if cfg.remote.is_empty() {
+        if cfg.remote.is_empty() && cfg.report_listen.is_none() {
             return Ok(None);
         }
         let listen = cfg.report_listen.context(
             "--remote-processor needs --report-listen (where processors send load reports)",
         )?;
-        let needs_key = cfg.remote.iter().any(|r| r.health == Health::Reports);
+        let needs_key = cfg.remote.iter().any(|r| r.health.mode == Health::Reports);
         let key = match (&cfg.report_key_file, needs_key) {
             (Some(path), _) => ReportKey::from_file(path)
                 .with_context(|| format!("reading --report-key-file {}", path.display()))?,
@@ -198,10 +200,16 @@ impl Processors {
         Ok((Router::new(cfg.clone(), links.specs()), links))
     }
 
+    /// The LAN health monitor, when it runs (to watch / unwatch processors on other hosts and
+    /// read its live counters).
+    pub fn lan(&self) -> Option<&Lan> {
+        self.lan.as_ref()
+    }
+
     /// The health monitor of processors on other hosts, for adding and removing them at
     /// runtime (`None` without `--report-listen`).
     pub fn watcher(&self) -> Option<&dyn crate::control::Watcher> {
-        None
+        self.lan.as_ref().map(|l| l as &dyn crate::control::Watcher)
     }
 
     /// Number of processors.

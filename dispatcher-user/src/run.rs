@@ -119,7 +119,7 @@ impl RunConfig {
                     addr: r.addr,
                     capacity: r.capacity,
                     weight: 1,
-                    health: HealthSpec::new(r.health),
+                    health: r.health.clone(),
                 },
             );
         }
@@ -158,6 +158,7 @@ impl RunConfig {
             max_pending_invites: p.max_pending_invites,
             restart_only,
             stats_interval: self.stats_interval,
+            report_keyed: p.report_key_file.is_some(),
         }
     }
 }

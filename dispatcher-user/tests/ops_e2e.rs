@@ -371,3 +371,127 @@ fn drain_under_load_sends_no_new_dialogs_and_lets_established_ones_end() {
     let _ = std::fs::remove_file(&pcap);
     let _ = std::fs::remove_file(&b.key);
 }
+
+/// A config file for [`reload_under_load_adds_and_removes_processors_and_refuses_a_bad_file`]:
+/// the dispatcher on `b.sip`, remote processors `ids` at `b.procs + id`.
+fn config_file(b: &Bed, ids: &[u16]) -> String {
+    let mut s = format!(
+        "# written by ops_e2e\nbackend = \"udp\"\nsip = \"127.0.0.1:{}\"\nmgcp = \"127.0.0.1:{}\"\nprocessors = 0\nreport-listen = \"127.0.0.1:{}\"\nreport-key-file = \"{}\"\nctl-socket = \"{}\"\nlog-level = \"info\"\n",
+        b.sip,
+        b.sip + 1,
+        b.report,
+        b.key.display(),
+        b.sock.display()
+    );
+    for id in ids {
+        s.push_str(&format!(
+            "\n[[processor]]\nid = {id}\nkind = \"remote\"\naddr = \"127.0.0.1:{}\"\nhealth = \"reports\"\n",
+            b.procs + id
+        ));
+    }
+    s
+}
+
+#[test]
+#[ignore = "needs root (capture on lo), SIPp and tshark: run `cargo xtask test`"]
+fn reload_under_load_adds_and_removes_processors_and_refuses_a_bad_file() {
+    common::require_root();
+    common::require_sipp();
+    let mut b = bed("reload");
+    // The MGCP port is the SIP port + 1 in the file: make sure it is free too.
+    while std::net::UdpSocket::bind(("127.0.0.1", b.sip + 1)).is_err() {
+        b.sip = common::free_port();
+    }
+    let _p: Vec<Proc> = (0..3)
+        .map(|k| start_processor(b.procs + k, k, b.report, &b.key))
+        .collect();
+    let file = temp("reload.toml");
+    std::fs::write(&file, config_file(&b, &[0, 1])).unwrap();
+    let mut cmd = Command::new(common::switchyard_bin());
+    cmd.args(["run", "--config"])
+        .arg(&file)
+        .stderr(Stdio::null());
+    let mut sy = Switchyard::start(cmd, "reload");
+    let sock = b.sock.clone();
+    sy.wait_until("the control socket", || sock.exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..2).any(|k| listed(&b.sock, k)["state"] != "up") {
+        assert!(
+            Instant::now() < deadline,
+            "processors not up: {:?}",
+            ctl(&b.sock, &["list"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        listed(&b.sock, 2),
+        serde_json::Value::Null,
+        "2 is not in the file yet"
+    );
+    let cap = LoCapture::start("reload", b.procs, b.procs + 3);
+    const CALLS: u32 = 5000;
+    let uac = sipp(b.sip, CALLS, 500, 500, "reload");
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Remove 1, add 2; SIGHUP.
+    std::fs::write(&file, config_file(&b, &[0, 2])).unwrap();
+    let reloaded_at = wall();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(sy.child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while listed(&b.sock, 2)["state"] != "up" {
+        assert!(
+            Instant::now() < deadline,
+            "2 never came up: {:?}",
+            ctl(&b.sock, &["list"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(listed(&b.sock, 1), serde_json::Value::Null, "1 is gone");
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A file that does not parse is refused; the running configuration stays.
+    std::fs::write(&file, "this is = = not toml\n[[processor\n").unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(sy.child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(500));
+    let r = ctl(&b.sock, &["reload"]);
+    assert_eq!(r["ok"], false, "ctl reload of a bad file fails: {r}");
+    let stats = ctl(&b.sock, &["stats"]);
+    assert_eq!(
+        stats["data"]["reloads"]["ok"], 1,
+        "{}",
+        stats["data"]["reloads"]
+    );
+    assert_eq!(
+        stats["data"]["reloads"]["failed"], 2,
+        "{}",
+        stats["data"]["reloads"]
+    );
+    assert_eq!(
+        listed(&b.sock, 2)["state"],
+        "up",
+        "the running pool is unchanged"
+    );
+
+    sipp_result(uac, CALLS, "reload");
+    let two = listed(&b.sock, 2);
+    let exit = sy.stop();
+    let pcap = cap.stop();
+    assert_eq!(
+        exit.router.decisions.new_dialogs,
+        u64::from(CALLS),
+        "{exit:?}"
+    );
+    assert!(
+        two["new_dialogs"].as_u64().unwrap() > 500,
+        "the added one got dialogs: {two}"
+    );
+    // The capture: no new dialog reached the removed processor after the reload; the added one
+    // got them.
+    assert_eq!(new_invites_after(&pcap, b.procs + 1, reloaded_at + 0.3), 0);
+    assert!(new_invites_after(&pcap, b.procs + 2, reloaded_at) > 500);
+    let _ = std::fs::remove_file(&pcap);
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&b.key);
+}

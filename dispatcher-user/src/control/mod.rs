@@ -123,6 +123,35 @@ pub trait Watcher {
     fn unwatch(&self, id: u16);
     /// Its health settings changed.
     fn update(&self, entry: &ProcessorEntry);
+    /// The monitor's counters now.
+    fn stats(&self) -> crate::lan::LanStats;
+}
+
+impl Watcher for crate::lan::Lan {
+    fn watch(&self, entry: &ProcessorEntry, load: Arc<LoadReport>) {
+        crate::lan::Lan::watch(self, usize::from(entry.id), remote_spec(entry), load);
+    }
+
+    fn unwatch(&self, id: u16) {
+        crate::lan::Lan::unwatch(self, usize::from(id));
+    }
+
+    fn update(&self, entry: &ProcessorEntry) {
+        self.set_spec(usize::from(entry.id), remote_spec(entry));
+    }
+
+    fn stats(&self) -> crate::lan::LanStats {
+        crate::lan::Lan::stats(self)
+    }
+}
+
+/// What the LAN monitor is told about a remote entry.
+fn remote_spec(e: &ProcessorEntry) -> crate::lan::RemoteSpec {
+    crate::lan::RemoteSpec {
+        addr: e.addr,
+        capacity: e.capacity,
+        health: e.health.clone(),
+    }
 }
 
 /// What a reload may change, taken from a resolved configuration.
@@ -140,6 +169,8 @@ pub struct Reloadable {
     pub restart_only: Vec<(&'static str, String)>,
     /// Seconds between counters lines (0: none).
     pub stats_interval: Option<Duration>,
+    /// Whether a report key was given (processors with `health=reports` need it).
+    pub report_keyed: bool,
 }
 
 /// Produces the configuration anew from its sources (the file, re-read, and the flags).
@@ -255,6 +286,7 @@ impl<'a> Controller<'a> {
         s.backend = self.backend.to_owned();
         s.uptime_s = self.started.elapsed().as_secs_f64();
         s.xdp = self.xdp_counters();
+        s.lan = self.watcher.map(Watcher::stats);
         s.reloads = self.reloads;
         // The operator's last word, even if the dispatcher thread has not published since.
         for p in &mut s.processors {
@@ -358,19 +390,7 @@ impl<'a> Controller<'a> {
 
     /// Puts a remote processor in the pool: its board, its link, its health watch.
     fn start_remote(&self, entry: &ProcessorEntry, admin: Admin) -> Result<(), String> {
-        if entry.kind != Kind::Remote {
-            return Err(format!(
-                "processor {}: in-chassis processors are threads started with the dispatcher; adding or moving one needs a restart",
-                entry.id
-            ));
-        }
-        if entry.health.mode != Health::None && self.watcher.is_none() {
-            return Err(format!(
-                "processor {}: health={} needs the report listener (start with --report-listen), or use health=none",
-                entry.id,
-                health_name(entry.health.mode)
-            ));
-        }
+        self.check_remote(entry)?;
         let load = LoadReport::new(entry.capacity);
         if entry.health.mode == Health::None {
             load.up.store(true, Relaxed);
@@ -384,6 +404,30 @@ impl<'a> Controller<'a> {
         });
         if let Some(w) = self.watcher {
             w.watch(entry, load);
+        }
+        Ok(())
+    }
+
+    /// Whether this dispatcher can run `entry` as a processor added after start.
+    fn check_remote(&self, entry: &ProcessorEntry) -> Result<(), String> {
+        if entry.kind != Kind::Remote {
+            return Err(format!(
+                "processor {}: in-chassis processors are threads started with the dispatcher; adding or moving one needs a restart",
+                entry.id
+            ));
+        }
+        if entry.health.mode != Health::None && self.watcher.is_none() {
+            return Err(format!(
+                "processor {}: health={} needs the report listener (start with --report-listen), or use health=none",
+                entry.id,
+                health_name(entry.health.mode)
+            ));
+        }
+        if entry.health.mode == Health::Reports && !self.applied.report_keyed {
+            return Err(format!(
+                "processor {}: health=reports needs the report key (start with --report-key-file), or use health=options or none",
+                entry.id
+            ));
         }
         Ok(())
     }
@@ -459,12 +503,10 @@ impl<'a> Controller<'a> {
                 ));
             }
             if let Change::Add(e) | Change::Replace(e) = c {
-                if e.health.mode != Health::None && self.watcher.is_none() {
+                if let Err(why) = self.check_remote(e) {
                     self.reloads.failed += 1;
                     return Reply::error(format!(
-                        "reload refused, the running configuration is unchanged: processor {}: health={} needs the report listener (--report-listen), which only starts with the dispatcher",
-                        e.id,
-                        health_name(e.health.mode)
+                        "reload refused, the running configuration is unchanged: {why}"
                     ));
                 }
             }
@@ -654,7 +696,7 @@ fn parse_add_spec(spec: &str) -> Result<ProcessorEntry, String> {
         addr: r.addr,
         capacity: r.capacity,
         weight: 1,
-        health: crate::lan::HealthSpec::new(r.health),
+        health: r.health,
     })
 }
 

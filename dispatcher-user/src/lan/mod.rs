@@ -8,11 +8,13 @@
 //! socket loop around it.
 pub mod health;
 use std::{
+    collections::HashMap,
     io::ErrorKind,
     net::{SocketAddr, UdpSocket},
     sync::{
         atomic::{AtomicBool, Ordering::Relaxed},
-        Arc,
+        mpsc::{self, Receiver, Sender},
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::Duration,
@@ -22,7 +24,7 @@ use fabric::{monotonic_ns, LoadReport};
 use processor::report::ReportKey;
 use tracing::{debug, info, warn};
 
-use self::health::{Event, HealthMonitor, Watched};
+use self::health::{Event, HealthMonitor, Reason, Watched};
 
 /// How a remote processor proves it is alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,8 +34,22 @@ pub enum Health {
     Reports,
     /// Answers to SIP OPTIONS (a third-party SIP server); capacity comes from configuration.
     Options,
-    /// None: always up unless the operator disables it (a SIP server that answers no OPTIONS).
+    /// None: always up unless the operator disables it (a SIP server that answers no OPTIONS,
+    /// such as SIPp's UAS); capacity comes from configuration.
     None,
+}
+
+impl std::str::FromStr for Health {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reports" => Ok(Self::Reports),
+            "options" => Ok(Self::Options),
+            "none" => Ok(Self::None),
+            _ => Err(format!("health {s:?}: reports, options or none")),
+        }
+    }
 }
 
 /// Health checking of one processor: the signal, and (for OPTIONS) which answers count as up
@@ -63,6 +79,41 @@ impl HealthSpec {
     }
 }
 
+impl HealthSpec {
+    /// Whether `code` counts as up.
+    pub fn is_up_code(&self, code: u16) -> bool {
+        self.up.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))
+    }
+
+    /// Parses up codes: codes and inclusive ranges separated by `,`, `;` or `+`
+    /// (`200-299;404`). On the `--remote-processor` flag, whose options are comma-separated,
+    /// use `;` or `+`.
+    pub fn parse_up(s: &str) -> Result<Vec<(u16, u16)>, String> {
+        let code = |c: &str| -> Result<u16, String> {
+            match c.trim().parse::<u16>() {
+                Ok(n) if (100..=699).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "up codes {s:?}: {c:?} is not a status code (100-699)"
+                )),
+            }
+        };
+        let ranges = s
+            .split([',', ';', '+'])
+            .map(|part| match part.split_once('-') {
+                Some((lo, hi)) => {
+                    let (lo, hi) = (code(lo)?, code(hi)?);
+                    if lo > hi {
+                        return Err(format!("up codes {s:?}: empty range {part:?}"));
+                    }
+                    Ok((lo, hi))
+                }
+                None => code(part).map(|c| (c, c)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ranges)
+    }
+}
+
 impl Default for HealthSpec {
     fn default() -> Self {
         Self::new(Health::Reports)
@@ -76,14 +127,15 @@ pub struct RemoteSpec {
     pub addr: SocketAddr,
     /// Capacity in units (0: as it reports / unlimited).
     pub capacity: u32,
-    /// Health signal.
-    pub health: Health,
+    /// Health signal and thresholds.
+    pub health: HealthSpec,
 }
 
 impl std::str::FromStr for RemoteSpec {
     type Err = String;
 
-    /// `HOST:PORT[,capacity=N][,health=reports|options]`.
+    /// `HOST:PORT[,capacity=N][,health=reports|options|none][,fail=N][,ok=N][,up=CODES]`;
+    /// `up` codes are separated by `;` or `+` (`up=200-299;404`).
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = s.split(',');
         let addr = parts
@@ -94,18 +146,28 @@ impl std::str::FromStr for RemoteSpec {
         let mut spec = RemoteSpec {
             addr,
             capacity: 0,
-            health: Health::Reports,
+            health: HealthSpec::default(),
+        };
+        let count = |k: &str, v: &str| -> Result<u32, String> {
+            match v.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(format!("{s}: {k}={v}: a count of 1 or more")),
+            }
         };
         for p in parts {
             match p.split_once('=') {
                 Some(("capacity", v)) => {
                     spec.capacity = v.parse().map_err(|e| format!("{s}: capacity: {e}"))?
                 }
-                Some(("health", "reports")) => spec.health = Health::Reports,
-                Some(("health", "options")) => spec.health = Health::Options,
+                Some(("health", v)) => spec.health.mode = v.parse().map_err(|e| format!("{s}: {e}"))?,
+                Some(("fail", v)) => spec.health.fail = count("fail", v)?,
+                Some(("ok", v)) => spec.health.ok = count("ok", v)?,
+                Some(("up", v)) => {
+                    spec.health.up = HealthSpec::parse_up(v).map_err(|e| format!("{s}: {e}"))?
+                }
                 _ => {
                     return Err(format!(
-                        "{s}: unknown option {p:?} (capacity=N, health=reports|options)"
+                        "{s}: unknown option {p:?} (capacity=N, health=reports|options|none, fail=N, ok=N, up=CODES)"
                     ))
                 }
             }
@@ -116,6 +178,7 @@ impl std::str::FromStr for RemoteSpec {
 
 /// Counters of the report listener.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LanStats {
     /// Reports accepted.
     pub reports: u64,
@@ -131,20 +194,39 @@ pub struct LanStats {
     pub probes_sent: u64,
     /// Answers to probes.
     pub probe_answers: u64,
-    /// Processors that went down (silent past the report timeout).
+    /// Probes that failed (no answer, or an answer outside the up codes).
+    pub probes_failed: u64,
+    /// Transitions to up (first report, or `ok` good answers in a row); not counting
+    /// `health = none` processors, which are up from the start.
+    pub came_up: u64,
+    /// Transitions to down (silent past the report timeout, or `fail` failed probes in a row).
     pub went_down: u64,
+}
+
+/// A change of the watched set, sent to the running listener.
+enum Cmd {
+    /// Watch (or re-watch) processor `id` with its board entry.
+    Watch(usize, RemoteSpec, Arc<LoadReport>),
+    /// Stop watching processor `id`.
+    Unwatch(usize),
+    /// New address / health settings for processor `id` (its state is kept when the mode is
+    /// the same).
+    SetSpec(usize, RemoteSpec),
 }
 
 /// The running listener.
 pub struct Lan {
     handle: JoinHandle<LanStats>,
     stop: Arc<AtomicBool>,
+    cmds: Sender<Cmd>,
+    stats: Arc<Mutex<LanStats>>,
 }
 
 impl Lan {
-    /// Starts the listener on `sock`. `members` are `(pool index, spec, load)` of the remote
-    /// processors; `probe_every` paces OPTIONS probes; a processor silent for `report_timeout`
-    /// is marked down.
+    /// Starts the listener on `sock`. `members` are `(processor id, spec, load)` of the remote
+    /// processors (none is fine: add them later with [`Lan::watch`]); `probe_every` paces
+    /// OPTIONS probes; a `reports` processor silent for `report_timeout`, or an OPTIONS probe
+    /// unanswered that long, counts as a failure.
     pub fn start(
         sock: UdpSocket,
         key: ReportKey,
@@ -155,19 +237,13 @@ impl Lan {
         sock.set_read_timeout(Some(Duration::from_millis(20)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
-        let (watched, loads): (Vec<Watched>, Vec<Arc<LoadReport>>) = members
-            .into_iter()
-            .map(|(k, spec, load)| {
-                (
-                    Watched {
-                        id: k,
-                        addr: spec.addr,
-                        health: spec.health,
-                    },
-                    load,
-                )
-            })
-            .unzip();
+        let mut loads = HashMap::new();
+        let mut watched = Vec::new();
+        for (id, spec, load) in members {
+            watched.push(watched_of(id, &spec));
+            prepare(&spec, &load);
+            loads.insert(id, load);
+        }
         let monitor = HealthMonitor::new(
             watched,
             key,
@@ -175,11 +251,57 @@ impl Lan {
             report_timeout.as_nanos() as u64,
             sock.local_addr().ok(),
         );
+        let (cmds, rx) = mpsc::channel();
+        let stats = Arc::new(Mutex::new(LanStats::default()));
+        let stats2 = Arc::clone(&stats);
         info!(listen = ?sock.local_addr().ok(), processors = loads.len(), "load report listener running");
         let handle = std::thread::Builder::new()
             .name("lan-reports".into())
-            .spawn(move || run(&sock, monitor, &loads, &stop2))?;
-        Ok(Self { handle, stop })
+            .spawn(move || {
+                run(
+                    &sock,
+                    monitor,
+                    Shell {
+                        loads,
+                        cmds: rx,
+                        stats: stats2,
+                    },
+                    &stop2,
+                )
+            })?;
+        Ok(Self {
+            handle,
+            stop,
+            cmds,
+            stats,
+        })
+    }
+
+    /// Starts watching processor `id` (a runtime `add`): its initial state is announced and, for
+    /// `health = options`, it is probed from the next round; `load` is its entry on the load
+    /// board (the router's). Watching an id already watched replaces it. Returns false when the
+    /// listener has stopped.
+    pub fn watch(&self, id: usize, spec: RemoteSpec, load: Arc<LoadReport>) -> bool {
+        self.cmds.send(Cmd::Watch(id, spec, load)).is_ok()
+    }
+
+    /// Stops watching processor `id` (a runtime `remove`): no more probes, and its reports are
+    /// refused as unknown. Returns false when the listener has stopped.
+    pub fn unwatch(&self, id: usize) -> bool {
+        self.cmds.send(Cmd::Unwatch(id)).is_ok()
+    }
+
+    /// Changes processor `id`'s address or health settings (a reload): with the same mode its
+    /// up/down state is kept; a new mode starts from that mode's initial state (announced
+    /// again). An id not watched is ignored (use [`Lan::watch`]). Returns false when the
+    /// listener has stopped.
+    pub fn set_spec(&self, id: usize, spec: RemoteSpec) -> bool {
+        self.cmds.send(Cmd::SetSpec(id, spec)).is_ok()
+    }
+
+    /// The counters now (published by the listener thread every loop, at most ~20 ms old).
+    pub fn stats(&self) -> LanStats {
+        self.stats.lock().map_or_else(|e| *e.into_inner(), |s| *s)
     }
 
     /// Stops the listener; returns its counters.
@@ -189,19 +311,81 @@ impl Lan {
     }
 }
 
-/// The socket loop: datagrams and the clock into the monitor, its events onto the load board
-/// and the wire.
+fn watched_of(id: usize, spec: &RemoteSpec) -> Watched {
+    Watched {
+        id,
+        addr: spec.addr,
+        health: spec.health.clone(),
+    }
+}
+
+/// A board entry as a newly watched processor starts: `health = none` processors are up with
+/// no heartbeat ("never heard from"); the others down until they prove themselves.
+fn prepare(spec: &RemoteSpec, load: &LoadReport) {
+    load.up.store(spec.health.mode == Health::None, Relaxed);
+}
+
+/// What the listener thread owns besides the socket and the monitor.
+struct Shell {
+    loads: HashMap<usize, Arc<LoadReport>>,
+    cmds: Receiver<Cmd>,
+    stats: Arc<Mutex<LanStats>>,
+}
+
+impl Shell {
+    /// Applies pending membership changes.
+    fn drain_cmds(&mut self, monitor: &mut HealthMonitor) {
+        while let Ok(cmd) = self.cmds.try_recv() {
+            match cmd {
+                Cmd::Watch(id, spec, load) => {
+                    info!(processor = id, addr = %spec.addr, health = ?spec.health.mode, "remote processor watched");
+                    monitor.add(watched_of(id, &spec));
+                    load.up.store(monitor.is_up(id), Relaxed);
+                    self.loads.insert(id, load);
+                }
+                Cmd::Unwatch(id) => {
+                    self.loads.remove(&id);
+                    if monitor.remove(id) {
+                        info!(processor = id, "remote processor no longer watched");
+                    }
+                }
+                Cmd::SetSpec(id, spec) => {
+                    let Some(load) = self.loads.get(&id) else {
+                        warn!(
+                            processor = id,
+                            "health settings for a processor not watched: ignored"
+                        );
+                        continue;
+                    };
+                    monitor.update(watched_of(id, &spec));
+                    load.up.store(monitor.is_up(id), Relaxed);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, monitor: &HealthMonitor) {
+        if let Ok(mut s) = self.stats.lock() {
+            *s = monitor.stats();
+        }
+    }
+}
+
+/// The socket loop: membership changes, datagrams and the clock into the monitor, its events
+/// onto the load board and the wire, its counters out.
 fn run(
     sock: &UdpSocket,
     mut monitor: HealthMonitor,
-    loads: &[Arc<LoadReport>],
+    mut shell: Shell,
     stop: &AtomicBool,
 ) -> LanStats {
     let mut buf = [0u8; 2048];
     let mut events = Vec::new();
     while !stop.load(Relaxed) {
+        shell.drain_cmds(&mut monitor);
         monitor.poll(monotonic_ns(), &mut events);
-        apply(sock, &monitor, loads, &mut events);
+        apply(sock, &shell.loads, &mut events);
+        shell.publish(&monitor);
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e)
@@ -219,26 +403,18 @@ fn run(
             }
         };
         monitor.on_datagram(monotonic_ns(), from, &buf[..n], &mut events);
-        apply(sock, &monitor, loads, &mut events);
+        apply(sock, &shell.loads, &mut events);
     }
+    shell.publish(&monitor);
     monitor.stats()
 }
 
-/// Carries out the monitor's events.
-fn apply(
-    sock: &UdpSocket,
-    monitor: &HealthMonitor,
-    loads: &[Arc<LoadReport>],
-    events: &mut Vec<Event>,
-) {
+/// Carries out the monitor's events: the board, the wire, and one log event per transition.
+fn apply(sock: &UdpSocket, loads: &HashMap<usize, Arc<LoadReport>>, events: &mut Vec<Event>) {
     for ev in events.drain(..) {
         match ev {
-            Event::Report {
-                member,
-                report,
-                now,
-            } => {
-                let load = &loads[member];
+            Event::Report { id, report, now } => {
+                let Some(load) = loads.get(&id) else { continue };
                 load.active.store(report.active, Relaxed);
                 load.in_use_units.store(report.units_in_use, Relaxed);
                 load.released_units.store(report.released_units, Relaxed);
@@ -250,18 +426,30 @@ fn apply(
                 load.heartbeat_ns.store(now, Relaxed);
                 load.reports.fetch_add(1, Relaxed);
             }
-            Event::ProbeAnswered { member, now } => {
-                let load = &loads[member];
+            Event::ProbeAnswered { id, now } => {
+                let Some(load) = loads.get(&id) else { continue };
                 load.heartbeat_ns.store(now, Relaxed);
                 load.reports.fetch_add(1, Relaxed);
             }
-            Event::Up { member } => {
-                loads[member].up.store(true, Relaxed);
-                info!(processor = monitor.id(member), addr = %monitor.addr(member), "remote processor up");
+            Event::Up { id, addr, reason } => {
+                if let Some(load) = loads.get(&id) {
+                    load.up.store(true, Relaxed);
+                }
+                info!(processor = id, %addr, %reason, "remote processor up");
             }
-            Event::Down { member } => {
-                loads[member].up.store(false, Relaxed);
-                warn!(processor = monitor.id(member), addr = %monitor.addr(member), "remote processor down: no report or probe answer within the report timeout");
+            Event::Down { id, addr, reason } => {
+                if let Some(load) = loads.get(&id) {
+                    load.up.store(false, Relaxed);
+                }
+                if matches!(
+                    reason,
+                    Reason::AwaitingReport | Reason::AwaitingAnswer { .. }
+                ) {
+                    // Its initial state, not a failure.
+                    info!(processor = id, %addr, %reason, "remote processor down");
+                } else {
+                    warn!(processor = id, %addr, %reason, "remote processor down");
+                }
             }
             Event::Probe { to, bytes } => {
                 if sock.send_to(&bytes, to).is_err() {
@@ -289,11 +477,95 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(
-            (s.addr.port(), s.capacity, s.health),
-            (5070, 40, Health::Options)
+            (s.addr.port(), s.capacity, s.health.clone()),
+            (5070, 40, HealthSpec::new(Health::Options))
         );
-        assert!("198.18.0.11:5070,foo=1".parse::<RemoteSpec>().is_err());
-        assert!("nonsense".parse::<RemoteSpec>().is_err());
+        let s: RemoteSpec = "127.0.0.1:5070,health=options,fail=4,ok=1,up=200-299;404+486"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            s.health,
+            HealthSpec {
+                mode: Health::Options,
+                fail: 4,
+                ok: 1,
+                up: vec![(200, 299), (404, 404), (486, 486)],
+            }
+        );
+        let s: RemoteSpec = "127.0.0.1:5070,health=none".parse().unwrap();
+        assert_eq!(s.health.mode, Health::None);
+        for bad in [
+            "198.18.0.11:5070,foo=1",
+            "nonsense",
+            "127.0.0.1:5070,health=ping",
+            "127.0.0.1:5070,fail=0",
+            "127.0.0.1:5070,ok=x",
+            "127.0.0.1:5070,up=2xx",
+            "127.0.0.1:5070,up=299-200",
+            "127.0.0.1:5070,up=99",
+        ] {
+            assert!(bad.parse::<RemoteSpec>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            HealthSpec::parse_up("200-299,404").unwrap(),
+            vec![(200, 299), (404, 404)]
+        );
+    }
+
+    #[test]
+    fn members_are_watched_and_unwatched_while_it_runs() {
+        let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = listener.local_addr().unwrap();
+        let proc_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let key = ReportKey::new(b"k2");
+        let lan = Lan::start(
+            listener,
+            key.clone(),
+            vec![],
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let spec = |health: &str| -> RemoteSpec {
+            format!("{},health={health}", proc_sock.local_addr().unwrap())
+                .parse()
+                .unwrap()
+        };
+        let load = LoadReport::new(0);
+        let none = LoadReport::new(0);
+        assert!(lan.watch(1, spec("reports"), Arc::clone(&load)));
+        assert!(lan.watch(
+            2,
+            "127.0.0.1:9,health=none".parse().unwrap(),
+            Arc::clone(&none)
+        ));
+        let r = |seq| Report {
+            id: 1,
+            seq,
+            ..Report::default()
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(none.up.load(Relaxed), "health=none: up at once");
+        assert_eq!(none.heartbeat_ns.load(Relaxed), 0, "and never heard from");
+        proc_sock.send_to(&r(1).encode(&key), to).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(load.up.load(Relaxed));
+        assert_eq!(lan.stats().reports, 1, "live counters");
+        // Same mode, new settings: still up.
+        assert!(lan.set_spec(1, spec("reports")));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(load.up.load(Relaxed));
+        // A new mode starts over: down until the OPTIONS probes are answered.
+        assert!(lan.set_spec(1, spec("options")));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!load.up.load(Relaxed));
+        assert!(lan.set_spec(1, spec("reports")));
+        assert!(lan.unwatch(1));
+        std::thread::sleep(Duration::from_millis(100));
+        proc_sock.send_to(&r(2).encode(&key), to).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        let st = lan.stop();
+        assert_eq!((st.reports, st.rejected_unknown), (1, 1), "{st:?}");
     }
 
     #[test]
@@ -307,7 +579,7 @@ mod tests {
         let spec = RemoteSpec {
             addr: proc_sock.local_addr().unwrap(),
             capacity: 0,
-            health: Health::Reports,
+            health: HealthSpec::default(),
         };
         let lan = Lan::start(
             listener,
