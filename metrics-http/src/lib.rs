@@ -289,7 +289,8 @@ fn reason(code: u16) -> &'static str {
 /// code, the response head and the body.
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    // Long enough to outwait one slow client the server is busy with.
+    s.set_read_timeout(Some(REQUEST_DEADLINE + IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     write!(
         s,
