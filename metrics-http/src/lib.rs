@@ -309,6 +309,45 @@ pub fn request(addr: SocketAddr, method: &str, path: &str) -> io::Result<(u16, S
     Ok((code, head.to_string(), body.to_string()))
 }
 
+/// Pipes `text` through `promtool check metrics` (the Prometheus linter: format, `_total`
+/// on counters, base units, HELP on every metric). `Ok` only when it exits 0 and reports
+/// nothing; `Err` with what it said, or why it could not run.
+///
+/// # Panics
+/// When `promtool` is not installed: the tests that call this must fail loudly, not skip.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "promtool is required (Debian package prometheus): install with `cargo xtask setup`"
+        ),
+        Err(e) => return Err(format!("cannot run promtool: {e}")),
+    };
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let input = text.to_string();
+    // Write from another thread: promtool may answer before it has read everything.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() && said.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("promtool check metrics ({}): {said}", out.status))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +419,16 @@ mod tests {
         // A client that says nothing is dropped after the timeout, and the server still serves.
         let _idle = TcpStream::connect(s.local_addr()).unwrap();
         assert_eq!(request(s.local_addr(), "GET", "/metrics").unwrap().0, 200);
+    }
+
+    #[test]
+    fn promtool_flags_bad_exposition() {
+        assert_eq!(
+            promtool_check("# HELP x_total X.\n# TYPE x_total counter\nx_total 7\n"),
+            Ok(())
+        );
+        let bad = promtool_check("# TYPE x counter\nx 7\n").unwrap_err();
+        assert!(bad.contains("_total") || bad.contains("help"), "{bad}");
     }
 
     #[test]
