@@ -14,6 +14,7 @@ pub mod control;
 pub mod forward;
 pub mod lan;
 pub mod links;
+pub mod metrics;
 pub mod pool;
 pub mod processors;
 pub mod report;

@@ -13,6 +13,7 @@
 pub mod deploy;
 pub mod load;
 pub mod media;
+pub mod metrics;
 pub mod mgcp;
 pub mod outbox;
 pub mod report;

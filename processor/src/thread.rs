@@ -12,7 +12,7 @@ use std::{
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -47,6 +47,55 @@ pub struct ProcessorConfig {
     /// since MGCP answers go to the command's source and the dispatcher is not on that path.
     /// Only these addresses are trusted with the parameter.
     pub relays: Vec<std::net::IpAddr>,
+    /// Where the thread publishes a copy of its counters every [`LIVE_EVERY`] while it runs
+    /// (for `/metrics`); `None`: the counters are only returned when it stops.
+    pub live: Option<Arc<LiveStats>>,
+}
+
+/// How often a running processor thread copies its counters into [`ProcessorConfig::live`].
+pub const LIVE_EVERY: Duration = Duration::from_millis(100);
+
+/// The processor thread's counters while it runs, for readers on other threads (the metrics
+/// server).
+///
+/// Why a published copy: the thread keeps its counters as plain integers (no atomics per
+/// message). Every [`LIVE_EVERY`] it copies them here with a `try_lock`, skipping the round
+/// when a reader holds the lock, so it never waits on a reader.
+#[derive(Debug, Default)]
+pub struct LiveStats(Mutex<ProcessorStats>);
+
+impl LiveStats {
+    /// A cell holding zeros until the first publish.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Stores `s` unless a reader holds the cell right now; returns whether it was stored.
+    pub fn try_publish(&self, s: ProcessorStats) -> bool {
+        match self.0.try_lock() {
+            Ok(mut g) => {
+                *g = s;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Stores `s`, waiting for a reader to let go (for the final counters, off the hot path).
+    pub fn store(&self, s: ProcessorStats) {
+        match self.0.lock() {
+            Ok(mut g) => *g = s,
+            Err(p) => *p.into_inner() = s,
+        }
+    }
+
+    /// The last published counters.
+    pub fn get(&self) -> ProcessorStats {
+        match self.0.lock() {
+            Ok(g) => *g,
+            Err(p) => *p.into_inner(),
+        }
+    }
 }
 
 // The relay rules (which datagrams are MGCP, whose `X-SY-Src` is trusted) are `wire::mgcp`'s.
@@ -62,6 +111,7 @@ impl ProcessorConfig {
             max_idle: Duration::from_millis(100),
             core: None,
             relays: Vec::new(),
+            live: None,
         }
     }
 }
@@ -151,6 +201,9 @@ fn run(
         .unwrap_or(100)
         .max(1);
     let relays = cfg.relays.clone();
+    let live = cfg.live.clone();
+    let live_every = u64::try_from(LIVE_EVERY.as_nanos()).unwrap_or(u64::MAX);
+    let mut live_at = 0u64;
     let account = LoadAccount::new(Arc::clone(&load));
     let mut uas = Uas::with_load(cfg.sip, Arc::clone(&load));
     let mut gw = Gateway::with_load(cfg.mgcp, load);
@@ -189,6 +242,15 @@ fn run(
             }
         }
         let now = clock();
+        if let Some(cell) = &live {
+            if now >= live_at {
+                st.sip = *uas.stats();
+                st.mgcp = *gw.stats();
+                if cell.try_publish(st) {
+                    live_at = now + live_every;
+                }
+            }
+        }
         uas.on_timer(now, &mut out);
         gw.on_timer(now, &mut out);
         let sent_any = !out.is_empty();
@@ -251,6 +313,10 @@ fn run(
     }
     st.sip = *uas.stats();
     st.mgcp = *gw.stats();
+    if let Some(cell) = &live {
+        // The final counters must be there (a scrape at exit equals `--stats-json`): wait.
+        cell.store(st);
+    }
     debug!(?st, "processor thread stopped");
     st
 }

@@ -20,6 +20,9 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("sip-tester", "sipp"),
     // tshark decodes the captures the tests take (SIP/MGCP on the wire, which port got what).
     ("tshark", "tshark"),
+    // promtool (from the Prometheus server package; only promtool is used) checks that what
+    // `/metrics` serves is valid exposition text.
+    ("prometheus", "promtool"),
 ];
 
 fn have(program: &str) -> bool {

@@ -9,10 +9,10 @@ use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
@@ -20,7 +20,9 @@ use clap::Parser;
 use fabric::{monotonic_ns, LoadReport};
 use processor::{
     deploy::{tag_keys_from_files, Deployment, PortRange, DEFAULT_MEDIA_PORTS, UNKEYED_WARNING},
+    metrics::{render_processor, ProcessorSnapshot},
     report::{Report, ReportKey},
+    thread::LiveStats,
 };
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -89,6 +91,10 @@ struct Args {
     /// CPU core to pin the processor thread to.
     #[arg(long)]
     core: Option<usize>,
+    /// Serve Prometheus metrics (`GET /metrics`) and `GET /health` on this address
+    /// (default: off).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Write counters as JSON here on exit.
     #[arg(long)]
     stats_json: Option<PathBuf>,
@@ -145,6 +151,38 @@ fn main() -> anyhow::Result<()> {
     } else {
         a.relays.clone()
     };
+    let live = LiveStats::new();
+    cfg.live = Some(Arc::clone(&live));
+    let reports = Arc::new(AtomicU64::new(0));
+    let report_errors = Arc::new(AtomicU64::new(0));
+    let _metrics = match a.metrics_listen {
+        Some(addr) => {
+            let started = Instant::now();
+            let (id, live, load, reports, errors) = (
+                a.id,
+                Arc::clone(&live),
+                Arc::clone(&load),
+                Arc::clone(&reports),
+                Arc::clone(&report_errors),
+            );
+            let render = move || {
+                let snap = ProcessorSnapshot {
+                    id,
+                    uptime_s: started.elapsed().as_secs_f64(),
+                    stats: live.get(),
+                    reports: reports.load(Ordering::Relaxed),
+                    report_send_errors: errors.load(Ordering::Relaxed),
+                    ..ProcessorSnapshot::default()
+                };
+                render_processor(&snap.with_load(&load))
+            };
+            let server = metrics_http::MetricsServer::start(addr, Arc::new(render))
+                .with_context(|| format!("binding --metrics-listen {addr}"))?;
+            info!(metrics = %server.local_addr(), "serving /metrics");
+            Some(server)
+        }
+        None => None,
+    };
     // Standalone: everything arrives on the socket; the queue stays empty.
     let (_producer, consumer) = fabric::channel(2)?;
     let handle =
@@ -174,6 +212,8 @@ fn main() -> anyhow::Result<()> {
                 send_errors += 1;
             }
         }
+        reports.store(seq, Ordering::Relaxed);
+        report_errors.store(send_errors, Ordering::Relaxed);
         std::thread::sleep(interval);
     }
     let stats = handle
