@@ -266,6 +266,16 @@ fn open_ctl_socket(
     }
 }
 
+/// `/health`: 200 while at least one processor is up, else 503 (what a load balancer or a BGP
+/// announcer's check wants), with the same words as `switchyard ctl health`.
+fn health_answer(s: &crate::status::Status) -> (u16, String) {
+    if s.backend.is_empty() {
+        return (503, "starting\n".to_owned());
+    }
+    let (ok, words) = s.health();
+    (if ok { 200 } else { 503 }, words + "\n")
+}
+
 /// Serves the control socket, reloads and the periodic counters until `stop`.
 #[allow(clippy::too_many_arguments)]
 fn control_loop(
@@ -294,7 +304,23 @@ fn control_loop(
         ctl.reload,
         backend,
     );
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let view = controller.view();
+            let view2 = controller.view();
+            let server = crate::metrics::MetricsServer::with_health(
+                addr,
+                Arc::new(move || crate::metrics::render(&view.get())),
+                Arc::new(move || health_answer(&view2.get())),
+            )
+            .with_context(|| format!("serving metrics on --metrics-listen {addr}"))?;
+            info!(listen = %server.local_addr(), "metrics at /metrics, health at /health");
+            Some(server)
+        }
+        None => None,
+    };
     controller.run(stop, &ctl.hup, &rx);
+    drop(metrics);
     Ok(())
 }
 

@@ -138,6 +138,24 @@ pub struct Status {
     pub reloads: Reloads,
 }
 
+impl Status {
+    /// Healthy = at least one processor up: what `switchyard ctl health` and `/health` answer
+    /// (a load balancer's or a BGP announcer's check), with the words they print.
+    pub fn health(&self) -> (bool, String) {
+        let up = self
+            .processors
+            .iter()
+            .filter(|p| p.state == State::Up)
+            .count();
+        let n = self.processors.len();
+        if up > 0 {
+            (true, format!("healthy: {up} of {n} processors up"))
+        } else {
+            (false, format!("unhealthy: none of {n} processors up"))
+        }
+    }
+}
+
 /// Where the dispatcher thread publishes its [`Status`] and readers take it from.
 #[derive(Debug, Default)]
 pub struct StatusCell(Mutex<Arc<Status>>);

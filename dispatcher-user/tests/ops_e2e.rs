@@ -495,3 +495,79 @@ fn reload_under_load_adds_and_removes_processors_and_refuses_a_bad_file() {
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_file(&b.key);
 }
+
+/// `switchyard_forwarded_total{processor="k"}` values in a scrape.
+fn forwarded_series(text: &str) -> Vec<(usize, u64)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("switchyard_forwarded_total{processor=\""))
+        .filter_map(|r| {
+            let (id, rest) = r.split_once('"')?;
+            Some((id.parse().ok()?, rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the built switchyard-bench and promtool (cargo xtask setup): run `cargo xtask test`"]
+fn metrics_pass_promtool_and_forwarded_totals_equal_the_exit_counters() {
+    let port = common::free_port();
+    let sock = temp("metrics.sock");
+    let (sy, ports) = common::udp_switchyard(
+        &[
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+            "--ctl-socket",
+            sock.to_str().unwrap(),
+        ],
+        "metrics",
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metrics_http::request(addr, "GET", "/health").map_or(0, |r| r.0) != 200 {
+        assert!(Instant::now() < deadline, "/health never said healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = temp("metrics-bench");
+    let st = Command::new(common::bench_bin())
+        .args(["sip", "--target", &format!("127.0.0.1:{}", ports.sip)])
+        .args([
+            "--local-ip",
+            "127.0.0.1",
+            "--quiet",
+            "--rate",
+            "300",
+            "--duration",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("switchyard-bench");
+    assert!(st.success());
+    let _ = std::fs::remove_dir_all(&out);
+    // The control loop refreshes what /metrics reads every 250 ms; the traffic has stopped.
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, head, text) = metrics_http::request(addr, "GET", "/metrics").expect("scrape");
+    assert_eq!(code, 200, "{head}");
+    metrics_http::promtool_check(&text).unwrap_or_else(|e| panic!("promtool: {e}\n{text}"));
+    let series = forwarded_series(&text);
+    let stats = sy.stop();
+    let exit = &stats.router.forwarded_per_processor;
+    assert_eq!(series.len(), exit.len(), "{series:?} vs {exit:?}");
+    for (k, v) in series {
+        assert_eq!(
+            v, exit[k],
+            "processor {k}: /metrics {v}, exit counters {}",
+            exit[k]
+        );
+    }
+    assert!(exit.iter().sum::<u64>() >= 600, "{exit:?}");
+    assert!(
+        text.contains(&format!(
+            "switchyard_router_decisions_total{{decision=\"new_dialog\"}} {}",
+            stats.router.decisions.new_dialogs
+        )),
+        "new dialogs match"
+    );
+}

@@ -196,7 +196,14 @@ pub struct Controller<'a> {
     /// Boards of processors added after start (kept so the monitor and the router share one).
     reloads: Reloads,
     last_states: BTreeMap<u16, State>,
+    /// The status with the control side's additions, for readers on other threads (the
+    /// metrics server), refreshed every [`VIEW_EVERY`].
+    view: Arc<StatusCell>,
 }
+
+/// How often the control loop refreshes [`Controller::view`] (reading the XDP counters is a
+/// map lookup per counter and CPU: a few syscalls, not worth doing per scrape request thread).
+const VIEW_EVERY: Duration = Duration::from_millis(250);
 
 impl<'a> Controller<'a> {
     /// A controller over a dispatcher started with `initial`.
@@ -226,7 +233,13 @@ impl<'a> Controller<'a> {
             overlay: Overlay::default(),
             reloads: Reloads::default(),
             last_states: BTreeMap::new(),
+            view: Arc::new(StatusCell::default()),
         }
+    }
+
+    /// The full status as the control loop last refreshed it (for other threads).
+    pub fn view(&self) -> Arc<StatusCell> {
+        Arc::clone(&self.view)
     }
 
     /// Runs until `stop`: serves control requests from `requests`, reloads on `hup`, logs
@@ -240,7 +253,12 @@ impl<'a> Controller<'a> {
         let mut next_line = self.applied.stats_interval.map(|d| Instant::now() + d);
         let mut last = (Instant::now(), self.published.load());
         let mut last_xdp = self.xdp_counters();
+        let mut next_view = Instant::now();
         while !stop.load(Relaxed) {
+            if Instant::now() >= next_view {
+                next_view += VIEW_EVERY;
+                self.view.try_publish(self.status());
+            }
             match requests.recv_timeout(Duration::from_millis(50)) {
                 Ok(p) => {
                     let reply = self.handle(&p.request);
@@ -312,18 +330,11 @@ impl<'a> Controller<'a> {
                 r
             }
             Request::Health => {
-                let s = self.status();
-                let up = s.processors.iter().filter(|p| p.state == State::Up).count();
-                if up > 0 {
-                    Reply::ok(format!(
-                        "healthy: {up} of {} processors up",
-                        s.processors.len()
-                    ))
+                let (ok, words) = self.status().health();
+                if ok {
+                    Reply::ok(words)
                 } else {
-                    Reply::error(format!(
-                        "unhealthy: none of {} processors up",
-                        s.processors.len()
-                    ))
+                    Reply::error(words)
                 }
             }
             Request::Drain { id } => self.set_admin(*id, Admin::Draining),
