@@ -202,6 +202,16 @@ pub fn render(s: &Status) -> String {
                 "Times a processor on another host was marked down",
                 l.went_down,
             ),
+            (
+                "lan_came_up",
+                "Times a processor on another host was marked up (first heard, or again)",
+                l.came_up,
+            ),
+            (
+                "lan_probes_failed",
+                "OPTIONS probes unanswered or answered with a code outside the up codes",
+                l.probes_failed,
+            ),
         ];
         for (name, help, v) in lan {
             e.counter(name, help, v);

@@ -62,6 +62,8 @@ fn rich() -> Status {
             probes_sent: 50,
             probe_answers: 49,
             went_down: 1,
+            came_up: 3,
+            probes_failed: 4,
         }),
         reloads: Reloads { ok: 3, failed: 1 },
         ..Status::default()
@@ -154,6 +156,8 @@ fn rich_status_renders_every_metric() {
     );
     has(&t, "switchyard_lan_reports_total 7000");
     has(&t, "switchyard_lan_went_down_total 1");
+    has(&t, "switchyard_lan_came_up_total 3");
+    has(&t, "switchyard_lan_probes_failed_total 4");
     has(&t, "switchyard_lan_sent_total 4321");
     for p in &s.processors {
         let id = p.id;
