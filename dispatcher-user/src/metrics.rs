@@ -173,7 +173,7 @@ pub fn render(s: &Status) -> String {
         );
     }
     if let Some(l) = &s.lan {
-        let lan: [(&str, &str, u64); 8] = [
+        let lan: [(&str, &str, u64); 10] = [
             ("lan_reports", "Load reports accepted from processors on other hosts", l.reports),
             (
                 "lan_reports_rejected_auth",
