@@ -71,8 +71,14 @@ pub struct RunConfig {
     pub guard: SourceGuard,
     /// The routing core's configuration.
     pub router: RouterConfig,
-    /// The in-chassis processors to start.
+    /// The processors to start (local threads) and watch (remote ones).
     pub processors: ProcessorsConfig,
+    /// The control socket `switchyard ctl` talks to (`--ctl-socket`).
+    pub ctl_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`--metrics-listen`); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The config file these settings came from (re-read on reload); `None`: flags only.
+    pub config_file: Option<PathBuf>,
 }
 
 /// Picks the backend for `auto`, saying why.

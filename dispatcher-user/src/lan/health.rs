@@ -185,7 +185,9 @@ impl HealthMonitor {
         };
         let m = &mut self.members[i];
         match m.w.health {
-            Health::Options => {
+            // `None`'s own behaviour is the health helper's; until then it is watched like
+            // `Options` (a SIP response proves it alive).
+            Health::Options | Health::None => {
                 if !msg.starts_with(b"SIP/2.0 ") {
                     events.push(Event::Rejected {
                         from,
