@@ -41,7 +41,10 @@ use crate::{
     run::{Backend, RunConfig},
     xdp_shell::Idle,
 };
-use processor::deploy::{PortRange, DEFAULT_MEDIA_PORTS};
+use processor::{
+    config_file::{key_at, line_col},
+    deploy::{PortRange, DEFAULT_MEDIA_PORTS},
+};
 
 /// Default control socket path.
 pub const DEFAULT_CTL_SOCKET: &str = "/run/switchyard/ctl.sock";
@@ -380,27 +383,6 @@ pub fn toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
         key,
         message: e.message().trim().to_owned(),
     }
-}
-
-/// 1-based line and column of byte `at`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// The key on the line of `span`: what precedes `=` there (or the span's own text when it is
-/// a key, as for an unknown field).
-fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
-    let start = text[..span.start.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or_default();
-    let (k, _) = line.split_once('=')?;
-    let k = k.trim().trim_matches('"');
-    (!k.is_empty() && !k.starts_with('[') && !k.starts_with('#')).then(|| k.to_owned())
 }
 
 /// Line and column of top-level key `key` in `text`, when it is set there.
