@@ -221,7 +221,7 @@ pub struct RunArgs {
     /// `reports`: a switchyard-processor sending signed load reports; `options`: any SIP
     /// server, probed with OPTIONS; `none`: always up. Replaces the file's remote processors.
     #[arg(long = "remote-processor", value_name = "SPEC")]
-    #[serde(skip)]
+    #[serde(default, rename = "remote-processor", deserialize_with = "de_list")]
     pub remote_processors: Vec<RemoteSpec>,
     /// Address remote processors send load reports to (OPTIONS answers come back here too).
     #[arg(long)]
@@ -909,14 +909,27 @@ fn processors(
             out.push(table_entry(*i, t, loc, capacity)?);
         }
     }
-    // Remotes.
-    if flags.remote_processors.is_empty() {
-        for (i, t) in tables.iter().filter(|(_, t)| !is_local(t.get_ref())) {
+    // Remotes: the flags', else the file's `remote-processor` specs or its remote tables.
+    let remote_tables = tables.iter().filter(|(_, t)| !is_local(t.get_ref()));
+    let (specs, spec_key) = if flags.remote_processors.is_empty() {
+        if !file.remote_processors.is_empty() && remote_tables.clone().next().is_some() {
+            return Err(loc.key(
+                "remote-processor",
+                true,
+                "give either remote-processor specs or kind = \"remote\" [[processor]] tables, not both",
+            ));
+        }
+        (&file.remote_processors, "remote-processor")
+    } else {
+        (&flags.remote_processors, "--remote-processor")
+    };
+    if specs.is_empty() {
+        for (i, t) in remote_tables {
             out.push(table_entry(*i, t, loc, capacity)?);
         }
     } else {
         let mut next = out.iter().map(|(e, ..)| e.id + 1).max().unwrap_or(0);
-        for (k, r) in flags.remote_processors.iter().enumerate() {
+        for (k, r) in specs.iter().enumerate() {
             let id = r.id.unwrap_or(next);
             next = next.max(id + 1);
             let entry = ProcessorEntry {
@@ -927,7 +940,7 @@ fn processors(
                 weight: r.weight,
                 health: r.health.clone(),
             };
-            out.push((entry, None, format!("--remote-processor[{k}]")));
+            out.push((entry, None, format!("{spec_key}[{k}]")));
         }
     }
     // Ids: below MAX_ID, unique.

@@ -380,3 +380,38 @@ fn source_rereads_the_file() {
     assert!(src.resolve().unwrap_err().to_string().contains("s.toml:1:"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_file_takes_remote_processor_specs_too() {
+    let text = "report-listen = \"127.0.0.1:9\"\nprocessors = 1\n\
+                remote-processor = [\"10.0.0.1:5070,health=none\", \"id=4,10.0.0.2:5070,health=options\"]\n";
+    let e = eff(text, &[]).unwrap();
+    let ids: Vec<(u16, Kind)> = e.processors.iter().map(|p| (p.id, p.kind)).collect();
+    assert_eq!(
+        ids,
+        [(0, Kind::Local), (1, Kind::Remote), (4, Kind::Remote)]
+    );
+    assert_eq!(e.processors[1].health.mode, Health::None);
+    let m = err(
+        &format!("{text}[[processor]]\nid = 7\naddr = \"10.0.0.3:5070\"\n"),
+        &[],
+    );
+    assert!(
+        m.starts_with("t.toml:3:1: key `remote-processor`: give either"),
+        "{m}"
+    );
+    let m = err("remote-processor = [\"10.0.0.1:5070,weight=0\"]\n", &[]);
+    assert!(m.starts_with("t.toml:1:"), "{m}");
+    assert!(
+        m.contains("key `remote-processor`") && m.contains("weight"),
+        "{m}"
+    );
+    // The flag replaces the file's specs.
+    let e = eff(
+        text,
+        &["--remote-processor", "10.0.0.9:5070,health=options"],
+    )
+    .unwrap();
+    assert_eq!(e.processors.len(), 2);
+    assert_eq!(e.processors[1].addr, "10.0.0.9:5070".parse().unwrap());
+}
