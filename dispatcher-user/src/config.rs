@@ -765,19 +765,24 @@ fn merge(
         processors: processors(flags, file, &loc, processor_ip, capacity)?,
     };
     let from_file = |set_by_flag: bool| !set_by_flag;
+    // Worded as before the config file for flags: "--source-burst needs --source-rate".
+    let needs_rate = |key: &str, by_flag: bool| {
+        if by_flag {
+            ConfigError {
+                file: None,
+                line_col: None,
+                key: None,
+                message: format!("--{key} needs --source-rate"),
+            }
+        } else {
+            loc.key(key, true, "needs source-rate")
+        }
+    };
     if e.source_rate == 0 && e.source_burst.is_some() {
-        return Err(loc.key(
-            "source-burst",
-            from_file(flags.source_burst.is_some()),
-            "needs source-rate",
-        ));
+        return Err(needs_rate("source-burst", flags.source_burst.is_some()));
     }
     if e.source_rate == 0 && !e.rate_exempt.is_empty() {
-        return Err(loc.key(
-            "rate-exempt",
-            from_file(!flags.rate_exempt.is_empty()),
-            "needs source-rate",
-        ));
+        return Err(needs_rate("rate-exempt", !flags.rate_exempt.is_empty()));
     }
     if e.sip.port() == e.mgcp.port() && (e.sip.ip() == e.mgcp.ip()) {
         return Err(loc.key(

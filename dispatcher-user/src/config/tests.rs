@@ -297,7 +297,7 @@ fn tables_validate() {
     let m = err("source-burst = 4\n", &[]);
     assert_eq!(m, "t.toml:1:1: key `source-burst`: needs source-rate");
     let m = err("", &["--source-burst", "4"]);
-    assert_eq!(m, "key `--source-burst`: needs source-rate");
+    assert_eq!(m, "--source-burst needs --source-rate");
 }
 
 #[test]
