@@ -148,8 +148,10 @@ impl Watcher for crate::lan::Lan {
 /// What the LAN monitor is told about a remote entry.
 fn remote_spec(e: &ProcessorEntry) -> crate::lan::RemoteSpec {
     crate::lan::RemoteSpec {
+        id: Some(e.id),
         addr: e.addr,
         capacity: e.capacity,
+        weight: e.weight,
         health: e.health.clone(),
     }
 }
@@ -690,23 +692,18 @@ impl<'a> Controller<'a> {
     }
 }
 
-/// `ctl add`'s spec: `id=N,` then what `--remote-processor` takes.
+/// `ctl add`'s spec: what `--remote-processor` takes, with `id=N` required.
 fn parse_add_spec(spec: &str) -> Result<ProcessorEntry, String> {
-    let rest = spec
-        .strip_prefix("id=")
-        .and_then(|r| r.split_once(','))
-        .ok_or_else(|| format!("{spec:?}: expected id=N,HOST:PORT[,capacity=N][,health=...]"))?;
-    let id: u16 = rest.0.parse().map_err(|e| format!("{spec:?}: id: {e}"))?;
-    if id >= crate::pool::MAX_ID {
-        return Err(format!("{spec:?}: id {id} ≥ {}", crate::pool::MAX_ID));
-    }
-    let r: crate::lan::RemoteSpec = rest.1.parse()?;
+    let r: crate::lan::RemoteSpec = spec.parse()?;
+    let id = r
+        .id
+        .ok_or_else(|| format!("{spec:?}: give the processor's id first: id=N,HOST:PORT[,...]"))?;
     Ok(ProcessorEntry {
         id,
         kind: Kind::Remote,
         addr: r.addr,
         capacity: r.capacity,
-        weight: 1,
+        weight: r.weight,
         health: r.health,
     })
 }
