@@ -316,6 +316,14 @@ pub struct ControlInbox {
     waiting: Arc<AtomicBool>,
 }
 
+impl ControlInbox {
+    /// Everything waiting (tests read what the control side sent).
+    #[cfg(test)]
+    pub(crate) fn take_all(&self) -> Vec<Command> {
+        self.rx.try_iter().collect()
+    }
+}
+
 /// A connected sender and inbox.
 pub fn control_channel() -> (ControlSender, ControlInbox) {
     let (tx, rx) = mpsc::channel();
