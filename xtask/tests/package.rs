@@ -87,6 +87,7 @@ fn the_deb_installs_runs_and_its_unit_has_exactly_the_capabilities_xdp_needs() {
         PROCESSOR_UNIT,
         "/usr/share/doc/switchyard/copyright",
         "/usr/share/doc/switchyard/changelog.Debian.gz",
+        "/usr/share/doc/switchyard/README.md.gz",
     ] {
         assert!(
             listed.lines().any(|l| l == path),
