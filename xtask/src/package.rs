@@ -96,7 +96,8 @@ pub fn package(root: &Path) -> anyhow::Result<Package> {
     let doc = stage.join("usr/share/doc").join(NAME);
     copy(&pkg.join("debian/copyright"), &doc.join("copyright"), 0o644)?;
     copy(&root.join("README.md"), &doc.join("README.md"), 0o644)?;
-    let changelog = doc.join("changelog.Debian");
+    // A native package (no Debian revision in the version): its changelog is `changelog.gz`.
+    let changelog = doc.join("changelog");
     fs::write(
         &changelog,
         format!(
@@ -109,7 +110,7 @@ pub fn package(root: &Path) -> anyhow::Result<Package> {
     let mut gz = Command::new("gzip");
     gz.args(["-9nf"]).arg(&changelog).arg(doc.join("README.md"));
     run(gz, "gzip documentation")?;
-    for f in ["changelog.Debian.gz", "README.md.gz"] {
+    for f in ["changelog.gz", "README.md.gz"] {
         set_mode(&doc.join(f), 0o644)?;
     }
 

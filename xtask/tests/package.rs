@@ -86,7 +86,7 @@ fn the_deb_installs_runs_and_its_unit_has_exactly_the_capabilities_xdp_needs() {
         UNIT,
         PROCESSOR_UNIT,
         "/usr/share/doc/switchyard/copyright",
-        "/usr/share/doc/switchyard/changelog.Debian.gz",
+        "/usr/share/doc/switchyard/changelog.gz",
         "/usr/share/doc/switchyard/README.md.gz",
     ] {
         assert!(
@@ -124,6 +124,8 @@ fn the_deb_installs_runs_and_its_unit_has_exactly_the_capabilities_xdp_needs() {
     drop(_purge);
     let (still, _) = sh(Command::new("getent").args(["passwd", NAME]));
     assert!(!still, "purge left the {NAME} user behind");
+    let (still, _) = sh(Command::new("getent").args(["group", NAME]));
+    assert!(!still, "purge left the {NAME} group behind");
     assert!(
         !Path::new("/etc/switchyard").exists(),
         "purge left /etc/switchyard"
