@@ -20,6 +20,13 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("sip-tester", "sipp"),
     // tshark decodes the captures the tests take (SIP/MGCP on the wire, which port got what).
     ("tshark", "tshark"),
+    // The package test: `systemd-analyze verify` of the units (it needs no systemd as PID 1),
+    // the service user (postinst), the binaries' dependencies and stripping, and running the
+    // installed binary with exactly the unit's capabilities (setpriv, prlimit).
+    ("systemd", "systemd-analyze"),
+    ("adduser", "adduser"),
+    ("binutils", "objdump"),
+    ("util-linux", "setpriv"),
 ];
 
 fn have(program: &str) -> bool {
