@@ -121,6 +121,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup { no_apt } => setup::all(!no_apt),
         Cmd::Test => test(),
         Cmd::Package => {
+            // The eBPF toolchain (the package needs the XDP program); no Debian packages:
+            // dpkg-deb, strip and readelf are on any machine that builds Rust on Debian.
+            setup::all(false)?;
             let p = xtask::package::package(&workspace_root())?;
             println!(
                 "{} (XDP program embedded in switchyard: {} bytes)",
