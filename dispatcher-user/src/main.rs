@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Switchyard: a kernel-bypass dispatcher for SIP and MGCP session signalling.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "switchyard", version, about)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -35,7 +35,7 @@ use wire::SessionSizeConfig;
 /// Every flag is also a key of the `--config` file (same name without `--`; `relay` and
 /// `report-to` are arrays); a flag given overrides the file's key.
 #[derive(Parser, Deserialize, Debug, Default)]
-#[command(version, about)]
+#[command(name = "switchyard-processor", version, about)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct Args {
     /// TOML file with these settings as keys (see packaging/switchyard-processor.toml); flags
