@@ -68,7 +68,7 @@ fn the_deb_installs_runs_and_its_unit_has_exactly_the_capabilities_xdp_needs() {
     for bin in BINARIES {
         let (ok, text) = sh(Command::new(format!("/usr/bin/{bin}")).arg("--version"));
         assert!(
-            ok && text.contains(env!("CARGO_PKG_VERSION")),
+            ok && text.trim() == format!("{bin} {}", env!("CARGO_PKG_VERSION")),
             "/usr/bin/{bin} --version:\n{text}"
         );
         let image = std::fs::read(format!("/usr/bin/{bin}")).unwrap();
