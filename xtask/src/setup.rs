@@ -23,6 +23,9 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     // promtool (from the Prometheus server package; only promtool is used) checks that what
     // `/metrics` serves is valid exposition text.
     ("prometheus", "promtool"),
+    // BIRD 2, the BGP daemon of the anycast testbed (router with ECMP, one per dispatcher
+    // host announcing the service address; see packaging/anycast/).
+    ("bird2", "bird"),
 ];
 
 fn have(program: &str) -> bool {
