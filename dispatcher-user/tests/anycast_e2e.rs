@@ -6,9 +6,7 @@
 //! through the survivor); it is restarted and takes a share again; it loses its processors
 //! and is withdrawn again.
 //!
-//! The dispatchers use the udp backend (sockets bound to the anycast address on `lo`): the
-//! routing under test is the router's, and pcap on the dispatcher hosts sees which flows
-//! reached which host.
+//! The dispatchers use the xdp backend on their `eth0`, the anycast address on `lo`.
 mod common;
 
 use std::{
@@ -72,24 +70,43 @@ fn start_processor(tb: &AnycastTestbed, k: usize, keys: &Keys) -> Proc {
     Proc(child)
 }
 
-/// Dispatcher `k`, identical on both hosts but for its own report address and control socket.
+/// Dispatcher `k`, identical on both hosts but for its own report address and control socket:
+/// XDP on `eth0` steers the well-known ports (whatever the destination address, so the
+/// anycast address on `lo` is served), its own answers leave from the anycast address.
 fn start_dispatcher(tb: &AnycastTestbed, k: usize, keys: &Keys, tag: &str) -> Switchyard {
     let mut cmd =
         AnycastTestbed::exec_in(&tb.disp_ns[k], common::switchyard_bin().to_str().unwrap());
-    cmd.args(["run", "--backend", "udp", "--log-level", "warn"])
-        .args(["--sip", &format!("{ANYCAST_V4}:5060")])
-        .args(["--mgcp", &format!("{ANYCAST_V4}:2427")])
-        .args(["--processors", "0", "--policy", "hash"])
-        .args(["--remote-processor", &format!("{}:5070", PROC_V4[0])])
-        .args(["--remote-processor", &format!("{}:5070", PROC_V4[1])])
-        .args(["--report-listen", &format!("{}:5062", ANYCAST_DISP_V4[k])])
-        .arg("--report-key-file")
-        .arg(&keys.report)
-        .arg("--tag-key-file")
-        .arg(&keys.tag)
-        .arg("--ctl-socket")
-        .arg(tb.ctl_socket(k));
-    Switchyard::start(cmd, tag)
+    cmd.args([
+        "run",
+        "--backend",
+        "xdp",
+        "--iface",
+        "eth0",
+        "--log-level",
+        "warn",
+    ])
+    .args(["--sip", &format!("{ANYCAST_V4}:5060")])
+    .args(["--mgcp", &format!("{ANYCAST_V4}:2427")])
+    .args(["--processors", "0", "--policy", "hash"])
+    .args(["--remote-processor", &format!("{}:5070", PROC_V4[0])])
+    .args(["--remote-processor", &format!("{}:5070", PROC_V4[1])])
+    .args(["--report-listen", &format!("{}:5062", ANYCAST_DISP_V4[k])])
+    .arg("--report-key-file")
+    .arg(&keys.report)
+    .arg("--tag-key-file")
+    .arg(&keys.tag)
+    .arg("--ctl-socket")
+    .arg(tb.ctl_socket(k));
+    let mut sy = Switchyard::start(cmd, tag);
+    let ns = tb.disp_ns[k].clone();
+    sy.wait_until("the XDP program to be attached", || {
+        Command::new("ip")
+            .args(["-n", &ns, "-d", "link", "show", "dev", "eth0"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+            .unwrap_or(false)
+    });
+    sy
 }
 
 /// `switchyard ctl --json ARGS` against dispatcher `k`: (exit code, reply).
@@ -430,7 +447,9 @@ fn two_dispatchers_behind_ecmp_share_fail_over_and_come_back() {
     // 1. Both take a share of 2,000 calls; answers come from the processors straight to the
     //    app; which flows reached dispatcher 1 is learnt from a capture on its host.
     let cap_app = common::Capture::start(&tb.app_ns, "eth0", "ac-app");
-    let cap_d1 = common::Capture::start(&tb.disp_ns[0], "eth0", "ac-d1");
+    // (On the router's port towards dispatcher 1: pcap on the dispatcher host does not see
+    // what XDP redirects.)
+    let cap_d1 = common::Capture::start(&tb.router_ns, "b-d1", "ac-d1");
     const SHARE: usize = 2000;
     let calls = run_calls(
         &socks,
