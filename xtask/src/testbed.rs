@@ -742,3 +742,65 @@ fn sysctl(ns: &str, key: &str, value: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bird_conf_substitutes_defines_and_log() {
+        let conf = bird_conf(
+            BIRD_DISPATCHER_CONF,
+            &[("LOCAL_ADDR", "198.18.0.2"), ("ANYCAST", "192.0.2.1/32")],
+            Path::new("/tmp/x.log"),
+        );
+        assert!(
+            conf.contains("\ndefine LOCAL_ADDR = 198.18.0.2;\n"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("\ndefine ANYCAST = 192.0.2.1/32;\n"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("\ndefine ROUTER_AS = 65000;"),
+            "untouched: {conf}"
+        );
+        assert!(conf.contains("\nlog \"/tmp/x.log\" all;\n"), "{conf}");
+        assert!(!conf.contains("syslog"));
+        // The protocol the health loop toggles starts disabled.
+        assert!(conf.contains("protocol static switchyard_anycast {\n    disabled;"));
+        assert!(ANNOUNCE_SCRIPT.ends_with("switchyard-announce.sh"));
+        assert!(Path::new(ANNOUNCE_SCRIPT).exists());
+    }
+
+    /// The packaging configs as the testbed writes them parse (`bird -p`), and the health loop
+    /// is valid sh (`sh -n`).
+    #[test]
+    #[ignore = "needs BIRD 2 (Debian bird2): run `cargo xtask test`"]
+    fn packaging_configs_parse() {
+        let dir = std::env::temp_dir().join(format!("sy-bird-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, conf) in [("rt", BIRD_ROUTER_CONF), ("d", BIRD_DISPATCHER_CONF)] {
+            let f = dir.join(format!("{name}.conf"));
+            std::fs::write(&f, bird_conf(conf, &[], &dir.join("log"))).unwrap();
+            let out = Command::new("bird")
+                .arg("-p")
+                .arg("-c")
+                .arg(&f)
+                .output()
+                .expect("bird is required (Debian bird2): run `cargo xtask setup`");
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let st = Command::new("sh")
+            .args(["-n", ANNOUNCE_SCRIPT])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
