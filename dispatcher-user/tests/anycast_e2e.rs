@@ -579,6 +579,24 @@ fn two_dispatchers_behind_ecmp_share_fail_over_and_come_back() {
         in_window.iter().filter(on_dead).count(),
         tally(in_window.iter().copied())
     );
+    // Each call of the window, in brief: how many INVITE / BYE transmissions it took and how
+    // long from its first INVITE to the BYE's 200.
+    let mut by_tx: HashMap<(u32, u32), (usize, Duration)> = HashMap::new();
+    for c in &in_window {
+        let e = by_tx.entry((c.inv_tx, c.bye_tx)).or_default();
+        e.0 += 1;
+        if let Some(d) = c.done {
+            e.1 = e.1.max(d - c.first_tx);
+        }
+    }
+    let mut by_tx: Vec<_> = by_tx.into_iter().collect();
+    by_tx.sort();
+    for ((inv, bye), (count, worst)) in by_tx {
+        println!(
+            "failover:   {count} window calls took {inv} INVITE and {bye} BYE transmission(s), done within {} ms of their first INVITE",
+            ms(worst)
+        );
+    }
     println!(
         "failover: {} calls started after the withdrawal: {:?}",
         after.len(),
