@@ -653,6 +653,15 @@ impl AnycastTestbed {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+        // The pid file (what `remove` stops it by) and the control socket appear just after
+        // the fork.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !(pid.exists() && sock.exists()) {
+            if std::time::Instant::now() > deadline {
+                bail!("bird in {ns} wrote no pid file / control socket within 5 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         Ok(())
     }
 
