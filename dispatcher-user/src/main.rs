@@ -272,7 +272,8 @@ struct RunArgs {
     /// OPTIONS probe interval for health=options processors.
     #[arg(long, default_value_t = 200)]
     probe_interval_ms: u64,
-    /// Seed of the router's random choices (power-of-two-choices, its own To-tags); default:
+    /// Seed of the router's random choices (its own To-tags; power-of-two-choices only for a
+    /// message without a Call-ID/transaction key); default:
     /// drawn at start. Fix it to make a run's decisions reproducible.
     #[arg(long)]
     seed: Option<u64>,
