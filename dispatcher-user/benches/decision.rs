@@ -42,9 +42,15 @@ fn router(n: usize) -> (Dispatch, Vec<Consumer>) {
         affinity_capacity: 1 << 20,
         ..RouterConfig::default()
     };
-    let links = Links::new(members, None, &cfg, 0);
+    let links = Links::new(members.into_iter().map(Some).collect(), None, &cfg, 0);
     (
-        Dispatch::new(Router::new(cfg, links.specs()), links),
+        Dispatch::new(
+            Router::new(
+                cfg,
+                links.specs_by_id().into_iter().map(|(_, s)| s).collect(),
+            ),
+            links,
+        ),
         consumers,
     )
 }

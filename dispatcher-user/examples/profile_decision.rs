@@ -34,8 +34,14 @@ fn main() {
         affinity_capacity: 1 << 20,
         ..RouterConfig::default()
     };
-    let links = Links::new(members, None, &cfg, 0);
-    let mut r = Dispatch::new(Router::new(cfg, links.specs()), links);
+    let links = Links::new(members.into_iter().map(Some).collect(), None, &cfg, 0);
+    let mut r = Dispatch::new(
+        Router::new(
+            cfg,
+            links.specs_by_id().into_iter().map(|(_, s)| s).collect(),
+        ),
+        links,
+    );
     r.begin_batch(0);
     let src: SocketAddr = "198.18.0.2:5060".parse().unwrap();
     let dst: SocketAddr = "198.18.0.1:5060".parse().unwrap();

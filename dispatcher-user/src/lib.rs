@@ -7,9 +7,11 @@
 //! machine in [`lan::health`] and its socket loop); [`udp_shell`] and [`xdp_shell`] move bytes
 //! (the XDP program, AF_XDP rings and frame codec are the `xdp-io` crate's, the queues to
 //! in-chassis processors the `fabric` crate's); [`processors`] starts the in-chassis
-//! processors; [`report`] is the exit report; [`run`] wires them for the `switchyard` binary.
+//! processors; [`report`] is the exit report; [`run`] wires them for the `switchyard` binary,
+//! from the settings [`config`] merges (flags over the TOML file over defaults).
 //!
 //! It must not hold message rules (those are `wire`'s) or do I/O inside [`route`].
+pub mod config;
 pub mod control;
 pub mod forward;
 pub mod lan;

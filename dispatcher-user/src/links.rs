@@ -91,14 +91,14 @@ impl Links {
     /// remote members are counted as failed). `origin_ns` is the dispatcher's start: in-chassis
     /// processors are alive until their first heartbeat is due.
     pub fn new(
-        members: Vec<LinkedMember>,
+        members: Vec<Option<LinkedMember>>,
         forwarder: Option<Forwarder>,
         cfg: &RouterConfig,
         origin_ns: u64,
     ) -> Self {
         Self {
             snapshot: Snapshot::new(members.len()),
-            members: members.into_iter().map(Some).collect(),
+            members,
             forwarder,
             origin_ns,
             heartbeat_timeout_ns: cfg.heartbeat_timeout_ns,
@@ -106,9 +106,13 @@ impl Links {
         }
     }
 
-    /// What the router is told about each member (built with [`Links::new`], in id order).
-    pub fn specs(&self) -> Vec<MemberSpec> {
-        self.members.iter().flatten().map(|m| m.spec).collect()
+    /// What the router is told about each member, by id.
+    pub fn specs_by_id(&self) -> Vec<(u16, MemberSpec)> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter_map(|(id, m)| Some((id as u16, m.as_ref()?.spec)))
+            .collect()
     }
 
     /// Puts `member` at processor id `id`, replacing what was there (whose queue producer is
@@ -312,6 +316,14 @@ pub struct ControlInbox {
     waiting: Arc<AtomicBool>,
 }
 
+impl ControlInbox {
+    /// Everything waiting (tests read what the control side sent).
+    #[cfg(test)]
+    pub(crate) fn take_all(&self) -> Vec<Command> {
+        self.rx.try_iter().collect()
+    }
+}
+
 /// A connected sender and inbox.
 pub fn control_channel() -> (ControlSender, ControlInbox) {
     let (tx, rx) = mpsc::channel();
@@ -489,8 +501,8 @@ mod tests {
         member.spec.max_pending = 2;
         let cfg = RouterConfig::default();
         let now = fabric::monotonic_ns();
-        let links = Links::new(vec![member], None, &cfg, now);
-        let router = Router::new(cfg, links.specs());
+        let links = Links::new(vec![Some(member)], None, &cfg, now);
+        let router = Router::new(cfg, vec![links.specs_by_id()[0].1]);
         let mut d = Dispatch::new(router, links);
         let invite = |i: u32| {
             format!(

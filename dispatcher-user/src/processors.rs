@@ -1,8 +1,8 @@
 //! Starts the in-chassis processor threads (claim 3) and hands the router their fabric queues
 //! and load reports.
 //!
-//! Processor k owns `ip:(first_port + k)` for both SIP and MGCP: it receives initial messages
-//! from its queue and the rest of its dialogs on that socket, and answers from it.
+//! Each local processor owns its entry's address for both SIP and MGCP: it receives initial
+//! messages from its queue and the rest of its dialogs on that socket, and answers from it.
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
     path::PathBuf,
@@ -23,29 +23,27 @@ use crate::{
     forward::Forwarder,
     lan::{Health, Lan, LanStats, RemoteSpec},
     links::{LinkedMember, Links},
+    pool::{Kind, ProcessorEntry},
     report::ProcessorReport,
     route::{Router, RouterConfig},
 };
 use processor::report::ReportKey;
 
-/// In-chassis processor threads (claim 3): how many, where they listen, what they can take.
+/// The processor pool (in-chassis threads, claim 3, and processors on other hosts, claim 4) and
+/// the settings they share.
 #[derive(Debug, Clone)]
 pub struct ProcessorsConfig {
-    /// Number of processor threads.
-    pub count: u16,
-    /// Processor k listens on `ip:(first_port + k)`, where ip is the SIP address's (or, when
-    /// that is unspecified, the interface's first IPv4 address / 127.0.0.1).
-    pub first_port: u16,
-    /// Address processors bind and name in their Contact / endpoint ids; `None`: derived.
+    /// Every processor, with its stable id (see [`crate::pool`]); local ones bind their `addr`.
+    pub entries: Vec<ProcessorEntry>,
+    /// Address local processors bind and name in their Contact / endpoint ids, as configured
+    /// (`None`: derived from the SIP address); the entries already carry the resolved one.
     pub ip: Option<std::net::IpAddr>,
-    /// Capacity of each processor in session units (0: unlimited).
-    pub capacity: u32,
     /// Most new-INVITE transactions pending per processor (0: unlimited); the processors
     /// refuse beyond it and the router does not select a processor at it.
     pub max_pending_invites: u32,
     /// Fabric queue slots per processor.
     pub queue_depth: usize,
-    /// RTP port range, split evenly between processors.
+    /// RTP port range, split evenly between the local processors.
     pub media_ports: PortRange,
     /// Delay before the 200 OK (0: answer at once).
     pub answer_delay: Duration,
@@ -53,9 +51,6 @@ pub struct ProcessorsConfig {
     pub send_180: bool,
     /// CPU cores to pin processor threads to, round-robin (empty: unpinned).
     pub cores: Vec<usize>,
-    /// Processors on other hosts, after the local ones in the pool (ids count on from
-    /// `count`).
-    pub remote: Vec<RemoteSpec>,
     /// Where remote processors send their load reports (and OPTIONS answers come back).
     pub report_listen: Option<SocketAddr>,
     /// The shared report key file.
@@ -66,59 +61,73 @@ pub struct ProcessorsConfig {
 
 /// The running processor threads, and the listener for processors on other hosts.
 pub struct Processors {
-    members: Mutex<Option<Vec<LinkedMember>>>,
-    handles: Vec<(SocketAddr, JoinHandle<ProcessorStats>)>,
+    members: Mutex<Option<Vec<Option<LinkedMember>>>>,
+    handles: Vec<(usize, SocketAddr, JoinHandle<ProcessorStats>)>,
     stop: Arc<AtomicBool>,
     lan: Option<Lan>,
 }
 
 impl Processors {
-    /// Binds and starts `cfg.count` processors on `ip`.
+    /// Binds and starts the local processors (each on its entry's address) and the listener
+    /// for the remote ones. `_ip` is kept for the callers; the entries carry their addresses.
     pub fn start(
         cfg: &ProcessorsConfig,
-        ip: IpAddr,
+        _ip: IpAddr,
         router: &RouterConfig,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let n = cfg.count;
-        let total = usize::from(n) + cfg.remote.len();
-        if total > crate::route::select::MAX_PROCESSORS {
+        let mut entries: Vec<&ProcessorEntry> = cfg.entries.iter().collect();
+        entries.sort_by_key(|e| e.id);
+        if entries.len() > crate::route::select::MAX_PROCESSORS {
             anyhow::bail!(
                 "at most {} processors",
                 crate::route::select::MAX_PROCESSORS
             );
         }
+        for w in entries.windows(2) {
+            if w[0].id == w[1].id {
+                anyhow::bail!("processor id {} is given twice", w[0].id);
+            }
+        }
+        let pool = entries.last().map_or(0, |e| e.id + 1);
+        let n_local = u16::try_from(entries.iter().filter(|e| e.kind == Kind::Local).count())
+            .unwrap_or(u16::MAX);
         let deployment = Deployment {
-            pool: u16::try_from(total).unwrap_or(u16::MAX),
-            capacity: cfg.capacity,
+            pool,
+            capacity: 0,
             answer_delay: cfg.answer_delay,
             send_180: cfg.send_180,
             session_size: router.session_size.clone(),
             tag_keys: router.tag_keys,
             max_pending_invites: cfg.max_pending_invites,
         };
-        let mut members = Vec::new();
+        // Indexed by id; ids no processor has stay `None` (ids are stable names, see `pool`).
+        let mut members: Vec<Option<LinkedMember>> = Vec::new();
+        members.resize_with(usize::from(pool), || None);
         let mut handles = Vec::new();
-        for k in 0..n {
-            let port = cfg
-                .first_port
-                .checked_add(k)
-                .context("--processor-ports + --processors exceeds 65535")?;
-            let addr = SocketAddr::new(ip, port);
-            let socket = UdpSocket::bind(addr).with_context(|| {
-                format!("binding processor {k} on {addr} (see --processor-ports)")
-            })?;
+        let mut remote = Vec::new();
+        let mut k: u16 = 0;
+        for e in entries {
+            if e.kind == Kind::Remote {
+                remote.push((usize::from(e.id), e.clone()));
+                continue;
+            }
+            let (id, addr) = (e.id, e.addr);
+            let socket = UdpSocket::bind(addr)
+                .with_context(|| format!("binding processor {id} on {addr}"))?;
             let (producer, consumer) =
                 fabric::channel(cfg.queue_depth).context("creating the fabric queue")?;
-            let load = LoadReport::new(cfg.capacity);
-            let media = cfg.media_ports.share(n, k).with_context(|| {
+            let load = LoadReport::new(e.capacity);
+            let media = cfg.media_ports.share(n_local, k).with_context(|| {
                 format!(
-                    "--media-ports {} is too small for {n} processors (each needs {} ports)",
+                    "--media-ports {} is too small for {n_local} processors (each needs {} ports)",
                     cfg.media_ports,
                     processor::deploy::MIN_MEDIA_PORTS
                 )
             })?;
-            let mut pc = deployment.processor(k, addr, media);
+            let mut pc = deployment.processor(id, addr, media);
+            pc.sip.capacity_units = e.capacity;
+            pc.mgcp.capacity_units = e.capacity;
             pc.core = (!cfg.cores.is_empty()).then(|| cfg.cores[usize::from(k) % cfg.cores.len()]);
             let handle = processor::thread::try_spawn(
                 pc,
@@ -127,17 +136,20 @@ impl Processors {
                 socket,
                 Arc::clone(&stop),
             )
-            .with_context(|| format!("starting processor thread {k}"))?;
-            let mut member = LinkedMember::local(port, cfg.capacity, producer, load);
+            .with_context(|| format!("starting processor thread {id}"))?;
+            let mut member = LinkedMember::local(addr.port(), e.capacity, producer, load);
             member.spec.max_pending = cfg.max_pending_invites;
-            members.push(member);
-            handles.push((addr, handle));
+            member.spec.addr = addr;
+            member.spec.weight = e.weight;
+            members[usize::from(id)] = Some(member);
+            handles.push((usize::from(id), addr, handle));
+            k += 1;
         }
-        if n > 0 {
-            info!(count = n, first = %handles[0].0, capacity = cfg.capacity, "processors started");
+        if n_local > 0 {
+            info!(count = n_local, first = %handles[0].1, "processors started");
         }
-        let lan = Self::start_lan(cfg, router, &mut members)?;
-        if members.is_empty() {
+        let lan = Self::start_lan(cfg, router, &remote, &mut members)?;
+        if members.iter().all(Option::is_none) {
             warn!("no processors: every new dialog will be answered 503 / 403");
         }
         Ok(Self {
@@ -148,21 +160,22 @@ impl Processors {
         })
     }
 
-    /// Adds the remote members (ids after the local ones) and starts their report listener:
-    /// when some are configured, or when `--report-listen` is given with none (so processors
-    /// on other hosts can be watched at runtime, [`Lan::watch`]).
+    /// Fills in the remote members (at their ids) and starts their report listener: when some
+    /// are configured, or when `--report-listen` is given with none (so processors on other
+    /// hosts can be watched at runtime, [`Lan::watch`]).
     fn start_lan(
         cfg: &ProcessorsConfig,
         router: &RouterConfig,
-        members: &mut Vec<LinkedMember>,
+        remote: &[(usize, ProcessorEntry)],
+        members: &mut [Option<LinkedMember>],
     ) -> anyhow::Result<Option<Lan>> {
-        if cfg.remote.is_empty() && cfg.report_listen.is_none() {
+        if remote.is_empty() && cfg.report_listen.is_none() {
             return Ok(None);
         }
         let listen = cfg.report_listen.context(
             "--remote-processor needs --report-listen (where processors send load reports)",
         )?;
-        let needs_key = cfg.remote.iter().any(|r| r.health.mode == Health::Reports);
+        let needs_key = remote.iter().any(|(_, e)| e.health.mode == Health::Reports);
         let key = match (&cfg.report_key_file, needs_key) {
             (Some(path), _) => ReportKey::from_file(path)
                 .with_context(|| format!("reading --report-key-file {}", path.display()))?,
@@ -174,12 +187,21 @@ impl Processors {
         let sock =
             UdpSocket::bind(listen).with_context(|| format!("binding --report-listen {listen}"))?;
         let mut board = Vec::new();
-        for spec in &cfg.remote {
-            let load = LoadReport::new(spec.capacity);
-            board.push((members.len(), spec.clone(), Arc::clone(&load)));
-            members.push(LinkedMember::remote(spec.addr, spec.capacity, load));
+        for (index, e) in remote {
+            let load = LoadReport::new(e.capacity);
+            let spec = RemoteSpec {
+                id: Some(e.id),
+                addr: e.addr,
+                capacity: e.capacity,
+                weight: e.weight,
+                health: e.health.clone(),
+            };
+            board.push((*index, spec, Arc::clone(&load)));
+            let mut member = LinkedMember::remote(e.addr, e.capacity, load);
+            member.spec.weight = e.weight;
+            members[*index] = Some(member);
         }
-        info!(remote = cfg.remote.len(), report_listen = %listen, "processors on other hosts configured");
+        info!(remote = remote.len(), report_listen = %listen, "processors on other hosts configured");
         Ok(Some(Lan::start(
             sock,
             key,
@@ -197,7 +219,11 @@ impl Processors {
             UdpSocket::bind(SocketAddr::new(ip, 0)).context("binding the LAN forwarding socket")?;
         let forwarder = Some(Forwarder::new(sock)?);
         let links = Links::new(self.members()?, forwarder, cfg, fabric::monotonic_ns());
-        Ok((Router::new(cfg.clone(), links.specs()), links))
+        let mut router = Router::new(cfg.clone(), Vec::new());
+        for (id, spec) in links.specs_by_id() {
+            router.set_member(id, spec);
+        }
+        Ok((router, links))
     }
 
     /// The LAN health monitor, when it runs (to watch / unwatch processors on other hosts and
@@ -223,7 +249,7 @@ impl Processors {
     }
 
     /// The router's view of the processors; can be taken once.
-    pub fn members(&self) -> anyhow::Result<Vec<LinkedMember>> {
+    pub fn members(&self) -> anyhow::Result<Vec<Option<LinkedMember>>> {
         self.members
             .lock()
             .map_err(|_| anyhow::anyhow!("processor list poisoned"))?
@@ -239,8 +265,7 @@ impl Processors {
         let reports = self
             .handles
             .into_iter()
-            .enumerate()
-            .map(|(id, (addr, h))| ProcessorReport {
+            .map(|(id, addr, h)| ProcessorReport {
                 id,
                 addr,
                 stats: h.join().ok(),

@@ -21,9 +21,7 @@ use xdp_io::{
 
 use crate::{
     control::{pool::Entries, socket::CtlSocket, Controller, ReloadFn, Reloadable},
-    lan::HealthSpec,
     links::{control_channel, Dispatch},
-    pool::{Kind, ProcessorEntry},
     processors::{Processors, ProcessorsConfig},
     report::{AfXdpReport, ExitReport, RouterReport},
     route::RouterConfig,
@@ -75,17 +73,18 @@ pub struct RunConfig {
     pub guard: SourceGuard,
     /// The routing core's configuration.
     pub router: RouterConfig,
-    /// The in-chassis processors to start.
+    /// The processors to start (local threads) and watch (remote ones).
     pub processors: ProcessorsConfig,
-    /// The control socket (`switchyard ctl`); `None`: the default path, where failing to
-    /// bind is only a warning.
-    pub ctl_socket: Option<PathBuf>,
-    /// Where to serve Prometheus `/metrics` (off when `None`).
+    /// The control socket `switchyard ctl` talks to (`--ctl-socket`). Failing to bind the
+    /// default path ([`DEFAULT_CTL_SOCKET`]) is only a warning.
+    pub ctl_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`--metrics-listen`); `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// The config file these settings came from (re-read on reload); `None`: flags only.
+    pub config_file: Option<PathBuf>,
 }
 
-/// The control socket's path when none is given (systemd's `RuntimeDirectory=switchyard`).
-pub const DEFAULT_CTL_SOCKET: &str = "/run/switchyard/ctl.sock";
+pub use crate::config::DEFAULT_CTL_SOCKET;
 
 /// Builds the configuration anew from its sources on reload (`None`: started without a file).
 pub type Reloader = Option<Box<dyn Fn() -> anyhow::Result<RunConfig>>>;
@@ -93,36 +92,8 @@ pub type Reloader = Option<Box<dyn Fn() -> anyhow::Result<RunConfig>>>;
 impl RunConfig {
     /// What a reload may change, from this configuration.
     pub fn reloadable(&self) -> Reloadable {
-        let mut entries = Entries::new();
         let p = &self.processors;
-        let ip = processor_ip(self);
-        for k in 0..p.count {
-            entries.insert(
-                k,
-                ProcessorEntry {
-                    id: k,
-                    kind: Kind::Local,
-                    addr: SocketAddr::new(ip, p.first_port.saturating_add(k)),
-                    capacity: p.capacity,
-                    weight: 1,
-                    health: HealthSpec::default(),
-                },
-            );
-        }
-        for (i, r) in p.remote.iter().enumerate() {
-            let id = p.count + i as u16;
-            entries.insert(
-                id,
-                ProcessorEntry {
-                    id,
-                    kind: Kind::Remote,
-                    addr: r.addr,
-                    capacity: r.capacity,
-                    weight: 1,
-                    health: r.health.clone(),
-                },
-            );
-        }
+        let entries: Entries = p.entries.iter().map(|e| (e.id, e.clone())).collect();
         let restart_only = vec![
             ("backend", format!("{:?}", self.backend)),
             ("iface", format!("{:?}", self.iface)),
@@ -254,15 +225,14 @@ fn open_ctl_socket(
     cfg: &RunConfig,
     tx: std::sync::mpsc::Sender<crate::control::socket::Pending>,
 ) -> anyhow::Result<Option<CtlSocket>> {
-    match &cfg.ctl_socket {
-        Some(path) => Ok(Some(CtlSocket::start(path, tx)?)),
-        None => match CtlSocket::start(std::path::Path::new(DEFAULT_CTL_SOCKET), tx) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) => {
-                warn!("no control socket (`switchyard ctl` will not reach this instance): {e:#}");
-                Ok(None)
-            }
-        },
+    let path = cfg.ctl_socket.as_path();
+    match CtlSocket::start(path, tx) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if path == std::path::Path::new(DEFAULT_CTL_SOCKET) => {
+            warn!("no control socket (`switchyard ctl` will not reach this instance): {e:#}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -248,3 +248,67 @@ fn guard_flags_that_cannot_work_are_refused() {
         assert!(err.contains(why), "{args:?}: {err}");
     }
 }
+
+/// The allow-list is map contents: a reload (SIGHUP after editing the file) changes who is
+/// answered, without reloading the XDP program or restarting anything.
+#[test]
+#[ignore = "needs root, netns and the eBPF object: run `cargo xtask test`"]
+fn a_reload_changes_the_allow_list_in_place() {
+    common::require_root();
+    let tb = Testbed::up(&common::tb_name("gl"), 1).expect("testbed");
+    add_other_address(&tb);
+    let dir = std::env::temp_dir().join(format!("sy-guard-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("switchyard.toml");
+    let sock = dir.join("ctl.sock");
+    std::fs::write(&file, format!("allow-source = [\"{OTHER_V4}/32\"]\n")).unwrap();
+    let sy = common::xdp_switchyard(
+        &tb,
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--ctl-socket",
+            sock.to_str().unwrap(),
+        ],
+        "gl",
+    );
+    let sip4: SocketAddr = format!("{}:5060", testbed::DISP_V4).parse().unwrap();
+    let app = socket_at(&tb, testbed::APP_V4);
+    let other = socket_at(&tb, OTHER_V4);
+    let me = app.local_addr().unwrap();
+    app.send_to(&invite(1, me, sip4), sip4).unwrap();
+    assert_eq!(answer(&app, Duration::from_secs(1)), None, "not listed yet");
+
+    std::fs::write(&file, "allow-source = [\"198.18.0.2/32\"]\n").unwrap();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(sy.child.id() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut i = 2;
+    let got = loop {
+        app.send_to(&invite(i, me, sip4), sip4).unwrap();
+        if let Some(a) = answer(&app, Duration::from_millis(300)) {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still not answered after the reload"
+        );
+        i += 1;
+    };
+    assert!(
+        got.starts_with("SIP/2.0 1") || got.starts_with("SIP/2.0 200"),
+        "{got}"
+    );
+    other
+        .send_to(&invite(100, other.local_addr().unwrap(), sip4), sip4)
+        .unwrap();
+    assert_eq!(
+        answer(&other, Duration::from_secs(1)),
+        None,
+        "no longer listed"
+    );
+    let stats = sy.stop();
+    let x = stats.xdp.expect("xdp counters");
+    assert_eq!(x.dropped_not_allowed, u64::from(i), "{x:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

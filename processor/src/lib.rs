@@ -10,6 +10,7 @@
 //!
 //! It owns dialog and connection state; it must not route (that is the dispatcher's) nor hold
 //! message rules of its own (those are `wire`'s).
+pub mod config_file;
 pub mod deploy;
 pub mod load;
 pub mod media;

@@ -69,6 +69,9 @@ enum Cmd {
         #[arg(long, default_value = "least-loaded")]
         policy: String,
     },
+    /// Build the release binaries (XDP program embedded) and a Debian package:
+    /// target/debian/switchyard_<version>_<arch>.deb.
+    Package,
     /// Create or delete the veth/netns testbed.
     Testbed {
         /// up or down.
@@ -121,6 +124,18 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Setup { no_apt } => setup::all(!no_apt),
         Cmd::Test => test(),
+        Cmd::Package => {
+            // The eBPF toolchain (the package needs the XDP program); no Debian packages:
+            // dpkg-deb, strip and readelf are on any machine that builds Rust on Debian.
+            setup::all(false)?;
+            let p = xtask::package::package(&workspace_root())?;
+            println!(
+                "{} (XDP program embedded in switchyard: {} bytes)",
+                p.deb.display(),
+                p.bpf_object_bytes
+            );
+            Ok(())
+        }
         Cmd::Bench {
             quick,
             blast_rate,

@@ -23,6 +23,13 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     // promtool (from the Prometheus server package; only promtool is used) checks that what
     // `/metrics` serves is valid exposition text.
     ("prometheus", "promtool"),
+    // The package test: `systemd-analyze verify` of the units (it needs no systemd as PID 1),
+    // the service user (postinst), the binaries' dependencies and stripping, and running the
+    // installed binary with exactly the unit's capabilities (setpriv, prlimit).
+    ("systemd", "systemd-analyze"),
+    ("adduser", "adduser"),
+    ("binutils", "objdump"),
+    ("util-linux", "setpriv"),
     // BIRD 2, the BGP daemon of the anycast testbed (router with ECMP, one per dispatcher
     // host announcing the service address; see packaging/anycast/).
     ("bird2", "bird"),

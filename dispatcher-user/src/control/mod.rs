@@ -148,8 +148,10 @@ impl Watcher for crate::lan::Lan {
 /// What the LAN monitor is told about a remote entry.
 fn remote_spec(e: &ProcessorEntry) -> crate::lan::RemoteSpec {
     crate::lan::RemoteSpec {
+        id: Some(e.id),
         addr: e.addr,
         capacity: e.capacity,
+        weight: e.weight,
         health: e.health.clone(),
     }
 }
@@ -690,23 +692,18 @@ impl<'a> Controller<'a> {
     }
 }
 
-/// `ctl add`'s spec: `id=N,` then what `--remote-processor` takes.
+/// `ctl add`'s spec: what `--remote-processor` takes, with `id=N` required.
 fn parse_add_spec(spec: &str) -> Result<ProcessorEntry, String> {
-    let rest = spec
-        .strip_prefix("id=")
-        .and_then(|r| r.split_once(','))
-        .ok_or_else(|| format!("{spec:?}: expected id=N,HOST:PORT[,capacity=N][,health=...]"))?;
-    let id: u16 = rest.0.parse().map_err(|e| format!("{spec:?}: id: {e}"))?;
-    if id >= crate::pool::MAX_ID {
-        return Err(format!("{spec:?}: id {id} ≥ {}", crate::pool::MAX_ID));
-    }
-    let r: crate::lan::RemoteSpec = rest.1.parse()?;
+    let r: crate::lan::RemoteSpec = spec.parse()?;
+    let id = r
+        .id
+        .ok_or_else(|| format!("{spec:?}: give the processor's id first: id=N,HOST:PORT[,...]"))?;
     Ok(ProcessorEntry {
         id,
         kind: Kind::Remote,
         addr: r.addr,
         capacity: r.capacity,
-        weight: 1,
+        weight: r.weight,
         health: r.health,
     })
 }
@@ -751,4 +748,171 @@ pub fn list_table(procs: &[crate::status::ProcessorStatus]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, rc::Rc};
+
+    use super::*;
+    use crate::{lan::HealthSpec, links::control_channel};
+
+    fn entry(id: u16, port: u16) -> ProcessorEntry {
+        ProcessorEntry {
+            id,
+            kind: Kind::Remote,
+            addr: format!("198.18.0.10:{port}").parse().unwrap(),
+            capacity: 10,
+            weight: 1,
+            health: HealthSpec::new(Health::None),
+        }
+    }
+
+    fn reloadable(entries: &[ProcessorEntry]) -> Reloadable {
+        Reloadable {
+            router: RouterConfig::default(),
+            guard: SourceGuard::default(),
+            entries: entries.iter().map(|e| (e.id, e.clone())).collect(),
+            max_pending_invites: 0,
+            restart_only: vec![("sip", "0.0.0.0:5060".into())],
+            stats_interval: None,
+            report_keyed: false,
+        }
+    }
+
+    /// What the commands did to the pool: (inserted ids, removed ids, admin changes).
+    fn summarise(cmds: Vec<Command>) -> (Vec<u16>, Vec<u16>, Vec<(u16, Admin)>) {
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for c in cmds {
+            match c {
+                Command::Insert { id, .. } => out.0.push(id),
+                Command::Remove { id } => out.1.push(id),
+                Command::SetAdmin { id, admin } if admin != Admin::Active => {
+                    out.2.push((id, admin))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ctl_changes_survive_a_reload_until_the_file_changes_their_processor() {
+        let file = Rc::new(RefCell::new(reloadable(&[entry(0, 5070), entry(1, 5071)])));
+        let (tx, inbox) = control_channel();
+        let f2 = Rc::clone(&file);
+        let mut c = Controller::new(
+            file.borrow().clone(),
+            tx,
+            Arc::new(StatusCell::default()),
+            Arc::new(Published::default()),
+            None,
+            None,
+            Some(Box::new(move || Ok(f2.borrow().clone()))),
+            "udp",
+        );
+        // Runtime: drain 0, add 5, remove 1.
+        assert!(c.handle(&Request::Drain { id: 0 }).ok);
+        let r = c.handle(&Request::Add {
+            spec: "id=5,198.18.0.10:5075,capacity=3,health=none".into(),
+        });
+        assert!(r.ok, "{r:?}");
+        assert!(c.handle(&Request::Remove { id: 1 }).ok);
+        assert!(
+            !c.handle(&Request::Add {
+                spec: "id=5,198.18.0.10:5099,health=none".into()
+            })
+            .ok,
+            "id in use"
+        );
+        assert!(
+            !c.handle(&Request::Add {
+                spec: "198.18.0.10:5099,health=none".into()
+            })
+            .ok,
+            "no id"
+        );
+        assert!(
+            !c.handle(&Request::Add {
+                spec: "id=6,198.18.0.10:5099".into()
+            })
+            .ok,
+            "health=reports needs a key"
+        );
+        assert_eq!(
+            summarise(inbox.take_all()),
+            (vec![5], vec![1], vec![(0, Admin::Draining)])
+        );
+
+        // A reload whose file changes nothing about 0, 1 or 5 (it adds 2): all kept.
+        *file.borrow_mut() = reloadable(&[entry(0, 5070), entry(1, 5071), entry(2, 5072)]);
+        let r = c.handle(&Request::Reload);
+        assert!(r.ok, "{r:?}");
+        let (ins, rem, admin) = summarise(inbox.take_all());
+        assert_eq!(
+            (ins, rem),
+            (vec![2], vec![]),
+            "only 2 is new; 1 stays removed, 5 stays"
+        );
+        assert_eq!(admin, [(0, Admin::Draining)], "0 is still draining");
+        assert_eq!(c.running.keys().copied().collect::<Vec<_>>(), [0, 2, 5]);
+
+        // The file now changes 0 (capacity) and defines 5 itself: the file wins for both.
+        let mut e0 = entry(0, 5070);
+        e0.capacity = 99;
+        *file.borrow_mut() = reloadable(&[e0, entry(1, 5071), entry(2, 5072), entry(5, 5095)]);
+        let r = c.handle(&Request::Reload);
+        assert!(r.ok, "{r:?}");
+        let (ins, rem, admin) = summarise(inbox.take_all());
+        assert_eq!((ins, rem), (vec![5], vec![5]), "5 replaced by the file's");
+        assert!(
+            admin.is_empty(),
+            "0's drain gave way to the file: {admin:?}"
+        );
+        assert_eq!(c.running[&5].addr.port(), 5095);
+        assert!(
+            !c.running.contains_key(&1),
+            "1's removal is kept: the file did not change 1"
+        );
+
+        // A file that fails is refused and counted; nothing is sent.
+        let f3 = Rc::clone(&file);
+        c.reload = Some(Box::new(move || {
+            let _ = &f3;
+            anyhow::bail!("t.toml:3:1: key `processor[0].id`: bad")
+        }));
+        let r = c.handle(&Request::Reload);
+        assert!(!r.ok && r.message.contains("unchanged"), "{r:?}");
+        assert!(inbox.take_all().is_empty());
+        assert_eq!(c.status().reloads, Reloads { ok: 2, failed: 1 });
+    }
+
+    #[test]
+    fn a_reload_that_needs_a_restart_is_refused_whole() {
+        let mut local = entry(0, 5070);
+        local.kind = Kind::Local;
+        let file = Rc::new(RefCell::new(reloadable(&[local.clone()])));
+        let (tx, inbox) = control_channel();
+        let f2 = Rc::clone(&file);
+        let mut c = Controller::new(
+            file.borrow().clone(),
+            tx,
+            Arc::new(StatusCell::default()),
+            Arc::new(Published::default()),
+            None,
+            None,
+            Some(Box::new(move || Ok(f2.borrow().clone()))),
+            "udp",
+        );
+        let mut local1 = local.clone();
+        local1.id = 1;
+        local1.addr = "198.18.0.10:5071".parse().unwrap();
+        *file.borrow_mut() = reloadable(&[local, local1, entry(3, 5073)]);
+        let r = c.handle(&Request::Reload);
+        assert!(!r.ok && r.message.contains("needs a restart"), "{r:?}");
+        assert!(
+            inbox.take_all().is_empty(),
+            "nothing applied, not even remote 3"
+        );
+    }
 }

@@ -52,6 +52,17 @@ impl std::str::FromStr for Health {
     }
 }
 
+impl Health {
+    /// The name used in configuration (`reports`, `options`, `none`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Reports => "reports",
+            Health::Options => "options",
+            Health::None => "none",
+        }
+    }
+}
+
 /// Health checking of one processor: the signal, and (for OPTIONS) which answers count as up
 /// and how many in a row change the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,57 +131,154 @@ impl Default for HealthSpec {
     }
 }
 
-/// One processor on another host, as configured.
-#[derive(Debug, Clone)]
+/// One processor on another host, as configured with `--remote-processor SPEC` (or
+/// `switchyard ctl add SPEC`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSpec {
+    /// Its stable id; `None`: the next one after the processors before it.
+    pub id: Option<u16>,
     /// Its SIP/MGCP address.
     pub addr: SocketAddr,
     /// Capacity in units (0: as it reports / unlimited).
     pub capacity: u32,
+    /// Relative share of new dialogs (1..=1000).
+    pub weight: u32,
     /// Health signal and thresholds.
     pub health: HealthSpec,
+}
+
+impl RemoteSpec {
+    /// A spec for `addr` with the defaults (no id, capacity 0, weight 1, health=reports).
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            id: None,
+            addr,
+            capacity: 0,
+            weight: 1,
+            health: HealthSpec::default(),
+        }
+    }
+}
+
+/// The options a SPEC takes, for error messages.
+const SPEC_SYNTAX: &str = "[id=N,]HOST:PORT[,capacity=N][,weight=N][,health=reports|options|none][,fail=N][,ok=N][,up=CODES]";
+
+/// Parses status code ranges: `200-299,486` (each code 100..=699; a range low-high).
+pub fn parse_codes(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let code = |c: &str| -> Result<u16, String> {
+        match c.trim().parse::<u16>() {
+            Ok(n) if (100..=699).contains(&n) => Ok(n),
+            _ => Err(format!("{c:?} is not a status code (100..699)")),
+        }
+    };
+    let mut out = Vec::new();
+    for item in s.split(',') {
+        let r = match item.split_once('-') {
+            Some((a, b)) => (code(a)?, code(b)?),
+            None => {
+                let c = code(item)?;
+                (c, c)
+            }
+        };
+        if r.0 > r.1 {
+            return Err(format!("{item:?}: range is backwards"));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Writes code ranges back as [`parse_codes`] reads them.
+pub fn format_codes(up: &[(u16, u16)]) -> String {
+    up.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl std::str::FromStr for RemoteSpec {
     type Err = String;
 
-    /// `HOST:PORT[,capacity=N][,health=reports|options|none][,fail=N][,ok=N][,up=CODES]`;
-    /// `up` codes are separated by `;` or `+` (`up=200-299;404`).
+    /// `[id=N,]HOST:PORT[,capacity=N][,weight=N][,health=reports|options|none][,fail=N][,ok=N][,up=CODES]`.
+    /// `up` takes codes and ranges separated by commas (`up=200-299,486`): the items after
+    /// `up=` that are not `key=value` are more codes.
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut parts = s.split(',');
-        let addr = parts
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|e| format!("{s}: address: {e}"))?;
-        let mut spec = RemoteSpec {
-            addr,
-            capacity: 0,
-            health: HealthSpec::default(),
+        let mut addr: Option<SocketAddr> = None;
+        let mut spec = RemoteSpec::new(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let mut up: Option<String> = None;
+        let num = |k: &str, v: &str| -> Result<u32, String> {
+            v.parse::<u32>().map_err(|e| format!("{s}: {k}: {e}"))
         };
-        let count = |k: &str, v: &str| -> Result<u32, String> {
-            match v.parse::<u32>() {
-                Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!("{s}: {k}={v}: a count of 1 or more")),
-            }
-        };
-        for p in parts {
+        for (i, p) in s.split(',').enumerate() {
             match p.split_once('=') {
-                Some(("capacity", v)) => {
-                    spec.capacity = v.parse().map_err(|e| format!("{s}: capacity: {e}"))?
+                None if addr.is_none() && (i == 0 || spec.id.is_some() && i == 1) => {
+                    addr = Some(p.parse().map_err(|e| format!("{s}: address {p:?}: {e}"))?);
                 }
-                Some(("health", v)) => spec.health.mode = v.parse().map_err(|e| format!("{s}: {e}"))?,
-                Some(("fail", v)) => spec.health.fail = count("fail", v)?,
-                Some(("ok", v)) => spec.health.ok = count("ok", v)?,
-                Some(("up", v)) => {
-                    spec.health.up = HealthSpec::parse_up(v).map_err(|e| format!("{s}: {e}"))?
+                None if up.is_some() && addr.is_some() => {
+                    let codes = up.get_or_insert_with(String::new);
+                    codes.push(',');
+                    codes.push_str(p);
                 }
+                Some(("id", v)) if i == 0 => {
+                    let id = v.parse::<u16>().map_err(|e| format!("{s}: id: {e}"))?;
+                    if id >= crate::pool::MAX_ID {
+                        return Err(format!(
+                            "{s}: id {id}: must be below {}",
+                            crate::pool::MAX_ID
+                        ));
+                    }
+                    spec.id = Some(id);
+                }
+                _ if addr.is_none() => {
+                    return Err(format!("{s}: expected {SPEC_SYNTAX}"));
+                }
+                Some(("capacity", v)) => spec.capacity = num("capacity", v)?,
+                Some(("weight", v)) => {
+                    spec.weight = num("weight", v)?;
+                    if !(1..=1000).contains(&spec.weight) {
+                        return Err(format!("{s}: weight {v}: must be 1..=1000"));
+                    }
+                }
+                Some(("health", v)) => {
+                    spec.health.mode = match v {
+                        "reports" => Health::Reports,
+                        "options" => Health::Options,
+                        "none" => Health::None,
+                        _ => {
+                            return Err(format!(
+                                "{s}: health={v}: expected reports, options or none"
+                            ))
+                        }
+                    }
+                }
+                Some((k @ ("fail" | "ok"), v)) => {
+                    let n = num(k, v)?;
+                    if n == 0 {
+                        return Err(format!("{s}: {k}=0: must be at least 1"));
+                    }
+                    *if k == "fail" {
+                        &mut spec.health.fail
+                    } else {
+                        &mut spec.health.ok
+                    } = n;
+                }
+                Some(("up", v)) => up = Some(v.to_owned()),
                 _ => {
                     return Err(format!(
-                        "{s}: unknown option {p:?} (capacity=N, health=reports|options|none, fail=N, ok=N, up=CODES)"
+                        "{s}: unknown option {p:?} (expected {SPEC_SYNTAX})"
                     ))
                 }
             }
+        }
+        spec.addr = addr.ok_or_else(|| format!("{s}: no HOST:PORT (expected {SPEC_SYNTAX})"))?;
+        if let Some(codes) = up {
+            spec.health.up = HealthSpec::parse_up(&codes).map_err(|e| format!("{s}: up: {e}"))?;
         }
         Ok(spec)
     }
@@ -576,11 +684,7 @@ mod tests {
         let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
         let key = ReportKey::new(b"k1");
         let load = LoadReport::new(0);
-        let spec = RemoteSpec {
-            addr: proc_sock.local_addr().unwrap(),
-            capacity: 0,
-            health: HealthSpec::default(),
-        };
+        let spec = RemoteSpec::new(proc_sock.local_addr().unwrap());
         let lan = Lan::start(
             listener,
             key.clone(),

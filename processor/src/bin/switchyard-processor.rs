@@ -19,52 +19,67 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 use fabric::{monotonic_ns, LoadReport};
 use processor::{
+    config_file,
     deploy::{tag_keys_from_files, Deployment, PortRange, DEFAULT_MEDIA_PORTS, UNKEYED_WARNING},
     metrics::{render_processor, ProcessorSnapshot},
     report::{Report, ReportKey},
     thread::LiveStats,
 };
+use serde::Deserialize;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 use wire::SessionSizeConfig;
 
 /// A Switchyard processor on its own host: SIP UAS + MGCP gateway, reporting load over UDP.
-#[derive(Parser, Debug)]
-#[command(version, about)]
+///
+/// Every flag is also a key of the `--config` file (same name without `--`; `relay` and
+/// `report-to` are arrays); a flag given overrides the file's key.
+#[derive(Parser, Deserialize, Debug, Default)]
+#[command(name = "switchyard-processor", version, about)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct Args {
-    /// Address to listen on and to name in Contact / endpoint ids (SIP and MGCP).
+    /// TOML file with these settings as keys (see packaging/switchyard-processor.toml); flags
+    /// given here override its keys.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on and to name in Contact / endpoint ids (SIP and MGCP). Required.
     #[arg(long)]
-    listen: SocketAddr,
-    /// This processor's id: its index in the dispatchers' `--remote-processor` list (it is
-    /// encoded in To-tags and connection ids, so every dispatcher routes in-dialog traffic
-    /// here without shared state).
+    listen: Option<SocketAddr>,
+    /// This processor's id, as the dispatchers' pool names it (`id` of its `[[processor]]`
+    /// table, or its place in their `--remote-processor` list); it is encoded in To-tags and
+    /// connection ids, so every dispatcher routes in-dialog traffic here without shared state.
+    /// Required.
     #[arg(long)]
-    id: u16,
-    /// Number of processors in the dispatchers' list (bounds valid ids in tags).
+    id: Option<u16>,
+    /// Size of the dispatchers' pool (highest id + 1; bounds valid ids in tags). Required.
     #[arg(long)]
-    processors: u16,
-    /// Dispatcher report listener(s) to send load reports to (repeatable).
-    #[arg(long = "report-to", required = true)]
+    processors: Option<u16>,
+    /// Dispatcher report listener(s) to send load reports to (repeatable). Required.
+    #[arg(long = "report-to")]
+    #[serde(default)]
     report_to: Vec<SocketAddr>,
-    /// File holding the shared report key (any bytes; trailing newline ignored).
+    /// File holding the shared report key (any bytes; trailing newline ignored). Required.
     #[arg(long, env = "SWITCHYARD_REPORT_KEY_FILE")]
-    report_key_file: PathBuf,
-    /// Milliseconds between load reports.
-    #[arg(long, default_value_t = 100)]
-    report_interval_ms: u64,
+    report_key_file: Option<PathBuf>,
+    /// Milliseconds between load reports. [default: 100]
+    #[arg(long)]
+    report_interval_ms: Option<u64>,
     /// Dispatcher addresses trusted to relay MGCP with `X-SY-Src` (default: the --report-to IPs).
     #[arg(long = "relay")]
+    #[serde(default, rename = "relay")]
     relays: Vec<IpAddr>,
-    /// Capacity in session units (0: unlimited).
-    #[arg(long, default_value_t = 0)]
-    capacity: u32,
+    /// Capacity in session units (0: unlimited). [default: 0]
+    #[arg(long)]
+    capacity: Option<u32>,
     /// Most INVITE server transactions pending (answered, not yet acknowledged) at once; a new
-    /// INVITE beyond it is answered 503 with Retry-After (0: unlimited).
-    #[arg(long, default_value_t = processor::sip::DEFAULT_MAX_PENDING_INVITES)]
-    max_pending_invites: u32,
-    /// RTP ports, half for SIP and half for MGCP.
-    #[arg(long, default_value_t = DEFAULT_MEDIA_PORTS)]
-    media_ports: PortRange,
+    /// INVITE beyond it is answered 503 with Retry-After (0: unlimited). [default: 8192]
+    #[arg(long)]
+    max_pending_invites: Option<u32>,
+    /// RTP ports, half for SIP and half for MGCP. [default: 20000-59999]
+    #[arg(long)]
+    #[serde(default, deserialize_with = "de_parse")]
+    media_ports: Option<PortRange>,
     /// File with the secret shared with the dispatchers that keys the MAC over the processor
     /// id in To-tags and MGCP connection ids (the dispatchers' `--tag-key-file`). Without it
     /// tags are not authenticated (a warning at start).
@@ -76,18 +91,20 @@ struct Args {
     #[arg(long, env = "SWITCHYARD_TAG_KEY_PREVIOUS_FILE")]
     tag_key_previous_file: Option<PathBuf>,
     /// SIP header with an explicit session size (units), as the dispatchers' flag of the
-    /// same name; else derived from SDP; else 1.
-    #[arg(long, default_value = "X-Session-Size")]
-    session_size_header: String,
-    /// MGCP extension parameter with an explicit session size, as the dispatchers'.
-    #[arg(long, default_value = "X-Size")]
-    session_size_param: String,
-    /// Send 180 Ringing before 200 OK.
+    /// same name; else derived from SDP; else 1. [default: X-Session-Size]
     #[arg(long)]
-    send_180: bool,
-    /// Milliseconds before answering 200 OK.
-    #[arg(long, default_value_t = 0)]
-    answer_delay_ms: u64,
+    session_size_header: Option<String>,
+    /// MGCP extension parameter with an explicit session size, as the dispatchers'.
+    /// [default: X-Size]
+    #[arg(long)]
+    session_size_param: Option<String>,
+    /// Send 180 Ringing before 200 OK.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(rename = "send-180")]
+    send_180: Option<bool>,
+    /// Milliseconds before answering 200 OK. [default: 0]
+    #[arg(long)]
+    answer_delay_ms: Option<u64>,
     /// CPU core to pin the processor thread to.
     #[arg(long)]
     core: Option<usize>,
@@ -98,22 +115,141 @@ struct Args {
     /// Write counters as JSON here on exit.
     #[arg(long)]
     stats_json: Option<PathBuf>,
-    /// Log filter.
-    #[arg(long, default_value = "info", env = "SWITCHYARD_LOG")]
+    /// Log filter. [default: info]
+    #[arg(long, env = "SWITCHYARD_LOG")]
+    log_level: Option<String>,
+}
+
+/// The settings after flags over file over defaults.
+struct Settings {
+    listen: SocketAddr,
+    id: u16,
+    processors: u16,
+    report_to: Vec<SocketAddr>,
+    report_key_file: PathBuf,
+    report_interval_ms: u64,
+    relays: Vec<IpAddr>,
+    capacity: u32,
+    max_pending_invites: u32,
+    media_ports: PortRange,
+    tag_key_file: Option<PathBuf>,
+    tag_key_previous_file: Option<PathBuf>,
+    session_size_header: String,
+    session_size_param: String,
+    send_180: bool,
+    answer_delay_ms: u64,
+    core: Option<usize>,
+    stats_json: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     log_level: String,
 }
 
+impl Args {
+    /// Reads `--config` (if given) and merges these flags over it.
+    fn settings(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --config {}", path.display()))?;
+                toml::from_str::<Args>(&text)
+                    .map_err(|e| anyhow::anyhow!(config_file::describe(&e, &text, path)))?
+            }
+            None => Args::default(),
+        };
+        self.merge(file)
+    }
+
+    /// These flags over `file`'s keys over the defaults.
+    fn merge(self, file: Args) -> anyhow::Result<Settings> {
+        let f = self;
+        let need =
+            |what: &str| anyhow::anyhow!("--{what} (or key `{what}` in --config) is required");
+        let s = Settings {
+            listen: f.listen.or(file.listen).ok_or_else(|| need("listen"))?,
+            id: f.id.or(file.id).ok_or_else(|| need("id"))?,
+            processors: f
+                .processors
+                .or(file.processors)
+                .ok_or_else(|| need("processors"))?,
+            report_to: or_file(f.report_to, file.report_to),
+            report_key_file: f
+                .report_key_file
+                .or(file.report_key_file)
+                .ok_or_else(|| need("report-key-file"))?,
+            report_interval_ms: f
+                .report_interval_ms
+                .or(file.report_interval_ms)
+                .unwrap_or(100),
+            relays: or_file(f.relays, file.relays),
+            capacity: f.capacity.or(file.capacity).unwrap_or(0),
+            max_pending_invites: f
+                .max_pending_invites
+                .or(file.max_pending_invites)
+                .unwrap_or(processor::sip::DEFAULT_MAX_PENDING_INVITES),
+            media_ports: f
+                .media_ports
+                .or(file.media_ports)
+                .unwrap_or(DEFAULT_MEDIA_PORTS),
+            tag_key_file: f.tag_key_file.or(file.tag_key_file),
+            tag_key_previous_file: f.tag_key_previous_file.or(file.tag_key_previous_file),
+            session_size_header: f
+                .session_size_header
+                .or(file.session_size_header)
+                .unwrap_or_else(|| "X-Session-Size".into()),
+            session_size_param: f
+                .session_size_param
+                .or(file.session_size_param)
+                .unwrap_or_else(|| "X-Size".into()),
+            send_180: f.send_180.or(file.send_180).unwrap_or(false),
+            answer_delay_ms: f.answer_delay_ms.or(file.answer_delay_ms).unwrap_or(0),
+            core: f.core.or(file.core),
+            stats_json: f.stats_json.or(file.stats_json),
+            metrics_listen: f.metrics_listen.or(file.metrics_listen),
+            log_level: f
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".into()),
+        };
+        if s.report_to.is_empty() {
+            return Err(need("report-to"));
+        }
+        if s.id >= s.processors {
+            bail!("--id {} must be below --processors {}", s.id, s.processors);
+        }
+        Ok(s)
+    }
+}
+
+/// The flag's list when given, else the file's.
+fn or_file<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+    if flag.is_empty() {
+        file
+    } else {
+        flag
+    }
+}
+
+/// Deserializes a [`std::str::FromStr`] value from a string.
+fn de_parse<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+}
+
 fn main() -> anyhow::Result<()> {
-    let a = Args::parse();
+    let a = Args::parse().settings()?;
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&a.log_level)?)
         .with_target(false)
         .with_writer(std::io::stderr)
         .with_ansi(colour())
         .init();
-    if a.id >= a.processors {
-        bail!("--id {} must be below --processors {}", a.id, a.processors);
-    }
     let key = ReportKey::from_file(&a.report_key_file)
         .with_context(|| format!("reading --report-key-file {}", a.report_key_file.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -239,4 +375,72 @@ fn main() -> anyhow::Result<()> {
 fn colour() -> bool {
     use std::io::IsTerminal;
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../packaging/switchyard-processor.toml");
+
+    fn file(text: &str) -> Args {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let s = Args::default().merge(file(EXAMPLE)).unwrap();
+        assert_eq!((s.id, s.processors, s.report_to.len()), (2, 3, 1));
+        assert_eq!(
+            s.max_pending_invites,
+            processor::sip::DEFAULT_MAX_PENDING_INVITES
+        );
+        assert_eq!(s.media_ports, DEFAULT_MEDIA_PORTS);
+        assert_eq!(s.report_interval_ms, 100);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let flags = Args::try_parse_from([
+            "p",
+            "--id",
+            "0",
+            "--report-to",
+            "10.9.9.9:5062",
+            "--send-180",
+            "--capacity",
+            "5",
+        ])
+        .unwrap();
+        let s = flags.merge(file(EXAMPLE)).unwrap();
+        assert_eq!((s.id, s.capacity, s.send_180), (0, 5, true));
+        assert_eq!(
+            s.report_to,
+            ["10.9.9.9:5062".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(s.listen, file(EXAMPLE).listen.unwrap());
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let text = "listen = \"127.0.0.1:5070\"\nrport-to = []\n";
+        let e = toml::from_str::<Args>(text).unwrap_err();
+        let m = config_file::describe(&e, text, std::path::Path::new("p.toml"));
+        assert!(
+            m.starts_with("p.toml:2:1: key `rport-to`: unknown field"),
+            "{m}"
+        );
+        let m = Args::default()
+            .merge(file("id = 1\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            m.contains("--listen (or key `listen` in --config) is required"),
+            "{m}"
+        );
+        let text = "listen = \"127.0.0.1:5070\"\nid = 3\nprocessors = 3\nreport-to = [\"127.0.0.1:1\"]\nreport-key-file = \"/k\"\n";
+        let m = Args::default().merge(file(text)).err().unwrap().to_string();
+        assert!(m.contains("must be below"), "{m}");
+    }
 }
