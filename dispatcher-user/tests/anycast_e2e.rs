@@ -513,6 +513,31 @@ fn two_dispatchers_behind_ecmp_share_fail_over_and_come_back() {
         socks.len()
     );
     assert!(on_d1.iter().any(|&b| b) && !on_d1.iter().all(|&b| b));
+    // The dispatchers' own answers (OPTIONS is answered by the dispatcher) come from the
+    // anycast address, through either host.
+    let vip: SocketAddr = format!("{ANYCAST_V4}:5060").parse().unwrap();
+    for want_d1 in [true, false] {
+        let s = on_d1.iter().position(|&b| b == want_d1).unwrap();
+        let me = socks[s].local_addr().unwrap();
+        let opt = format!(
+            "OPTIONS sip:{ANYCAST_V4} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-o{s}\r\nMax-Forwards: 70\r\nFrom: <sip:uac@{me}>;tag=o{s}\r\nTo: <sip:{ANYCAST_V4}>\r\nCall-ID: opt-{s}@anycast\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        socks[s].send_to(opt.as_bytes(), vip).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut buf = [0u8; 2048];
+        let from = loop {
+            assert!(Instant::now() < deadline, "no answer to OPTIONS");
+            match socks[s].recv_from(&mut buf) {
+                Ok((n, from)) if buf[..n].starts_with(b"SIP/2.0 200") => break from,
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let host = if want_d1 { 1 } else { 2 };
+        assert_eq!(
+            from, vip,
+            "dispatcher {host} answers from the anycast address"
+        );
+    }
     for f in [&pcap_app, &pcap_d1] {
         let _ = std::fs::remove_file(f);
     }
