@@ -236,8 +236,8 @@ pub struct RunArgs {
     /// OPTIONS probe interval for health=options processors. [default: 200]
     #[arg(long)]
     pub probe_interval_ms: Option<u64>,
-    /// Seed of the router's random choices (power-of-two-choices, its own To-tags); default:
-    /// drawn at start. Fix it to make a run's decisions reproducible.
+    /// Seed of the router's random choices (its own To-tags; power-of-two-choices only for a
+    /// message without a Call-ID/transaction key); default: drawn at start. Fix it to make a run's decisions reproducible.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Log filter (error, warn, info, debug, trace, or a tracing EnvFilter directive).

@@ -85,6 +85,10 @@ enum Cmd {
         /// The several-hosts topology: app, dispatcher and two processor hosts on a bridge.
         #[arg(long)]
         lan: bool,
+        /// Several dispatchers behind a BIRD router with ECMP, each announcing the anycast
+        /// address over BGP while `switchyard ctl health` passes (see the README).
+        #[arg(long, conflicts_with = "lan")]
+        anycast: bool,
     },
 }
 
@@ -169,6 +173,12 @@ fn main() -> anyhow::Result<()> {
         Cmd::Testbed {
             action,
             name,
+            anycast: true,
+            ..
+        } => anycast_testbed(action, &name),
+        Cmd::Testbed {
+            action,
+            name,
             lan: true,
             ..
         } => match action {
@@ -197,7 +207,7 @@ fn main() -> anyhow::Result<()> {
             action,
             name,
             queues,
-            lan: false,
+            ..
         } => match action {
             TestbedAction::Up => {
                 let tb = Testbed::up(&name, queues)?.keep();
@@ -220,6 +230,46 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+    }
+}
+
+fn anycast_testbed(action: TestbedAction, name: &str) -> anyhow::Result<()> {
+    use testbed::{AnycastTestbed, ANYCAST_APP_V4, ANYCAST_DISP_V4, ANYCAST_V4, PROC_V4};
+    match action {
+        TestbedAction::Up => {
+            let mut b = cargo();
+            b.args(["build", "-p", "dispatcher-user", "-p", "processor"]);
+            check(b, "cargo build (switchyard, switchyard-processor)")?;
+            let bin = workspace_root().join("target/debug/switchyard");
+            let tb = AnycastTestbed::up(name, &bin)?.keep();
+            println!("anycast testbed {name} up (state in {}):", tb.dir.display());
+            println!(
+                "  {}: app, {} (default via the router)",
+                tb.app_ns,
+                ANYCAST_APP_V4.join(", ")
+            );
+            println!("  {}: router, BIRD with ECMP to {ANYCAST_V4}", tb.router_ns);
+            for (k, addr) in ANYCAST_DISP_V4.iter().enumerate() {
+                println!(
+                    "  {}: dispatcher host {addr} with {ANYCAST_V4}/32 on lo; start switchyard with --ctl-socket {}",
+                    tb.disp_ns[k],
+                    tb.ctl_socket(k).display()
+                );
+            }
+            for (ns, addr) in tb.proc_ns.iter().zip(PROC_V4) {
+                println!("  {ns}: processor host {addr}");
+            }
+            println!(
+                "  route now: {:?} (announced once a dispatcher is healthy)",
+                tb.anycast_next_hops()
+            );
+            Ok(())
+        }
+        TestbedAction::Down => {
+            AnycastTestbed::named(name).remove();
+            println!("anycast testbed {name} removed");
+            Ok(())
+        }
     }
 }
 

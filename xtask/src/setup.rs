@@ -30,6 +30,9 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("adduser", "adduser"),
     ("binutils", "objdump"),
     ("util-linux", "setpriv"),
+    // BIRD 2, the BGP daemon of the anycast testbed (router with ECMP, one per dispatcher
+    // host announcing the service address; see packaging/anycast/).
+    ("bird2", "bird"),
 ];
 
 fn have(program: &str) -> bool {

@@ -103,6 +103,23 @@ pub fn rendezvous_score(key: u64, k: usize) -> u64 {
     mix(key ^ mix(k as u64 ^ 0x5ca1_ab1e))
 }
 
+/// The two members with the highest rendezvous scores for `key` among `n` (≥ 2), best first.
+fn top_two(key: u64, n: usize) -> (usize, usize) {
+    let (mut a, mut b) = (0, 1);
+    if rendezvous_score(key, 1) > rendezvous_score(key, 0) {
+        (a, b) = (1, 0);
+    }
+    for k in 2..n {
+        let s = rendezvous_score(key, k);
+        if s > rendezvous_score(key, a) {
+            (a, b) = (k, a);
+        } else if s > rendezvous_score(key, b) {
+            b = k;
+        }
+    }
+    (a, b)
+}
+
 /// Weighted rendezvous score: `w / -ln(u)` with `u` the hash mapped into (0, 1).
 fn weighted_score(h: u64, weight: u32) -> f64 {
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
@@ -195,8 +212,17 @@ impl Selector {
                     (s.free(), u64::MAX - s.load(), usize::MAX - k)
                 }),
             Policy::LeastLoaded => {
-                let a = self.rand(n);
-                let b = (a + 1 + self.rand(n.saturating_sub(1).max(1))) % n;
+                // The two candidates come from the key (the Call-ID, or the MGCP transaction)
+                // when there is one: another dispatcher that gets a retransmission of an INVITE
+                // this one placed (its flow moved, e.g. when this one failed) weighs the same
+                // pair, so with similar load views it finds the original processor. Without a
+                // key, two random ones.
+                let (a, b) = if key != 0 && n > 1 {
+                    top_two(key, n)
+                } else {
+                    let a = self.rand(n);
+                    (a, (a + 1 + self.rand(n.saturating_sub(1).max(1))) % n)
+                };
                 let pick = match (usable(a), usable(b) && a != b) {
                     (true, true) => Some(if state(b).load() < state(a).load() {
                         b
@@ -291,6 +317,45 @@ mod tests {
             counts[3] < counts[0],
             "the most loaded one wins least: {counts:?}"
         );
+    }
+
+    #[test]
+    fn least_loaded_with_a_key_is_the_same_on_every_dispatcher() {
+        // Two selectors with different seeds (two dispatchers) and the same load view choose
+        // the same processor for every key, and still prefer the idle one.
+        let mut a = Selector::new(Policy::LeastLoaded, 7);
+        let mut b = Selector::new(Policy::LeastLoaded, 1234);
+        let states = [
+            st(90, 100),
+            st(10, 100),
+            st(95, 100),
+            st(99, 100),
+            st(50, 100),
+        ];
+        let mut counts = [0; 5];
+        for i in 0..5000u64 {
+            let key = wire::hash::stable_key(format!("call-{i}").as_bytes(), b"", b"");
+            let pa = a.select(5, 1, key, 0, |k| states[k]).unwrap();
+            assert_eq!(Some(pa), b.select(5, 1, key, 0, |k| states[k]));
+            counts[pa] += 1;
+        }
+        // Each pair of the 10 is about as likely as the others. Processor 1 (the idlest) wins
+        // the 4 pairs it is in (about 40%), processor 4 wins 3, 0 wins 2, 2 wins 1, and the
+        // busiest, 3, none.
+        assert!(counts[1] > 1600, "{counts:?}");
+        assert!(counts[2] < counts[0] && counts[0] < counts[4], "{counts:?}");
+        assert_eq!(counts[3], 0, "{counts:?}");
+    }
+
+    #[test]
+    fn top_two_is_the_two_best_rendezvous_scores() {
+        for key in 1..200u64 {
+            let (a, b) = top_two(key, 6);
+            let mut all: Vec<usize> = (0..6).collect();
+            all.sort_by_key(|&k| std::cmp::Reverse(rendezvous_score(key, k)));
+            assert_eq!((a, b), (all[0], all[1]), "key {key}");
+        }
+        assert_eq!(top_two(5, 2).0 + top_two(5, 2).1, 1);
     }
 
     #[test]

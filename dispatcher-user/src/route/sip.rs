@@ -62,7 +62,8 @@ impl Router {
     /// The `hash` policy's key (the Call-ID hash every dispatcher computes alike); the other
     /// policies ignore it, so it is not computed for them.
     fn call_key(&self, call_id: &[u8]) -> u64 {
-        if self.cfg.policy == Policy::Hash {
+        // Hash: the choice itself; least-loaded: its two candidates (see `select`).
+        if matches!(self.cfg.policy, Policy::Hash | Policy::LeastLoaded) {
             wire::hash::stable_key(call_id, b"", b"")
         } else {
             0

@@ -825,6 +825,33 @@ fn two_dispatchers_route_identically_without_shared_state() {
     }
 }
 
+#[test]
+fn least_loaded_weighs_the_same_pair_on_every_dispatcher() {
+    // Different seeds (two dispatchers), the same load view (the same messages in the same
+    // order): the same choice for every INVITE, so a retransmission that reaches the other
+    // dispatcher (its flow moved) finds the original processor while the views agree.
+    let cfg = |seed| RouterConfig {
+        policy: Policy::LeastLoaded,
+        seed,
+        ..RouterConfig::default()
+    };
+    let mut a = bed_with(4, 0, 1 << 12, cfg(1));
+    let mut b = bed_with(4, 0, 1 << 12, cfg(987_654_321));
+    let mut used = [0u32; 4];
+    for i in 0..200 {
+        let inv = invite(&format!("ll-{i}"), &format!("z9hG4bK-ll{i}"), "");
+        let d = a.sip(SEC, &inv);
+        assert_eq!(d, b.sip(SEC, &inv), "INVITE {i}");
+        if let Decision::Hand(k) = d {
+            used[k as usize] += 1;
+        }
+    }
+    assert!(
+        used.iter().all(|&n| n > 20),
+        "still spread by load: {used:?}"
+    );
+}
+
 fn keyed_bed(tag_keys: TagKeys) -> Bed {
     bed_with(
         4,
