@@ -13,7 +13,7 @@ use std::{
     collections::{HashMap, HashSet},
     net::{SocketAddr, UdpSocket},
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -26,34 +26,13 @@ use xtask::testbed::{
     in_netns, AnycastTestbed, ANYCAST_APP_V4, ANYCAST_DISP_V4, ANYCAST_V4, PROC_V4,
 };
 
-fn processor_bin() -> PathBuf {
-    let p = common::switchyard_bin().with_file_name("switchyard-processor");
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build -p processor` (cargo xtask test does)",
-        p.display()
-    );
-    p
-}
-
-/// A child killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
 struct Keys {
     report: PathBuf,
     tag: PathBuf,
 }
 
-fn start_processor(tb: &AnycastTestbed, k: usize, keys: &Keys) -> Proc {
-    let child = AnycastTestbed::exec_in(&tb.proc_ns[k], processor_bin().to_str().unwrap())
+fn start_processor(tb: &AnycastTestbed, k: usize, keys: &Keys) -> common::Proc {
+    let child = AnycastTestbed::exec_in(&tb.proc_ns[k], common::processor_bin().to_str().unwrap())
         .args(["--listen", &format!("{}:5070", PROC_V4[k])])
         .args(["--id", &k.to_string(), "--processors", "2"])
         .args(["--report-to", &format!("{}:5062", ANYCAST_DISP_V4[0])])
@@ -67,7 +46,7 @@ fn start_processor(tb: &AnycastTestbed, k: usize, keys: &Keys) -> Proc {
         .stdin(Stdio::null())
         .spawn()
         .expect("starting switchyard-processor");
-    Proc(child)
+    common::Proc(child)
 }
 
 /// Dispatcher `k`, identical on both hosts but for its own report address and control socket:

@@ -11,7 +11,7 @@ mod common;
 use std::{
     net::{SocketAddr, UdpSocket},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering::SeqCst},
         Arc, Mutex,
@@ -21,34 +21,6 @@ use std::{
 };
 
 use common::Switchyard;
-
-/// A child killed and reaped on drop, so a failing test leaves no SIPp behind.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-/// The summary line of a SIPp `-trace_stat` CSV: (successful, failed).
-fn sipp_totals(csv: &Path) -> (u64, u64) {
-    let text =
-        std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("reading {}: {e}", csv.display()));
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().expect("stat header").split(';').collect();
-    let last: Vec<&str> = lines.next_back().expect("stat row").split(';').collect();
-    let col = |name: &str| -> u64 {
-        let i = header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no column {name} in SIPp stats"));
-        last[i].trim().parse().unwrap_or(0)
-    };
-    (col("SuccessfulCall(C)"), col("FailedCall(C)"))
-}
 
 /// `switchyard run --backend udp` on loopback with no local processor and the given
 /// `--remote-processor` spec; returns it once its sockets are bound, and its SIP port.
@@ -87,7 +59,7 @@ fn sipp_uas_as_a_health_none_processor_completes_calls() {
     // SIPp's built-in UAS answers to the source of the request (the dispatcher's forwarding
     // socket), not to the Via; `-rsa` sends its answers to the UAC instead, as a Via-following
     // server would. It answers no OPTIONS: only health=none makes it usable.
-    let _uas = Proc(
+    let _uas = common::Proc(
         Command::new("sipp")
             .current_dir(&dir)
             .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas.to_string()])
@@ -126,7 +98,7 @@ fn sipp_uas_as_a_health_none_processor_completes_calls() {
         .status()
         .expect("running sipp -sf uac-follow-contact.xml");
     let (stats, log) = sy.stop_with_stderr();
-    let (ok, failed) = sipp_totals(&stf);
+    let (ok, failed, _) = common::sipp_totals(&stf);
     assert!(
         status.success() && ok == CALLS && failed == 0,
         "sipp {status}: {ok} successful, {failed} failed; {stats:?}\n{log}"

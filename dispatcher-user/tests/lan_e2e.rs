@@ -7,7 +7,7 @@ use std::{
     collections::HashMap,
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -15,35 +15,14 @@ use common::Switchyard;
 use processor::report::{Report, ReportKey};
 use xtask::testbed::{self, in_netns, LanTestbed, PROC_V4};
 
-fn processor_bin() -> PathBuf {
-    let p = common::switchyard_bin().with_file_name("switchyard-processor");
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build -p processor` (cargo xtask test does)",
-        p.display()
-    );
-    p
-}
-
 fn key_file(tag: &str, key: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("sy-key-{tag}-{}", std::process::id()));
     std::fs::write(&p, key).unwrap();
     p
 }
 
-/// A child killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-fn start_processor(ns: &str, ip: &str, id: u16, key: &Path) -> Proc {
-    let child = LanTestbed::exec_in(ns, processor_bin().to_str().unwrap())
+fn start_processor(ns: &str, ip: &str, id: u16, key: &Path) -> common::Proc {
+    let child = LanTestbed::exec_in(ns, common::processor_bin().to_str().unwrap())
         .args([
             "--listen",
             &format!("{ip}:5070"),
@@ -64,7 +43,7 @@ fn start_processor(ns: &str, ip: &str, id: u16, key: &Path) -> Proc {
         .stdin(Stdio::null())
         .spawn()
         .expect("starting switchyard-processor");
-    Proc(child)
+    common::Proc(child)
 }
 
 fn start_dispatcher(tb: &LanTestbed, backend: &str, key: &Path, tag: &str) -> Switchyard {

@@ -13,27 +13,6 @@ use std::{
 
 use common::Switchyard;
 
-/// A child killed and reaped on drop (also when the test fails).
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-fn processor_bin() -> PathBuf {
-    let p = common::switchyard_bin().with_file_name("switchyard-processor");
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build -p processor` (cargo xtask test does)",
-        p.display()
-    );
-    p
-}
-
 fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("sy-ops-{name}-{}", std::process::id()))
 }
@@ -55,8 +34,8 @@ fn free_run(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
-fn start_processor(port: u16, id: u16, report_to: u16, key: &Path) -> Proc {
-    let child = Command::new(processor_bin())
+fn start_processor(port: u16, id: u16, report_to: u16, key: &Path) -> common::Proc {
+    let child = Command::new(common::processor_bin())
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--id", &id.to_string(), "--processors", "8"])
         .args(["--report-to", &format!("127.0.0.1:{report_to}")])
@@ -67,45 +46,7 @@ fn start_processor(port: u16, id: u16, report_to: u16, key: &Path) -> Proc {
         .stdin(Stdio::null())
         .spawn()
         .expect("starting switchyard-processor");
-    Proc(child)
-}
-
-/// `tshark` on `lo`, keeping only UDP to or from `ports`.
-struct LoCapture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl LoCapture {
-    fn start(tag: &str, first: u16, last: u16) -> Self {
-        let file = temp(&format!("{tag}.pcapng"));
-        let _ = std::fs::remove_file(&file);
-        let child = Command::new("tshark")
-            .args(["-q", "-i", "lo", "-B", "64", "-f"])
-            .arg(format!("udp portrange {first}-{last}"))
-            .arg("-w")
-            .arg(&file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tshark is required (cargo xtask setup)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !file.exists() {
-            assert!(Instant::now() < deadline, "tshark did not start capturing");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        Self { child, file }
-    }
-
-    fn stop(mut self) -> PathBuf {
-        std::thread::sleep(Duration::from_millis(300));
-        // SAFETY: signalling our own child by PID.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        self.file.clone()
-    }
+    common::Proc(child)
 }
 
 fn wall() -> f64 {
@@ -281,7 +222,7 @@ fn drain_under_load_sends_no_new_dialogs_and_lets_established_ones_end() {
     common::require_root();
     common::require_sipp();
     let b = bed("drain");
-    let _p: Vec<Proc> = (0..3)
+    let _p: Vec<common::Proc> = (0..3)
         .map(|k| start_processor(b.procs + k, k, b.report, &b.key))
         .collect();
     let remote: Vec<String> = (0..3)
@@ -302,7 +243,11 @@ fn drain_under_load_sends_no_new_dialogs_and_lets_established_ones_end() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let cap = LoCapture::start("drain", b.procs, b.procs + 3);
+    let cap = common::Capture::on_host(
+        "lo",
+        &format!("udp portrange {}-{}", b.procs, b.procs + 3),
+        "drain",
+    );
     // 5,000 calls at 500/s, each held 1.5 s.
     const CALLS: u32 = 5000;
     let uac = sipp(b.sip, CALLS, 500, 1500, "drain");
@@ -402,7 +347,7 @@ fn reload_under_load_adds_and_removes_processors_and_refuses_a_bad_file() {
     while std::net::UdpSocket::bind(("127.0.0.1", b.sip + 1)).is_err() {
         b.sip = common::free_port();
     }
-    let _p: Vec<Proc> = (0..3)
+    let _p: Vec<common::Proc> = (0..3)
         .map(|k| start_processor(b.procs + k, k, b.report, &b.key))
         .collect();
     let file = temp("reload.toml");
@@ -428,7 +373,11 @@ fn reload_under_load_adds_and_removes_processors_and_refuses_a_bad_file() {
         serde_json::Value::Null,
         "2 is not in the file yet"
     );
-    let cap = LoCapture::start("reload", b.procs, b.procs + 3);
+    let cap = common::Capture::on_host(
+        "lo",
+        &format!("udp portrange {}-{}", b.procs, b.procs + 3),
+        "reload",
+    );
     const CALLS: u32 = 5000;
     let uac = sipp(b.sip, CALLS, 500, 500, "reload");
     std::thread::sleep(Duration::from_secs(3));

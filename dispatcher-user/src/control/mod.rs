@@ -780,6 +780,26 @@ mod tests {
         }
     }
 
+    /// A controller whose "file" is `file` (the test edits it between reloads), and the
+    /// dispatcher thread's end of its channel.
+    fn controller(
+        file: &Rc<RefCell<Reloadable>>,
+    ) -> (Controller<'static>, crate::links::ControlInbox) {
+        let (tx, inbox) = control_channel();
+        let f2 = Rc::clone(file);
+        let c = Controller::new(
+            file.borrow().clone(),
+            tx,
+            Arc::new(StatusCell::default()),
+            Arc::new(Published::default()),
+            None,
+            None,
+            Some(Box::new(move || Ok(f2.borrow().clone()))),
+            "udp",
+        );
+        (c, inbox)
+    }
+
     /// What the commands did to the pool: (inserted ids, removed ids, admin changes).
     fn summarise(cmds: Vec<Command>) -> (Vec<u16>, Vec<u16>, Vec<(u16, Admin)>) {
         let mut out = (Vec::new(), Vec::new(), Vec::new());
@@ -799,18 +819,7 @@ mod tests {
     #[test]
     fn ctl_changes_survive_a_reload_until_the_file_changes_their_processor() {
         let file = Rc::new(RefCell::new(reloadable(&[entry(0, 5070), entry(1, 5071)])));
-        let (tx, inbox) = control_channel();
-        let f2 = Rc::clone(&file);
-        let mut c = Controller::new(
-            file.borrow().clone(),
-            tx,
-            Arc::new(StatusCell::default()),
-            Arc::new(Published::default()),
-            None,
-            None,
-            Some(Box::new(move || Ok(f2.borrow().clone()))),
-            "udp",
-        );
+        let (mut c, inbox) = controller(&file);
         // Runtime: drain 0, add 5, remove 1.
         assert!(c.handle(&Request::Drain { id: 0 }).ok);
         let r = c.handle(&Request::Add {
@@ -892,18 +901,7 @@ mod tests {
         let mut local = entry(0, 5070);
         local.kind = Kind::Local;
         let file = Rc::new(RefCell::new(reloadable(&[local.clone()])));
-        let (tx, inbox) = control_channel();
-        let f2 = Rc::clone(&file);
-        let mut c = Controller::new(
-            file.borrow().clone(),
-            tx,
-            Arc::new(StatusCell::default()),
-            Arc::new(Published::default()),
-            None,
-            None,
-            Some(Box::new(move || Ok(f2.borrow().clone()))),
-            "udp",
-        );
+        let (mut c, inbox) = controller(&file);
         let mut local1 = local.clone();
         local1.id = 1;
         local1.addr = "198.18.0.10:5071".parse().unwrap();

@@ -119,12 +119,22 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts capturing; returns once tshark has the interface open.
+    /// Starts capturing UDP on `iface` in namespace `ns`; returns once tshark has it open.
     pub fn start(ns: &str, iface: &str, tag: &str) -> Self {
+        Self::spawn(Testbed::exec(ns, "tshark"), iface, "udp", tag)
+    }
+
+    /// Starts capturing on `iface` of this host's own namespace (`lo`, for loopback tests),
+    /// keeping what the capture `filter` (BPF syntax) lets through.
+    pub fn on_host(iface: &str, filter: &str, tag: &str) -> Self {
+        Self::spawn(Command::new("tshark"), iface, filter, tag)
+    }
+
+    fn spawn(mut tshark: Command, iface: &str, filter: &str, tag: &str) -> Self {
         let file = std::env::temp_dir().join(format!("sy-cap-{tag}-{}.pcapng", std::process::id()));
         let _ = std::fs::remove_file(&file);
-        let child = Testbed::exec(ns, "tshark")
-            .args(["-q", "-i", iface, "-f", "udp", "-w"])
+        let child = tshark
+            .args(["-q", "-i", iface, "-B", "64", "-f", filter, "-w"])
             .arg(&file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -309,4 +319,26 @@ pub fn bench_bin() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// `switchyard-processor`, built beside the `switchyard` binary under test.
+pub fn processor_bin() -> PathBuf {
+    let p = switchyard_bin().with_file_name("switchyard-processor");
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build -p processor` (cargo xtask test does)",
+        p.display()
+    );
+    p
+}
+
+/// A child killed and reaped on drop, so a failing test leaves nothing running.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
 }
