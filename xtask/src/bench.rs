@@ -44,6 +44,25 @@ pub struct BenchConfig {
     pub bin_dir: PathBuf,
     /// Output root (`target/bench`).
     pub out_root: PathBuf,
+    /// The ladder: calls/s of each step of the SIP call stage (empty: no ladder).
+    pub ladder: Vec<u64>,
+    /// Seconds per ladder step.
+    pub ladder_seconds: u64,
+    /// A ladder step passes with 0 failed calls and INVITE→200 p99 at most this (ms).
+    pub p99_ms: f64,
+    /// The peer to run side by side with Switchyard (None: no peer stage).
+    pub peer: Option<Peer>,
+    /// Calls/s offered in the peer stage (to Switchyard with remote processors and the peer).
+    pub peer_rate: u64,
+    /// Seconds of the peer stage (each of its runs).
+    pub peer_seconds: u64,
+}
+
+/// Another SIP dispatcher, run in front of the same processors in the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Kamailio (Debian `kamailio`) with its `dispatcher` module.
+    Kamailio,
 }
 
 struct Killer(Option<Child>);
@@ -267,8 +286,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }));
     }
 
-    let start_switchyard_with =
-        |backend: &str, dir: &Path, extra: &[&str]| -> anyhow::Result<Killer> {
+    // `processors`: in-chassis processor threads (0 with `--remote-processor`s in `extra`).
+    let start_switchyard_in =
+        |backend: &str, dir: &Path, processors: u16, extra: &[&str]| -> anyhow::Result<Killer> {
             let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
             c.args([
                 "run",
@@ -281,7 +301,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             ])
             .args([
                 "--processors",
-                &cfg.processors.to_string(),
+                &processors.to_string(),
                 "--policy",
                 &cfg.policy,
             ])
@@ -298,6 +318,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             Ok(Killer(Some(child)))
         };
 
+    let start_switchyard_with = |backend: &str, dir: &Path, extra: &[&str]| {
+        start_switchyard_in(backend, dir, cfg.processors, extra)
+    };
     let start_switchyard = |backend: &str, dir: &Path| start_switchyard_with(backend, dir, &[]);
 
     // 2. Switchyard under the same blast.
@@ -322,29 +345,28 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }));
     }
 
+    let calls_at =
+        |kind: &str, target: &str, label: &str, dir: &Path, rate: u64, secs: u64| -> Command {
+            let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
+            g.args([
+                kind,
+                "--target",
+                target,
+                "--local-ip",
+                testbed::APP_V4,
+                "--core",
+                "0",
+                "--quiet",
+            ])
+            .args(["--rate", &rate.to_string(), "--duration", &secs.to_string()])
+            .args(["--hold-ms", "0", "--timeout-ms", "4000", "--label", label])
+            .arg("--out")
+            .arg(dir)
+            .stdout(Stdio::null());
+            g
+        };
     let calls = |kind: &str, target: &str, label: &str, dir: &Path| -> Command {
-        let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
-        g.args([
-            kind,
-            "--target",
-            target,
-            "--local-ip",
-            testbed::APP_V4,
-            "--core",
-            "0",
-            "--quiet",
-        ])
-        .args([
-            "--rate",
-            &cfg.call_rate.to_string(),
-            "--duration",
-            &secs.to_string(),
-        ])
-        .args(["--hold-ms", "0", "--timeout-ms", "4000", "--label", label])
-        .arg("--out")
-        .arg(dir)
-        .stdout(Stdio::null());
-        g
+        calls_at(kind, target, label, dir, cfg.call_rate, secs)
     };
 
     // 3. Full calls, SIP then MGCP.
@@ -437,6 +459,192 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }));
         invite_hgrms.push(("xdp + flood", dir.join("invite_200.hgrm")));
     }
+
+    // 5. The ladder: the SIP call stage at each rate, on each backend; the knee is the highest
+    // rate with no failed call and INVITE→200 p99 within the bound.
+    let mut knees = serde_json::Map::new();
+    if !cfg.ladder.is_empty() {
+        for backend in ["xdp", "udp"] {
+            let mut steps = Vec::new();
+            for &rate in &cfg.ladder {
+                eprintln!(
+                    "bench: ladder, switchyard {backend}, sip calls at {rate}/s for {} s",
+                    cfg.ladder_seconds
+                );
+                let dir = out.join(format!("ladder-{backend}-{rate}"));
+                std::fs::create_dir_all(&dir)?;
+                let k = start_switchyard(backend, &dir)?;
+                let label = format!("ladder-{backend}-{rate}");
+                let st =
+                    calls_at("sip", &disp_sip, &label, &dir, rate, cfg.ladder_seconds).status()?;
+                if !st.success() {
+                    bail!("generator (ladder {backend} {rate}/s) failed: {st}");
+                }
+                k.stop()?;
+                let s = read_json(&dir.join("switchyard.json"))?;
+                let g = read_json(&dir.join("summary.json"))?;
+                let mut row = call_row(&format!("ladder {backend} {rate}/s (sip calls)"), &g, &s);
+                let (failed, p99) = (num(&row, &["failed"]), num(&row, &["p99_us"]));
+                let pass = step_passes(failed, p99, cfg.p99_ms);
+                row["ladder_rate"] = json!(rate);
+                row["passes"] = json!(pass);
+                steps.push((rate, failed, p99));
+                rows.push(row);
+            }
+            knees.insert(
+                format!("ladder_knee_{backend}_calls_per_s"),
+                knee(&steps, cfg.p99_ms).map_or_else(
+                    || {
+                        json!(format!(
+                            "none (no step had 0 failed and p99 <= {} ms)",
+                            cfg.p99_ms
+                        ))
+                    },
+                    |r| json!(r),
+                ),
+            );
+        }
+    }
+
+    // 6. The peer: Kamailio's dispatcher and Switchyard (both backends) in front of the same
+    // remote processors (`switchyard-processor` processes in the dispatcher namespace), the
+    // same generator at the same rate.
+    if let Some(Peer::Kamailio) = cfg.peer {
+        let kamailio = kamailio_binary()?;
+        let proc_bin = bin("switchyard-processor");
+        if !proc_bin.exists() {
+            bail!(
+                "{} is missing (build with `cargo build --release -p processor`)",
+                proc_bin.display()
+            );
+        }
+        let (rate, psecs) = (cfg.peer_rate, cfg.peer_seconds);
+        let n = cfg.processors.max(1);
+        let report = format!("{}:5062", testbed::DISP_V4);
+        let proc_addrs: Vec<String> = (0..n)
+            .map(|i| format!("{}:{}", testbed::DISP_V4, PEER_PROCESSOR_PORT + i))
+            .collect();
+        let start_processors = |dir: &Path, key: &Path| -> anyhow::Result<Vec<Killer>> {
+            let mut ps = Vec::new();
+            for (i, addr) in proc_addrs.iter().enumerate() {
+                let mut c = Testbed::exec(&tb.disp_ns, proc_bin.to_str().unwrap_or_default());
+                c.args(["--listen", addr, "--id", &i.to_string()])
+                    .args(["--processors", &n.to_string(), "--report-to", &report])
+                    .args(["--report-interval-ms", "100", "--core", "1"])
+                    // Errors only: not the warning that tags are unauthenticated (as in the
+                    // other stages, no tag key is used).
+                    .args(["--log-level", "error"])
+                    .arg("--report-key-file")
+                    .arg(key)
+                    .arg("--stats-json")
+                    .arg(dir.join(format!("processor-{i}.json")))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null());
+                ps.push(Killer(Some(
+                    c.spawn().context("starting switchyard-processor")?,
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(ps)
+        };
+        let stop_processors = |ps: Vec<Killer>| {
+            for p in ps {
+                if let Err(e) = p.stop() {
+                    eprintln!("bench: warning: switchyard-processor: {e:#}");
+                }
+            }
+        };
+        let peer_dir = out.join("peer");
+        std::fs::create_dir_all(&peer_dir)?;
+        let key = peer_dir.join("report.key");
+        std::fs::write(&key, "switchyard bench report key\n")?;
+        let key_s = key.to_str().unwrap_or_default().to_owned();
+        for backend in ["xdp", "udp"] {
+            eprintln!(
+                "bench: peer, switchyard {backend} with {n} remote processors, sip calls at {rate}/s for {psecs} s"
+            );
+            let dir = peer_dir.join(format!("switchyard-{backend}"));
+            std::fs::create_dir_all(&dir)?;
+            let ps = start_processors(&dir, &key)?;
+            let mut extra: Vec<&str> = Vec::new();
+            for a in &proc_addrs {
+                extra.extend(["--remote-processor", a.as_str()]);
+            }
+            extra.extend(["--report-listen", &report, "--report-key-file", &key_s]);
+            let k = start_switchyard_in(backend, &dir, 0, &extra)?;
+            let pid = k.0.as_ref().map_or(0, Child::id);
+            let cpu0 = group_cpu_ns(pid, false);
+            let label = format!("peer-switchyard-{backend}");
+            let st = calls_at("sip", &disp_sip, &label, &dir, rate, psecs).status()?;
+            let cpu1 = group_cpu_ns(pid, false);
+            if !st.success() {
+                bail!("generator (peer stage, switchyard {backend}) failed: {st}");
+            }
+            k.stop()?;
+            stop_processors(ps);
+            let s = read_json(&dir.join("switchyard.json"))?;
+            let g = read_json(&dir.join("summary.json"))?;
+            let mut row = call_row(
+                &format!("switchyard {backend} (sip calls, remote processors)"),
+                &g,
+                &s,
+            );
+            row["process_cpu_ns_per_call"] =
+                json!(cpu1.saturating_sub(cpu0) as f64 / num(&g, &["completed_calls"]).max(1.0));
+            row["remote_processors"] = json!(n);
+            rows.push(row);
+        }
+        {
+            eprintln!(
+                "bench: peer, kamailio dispatcher with the same {n} processors, sip calls at {rate}/s for {psecs} s"
+            );
+            let dir = peer_dir.join("kamailio");
+            std::fs::create_dir_all(&dir)?;
+            let version = kamailio_version(&kamailio)?;
+            let list = dir.join("dispatcher.list");
+            std::fs::write(&list, dispatcher_list(&proc_addrs))?;
+            let cfg_path = dir.join("kamailio.cfg");
+            let listen = format!("{}:{KAMAILIO_PORT}", testbed::DISP_V4);
+            std::fs::write(
+                &cfg_path,
+                kamailio_cfg(
+                    &listen,
+                    &list,
+                    KAMAILIO_CHILDREN,
+                    &kamailio_modules(&kamailio),
+                ),
+            )?;
+            let ps = start_processors(&dir, &key)?;
+            let kam = Kamailio::start(&tb.disp_ns, &kamailio, &dir, &cfg_path)?;
+            let cpu0 = group_cpu_ns(kam.pid, true);
+            let st = calls_at("sip", &listen, "peer-kamailio", &dir, rate, psecs).status()?;
+            let cpu1 = group_cpu_ns(kam.pid, true);
+            let procs = group_pids(kam.pid).len();
+            kam.stop()?;
+            stop_processors(ps);
+            if !st.success() {
+                bail!("generator (peer stage, kamailio) failed: {st}");
+            }
+            let g = read_json(&dir.join("summary.json"))?;
+            let completed = num(&g, &["completed_calls"]).max(1.0);
+            let per_call = cpu1.saturating_sub(cpu0) as f64 / completed;
+            rows.push(json!({
+                "stage": "kamailio (sip calls)",
+                "offered": num(&g, &["offered_cps"]),
+                "achieved_per_s": num(&g, &["achieved_cps"]),
+                "failed": num(&g, &["failed_calls"]),
+                "p50_us": num(&g, &["latency_us", "invite_200", "p50_us"]),
+                "p99_us": num(&g, &["latency_us", "invite_200", "p99_us"]),
+                "dispatcher_cpu_ns_per_call": per_call,
+                "process_cpu_ns_per_call": per_call,
+                "kamailio_cpu_ns": cpu1.saturating_sub(cpu0),
+                "kamailio_processes": procs,
+                "kamailio_version": version,
+                "remote_processors": n,
+                "generator": g,
+            }));
+        }
+    }
     drop(tb);
 
     let get = |stage: &str, key: &str| -> f64 {
@@ -453,8 +661,38 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         "sip_calls_flood_over_clean": get("switchyard xdp (sip + flood)", "achieved_per_s") / get("switchyard xdp (sip calls)", "achieved_per_s"),
         "sip_p99_flood_over_clean": get("switchyard xdp (sip + flood)", "p99_us") / get("switchyard xdp (sip calls)", "p99_us"),
         "dispatcher_cpu_per_call_flood_over_clean": get("switchyard xdp (sip + flood)", "dispatcher_cpu_ns_per_call") / get("switchyard xdp (sip calls)", "dispatcher_cpu_ns_per_call"),
-        "peer": "not run (Kamailio comparison not implemented in this bench; see README)",
     });
+    let mut ratios = ratios;
+    if let Some(m) = ratios.as_object_mut() {
+        m.extend(knees);
+        if cfg.peer.is_some() {
+            let k = "kamailio (sip calls)";
+            for b in ["xdp", "udp"] {
+                let sy = format!("switchyard {b} (sip calls, remote processors)");
+                let q = |num_stage: &str, den_stage: &str, key: &str| {
+                    json!(get(num_stage, key) / get(den_stage, key))
+                };
+                m.insert(
+                    format!("kamailio_over_switchyard_{b}_dispatcher_cpu_per_call"),
+                    q(k, &sy, "dispatcher_cpu_ns_per_call"),
+                );
+                m.insert(
+                    format!("kamailio_over_switchyard_{b}_process_cpu_per_call"),
+                    q(k, &sy, "process_cpu_ns_per_call"),
+                );
+                m.insert(
+                    format!("switchyard_{b}_over_kamailio_achieved"),
+                    q(&sy, k, "achieved_per_s"),
+                );
+                m.insert(
+                    format!("kamailio_over_switchyard_{b}_p99"),
+                    q(k, &sy, "p99_us"),
+                );
+            }
+        } else {
+            m.insert("peer".into(), json!("not run (--peer kamailio)"));
+        }
+    }
     let table = render(&rows, &ratios);
     println!("{table}");
     let mut files = vec![out.join("table.txt"), out.join("bench.json")];
@@ -486,11 +724,338 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     Ok(BenchRun { dir: out, files })
 }
 
+/// A call stage's row from the generator's `summary.json` and Switchyard's exit counters.
+fn call_row(stage: &str, g: &Value, s: &Value) -> Value {
+    let calls = num(s, &["router", "new_dialogs"]).max(1.0);
+    json!({
+        "stage": stage,
+        "offered": num(g, &["offered_cps"]),
+        "achieved_per_s": num(g, &["achieved_cps"]),
+        "failed": num(g, &["failed_calls"]),
+        "p50_us": num(g, &["latency_us", "invite_200", "p50_us"]),
+        "p99_us": num(g, &["latency_us", "invite_200", "p99_us"]),
+        "dispatcher_cpu_ns_per_call": num(s, &["dispatcher_cpu_ns"]) / calls,
+        "generator": g,
+        "switchyard": s,
+    })
+}
+
+/// A ladder step passes with no failed call and INVITE→200 p99 within `p99_ms`.
+pub fn step_passes(failed: f64, p99_us: f64, p99_ms: f64) -> bool {
+    failed == 0.0 && p99_us.is_finite() && p99_us <= p99_ms * 1000.0
+}
+
+/// The knee of a ladder: the highest rate among its steps `(rate, failed calls, p99 µs)` that
+/// passes ([`step_passes`]); None when none does.
+pub fn knee(steps: &[(u64, f64, f64)], p99_ms: f64) -> Option<u64> {
+    steps
+        .iter()
+        .filter(|(_, failed, p99)| step_passes(*failed, *p99, p99_ms))
+        .map(|(rate, _, _)| *rate)
+        .max()
+}
+
+/// First port of the peer stage's remote processors (on the dispatcher namespace's address).
+pub const PEER_PROCESSOR_PORT: u16 = 5070;
+/// Kamailio's SIP port in the peer stage (its own, not Switchyard's 5060).
+pub const KAMAILIO_PORT: u16 = 5080;
+/// Kamailio's UDP worker processes: one per core of the 2-core box.
+pub const KAMAILIO_CHILDREN: u32 = 2;
+
+/// The `kamailio` program: on PATH or in /usr/sbin (`cargo xtask setup` installs the Debian
+/// package); an error saying so when it is not there.
+fn kamailio_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")])
+        .map(|d| d.join("kamailio"))
+        .find(|p| p.is_file())
+        .context(
+            "the peer stage needs Kamailio and `kamailio` is not installed: run `cargo xtask setup` \
+             (it installs the Debian package `kamailio`), or `apt-get install kamailio`",
+        )
+}
+
+/// `kamailio -v`'s first line (`version: kamailio 5.6.3 (x86_64/linux) ...`).
+fn kamailio_version(kamailio: &Path) -> anyhow::Result<String> {
+    let out = Command::new(kamailio)
+        .arg("-v")
+        .output()
+        .with_context(|| format!("running {} -v", kamailio.display()))?;
+    if !out.status.success() {
+        bail!("{} -v failed: {}", kamailio.display(), out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// Kamailio's module folder: the Debian multiarch path beside the binary's prefix.
+fn kamailio_modules(kamailio: &Path) -> PathBuf {
+    let prefix = kamailio
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/usr"));
+    let lib = prefix.join("lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("kamailio/modules"))
+        .find(|p| p.join("dispatcher.so").is_file())
+        .unwrap_or_else(|| lib.join("x86_64-linux-gnu/kamailio/modules"))
+}
+
+/// The dispatcher module's list: every processor in set 1.
+pub fn dispatcher_list(processors: &[String]) -> String {
+    processors.iter().map(|a| format!("1 sip:{a}\n")).collect()
+}
+
+/// The peer stage's Kamailio configuration: stateful forwarding (`tm`) of each initial request
+/// to a processor of set 1 picked round-robin by `ds_select_dst` (algorithm 4), no
+/// `record_route`, so ACK and BYE go straight to the processor's Contact as with Switchyard; no
+/// probing, no DNS, UDP only, `children` workers.
+pub fn kamailio_cfg(listen: &str, list_file: &Path, children: u32, modules: &Path) -> String {
+    format!(
+        r#"#!KAMAILIO
+# Written by `cargo xtask bench` (peer stage): Kamailio's dispatcher module in front of the
+# same switchyard-processor instances Switchyard uses in this run.
+debug=-1
+log_stderror=yes
+fork=yes
+children={children}
+auto_aliases=no
+dns=no
+rev_dns=no
+disable_tcp=yes
+enable_sctp=no
+listen=udp:{listen}
+mpath="{modules}"
+
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "siputils.so"
+loadmodule "dispatcher.so"
+
+modparam("dispatcher", "list_file", "{list}")
+modparam("dispatcher", "ds_ping_interval", 0)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{
+        sl_send_reply("483", "Too Many Hops");
+        exit;
+    }}
+    # In-dialog requests go to the Contact (no Record-Route); relay any that come here.
+    if (has_totag()) {{
+        t_relay();
+        exit;
+    }}
+    if (!ds_select_dst("1", "4")) {{
+        sl_send_reply("503", "No Destination");
+        exit;
+    }}
+    if (!t_relay()) {{
+        sl_reply_error();
+    }}
+    exit;
+}}
+"#,
+        modules = modules.display(),
+        list = list_file.display(),
+    )
+}
+
+/// Kamailio run in the foreground (`-DD -E`) in its own process group, so that it and the
+/// processes it forks can be accounted for and stopped without touching anything else.
+struct Kamailio {
+    child: Option<Child>,
+    /// The main process (also the process group).
+    pid: u32,
+}
+
+impl Kamailio {
+    fn start(ns: &str, kamailio: &Path, dir: &Path, cfg: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let check = Command::new(kamailio)
+            .arg("-c")
+            .arg("-f")
+            .arg(cfg)
+            .output()
+            .context("running kamailio -c")?;
+        if !check.status.success() {
+            bail!(
+                "kamailio refuses {}: {}",
+                cfg.display(),
+                String::from_utf8_lossy(&check.stderr).trim()
+            );
+        }
+        let log = std::fs::File::create(dir.join("kamailio.log"))?;
+        let pid_file = dir.join("kamailio.pid");
+        // Everything on the dispatcher side runs on core 1, as Switchyard and the processors.
+        let mut c = Testbed::exec(ns, "taskset");
+        c.args(["-c", "1"])
+            .arg(kamailio)
+            .args(["-DD", "-E", "-m", "512", "-M", "16", "-f"])
+            .arg(cfg)
+            .arg("-P")
+            .arg(&pid_file)
+            .arg("-Y")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let child = c.spawn().context("starting kamailio")?;
+        let pid = child.id();
+        let mut k = Kamailio {
+            child: Some(child),
+            pid,
+        };
+        std::thread::sleep(Duration::from_millis(1500));
+        if let Some(c) = k.child.as_mut() {
+            if let Some(st) = c.try_wait()? {
+                k.child = None;
+                let log = std::fs::read_to_string(dir.join("kamailio.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                bail!(
+                    "kamailio exited at start ({st}); the end of {}:\n{}",
+                    dir.join("kamailio.log").display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if written.trim() != pid.to_string() {
+            eprintln!(
+                "bench: warning: kamailio's pid file says {:?}, its process is {pid}",
+                written.trim()
+            );
+        }
+        Ok(k)
+    }
+
+    /// SIGTERM (Kamailio stops its children and exits), waited for; then SIGKILL to its
+    /// process group if anything is left.
+    fn stop(mut self) -> anyhow::Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let mut done = None;
+        for _ in 0..200 {
+            if let Some(s) = c.try_wait()? {
+                done = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        kill_group(self.pid);
+        let _ = c.wait();
+        match done {
+            Some(_) => Ok(()),
+            None => bail!("kamailio did not stop within 10 s of SIGTERM"),
+        }
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            kill_group(self.pid);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// SIGKILL to the processes left in process group `pgid` (one we made with `process_group(0)`).
+fn kill_group(pgid: u32) {
+    if !group_pids(pgid).is_empty() {
+        // SAFETY: signalling a process group we created (its leader is our child).
+        unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (state is `[0]`, ppid `[1]`,
+/// pgrp `[2]`, utime `[11]`, stime `[12]`).
+pub fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rfind(')')
+        .map_or("", |i| &stat[i + 1..])
+        .split_whitespace()
+        .collect()
+}
+
+/// The PIDs whose process group is `pgid`.
+fn group_pids(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| stat_fields(&s).get(2) == Some(&pgid.to_string().as_str()))
+        })
+        .collect()
+}
+
+/// CPU time (ns) used so far by every thread of process `pid` (user + system): each thread's
+/// `schedstat` run time, else its `stat` utime + stime in clock ticks.
+fn process_cpu_ns(pid: u32) -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let tick = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        t if t > 0 => t as u64,
+        _ => 100,
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let p = t.path();
+            if let Some(ns) = std::fs::read_to_string(p.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                return ns;
+            }
+            std::fs::read_to_string(p.join("stat")).map_or(0, |s| {
+                let f = stat_fields(&s);
+                let ticks: u64 = [11, 12]
+                    .iter()
+                    .filter_map(|&i| f.get(i)?.parse::<u64>().ok())
+                    .sum();
+                ticks * 1_000_000_000 / tick
+            })
+        })
+        .sum()
+}
+
+/// CPU time (ns) of process `pid`, and with `group` of every process in its process group
+/// (Kamailio's main process and the workers and timers it forks).
+fn group_cpu_ns(pid: u32, group: bool) -> u64 {
+    if group {
+        group_pids(pid).into_iter().map(process_cpu_ns).sum()
+    } else {
+        process_cpu_ns(pid)
+    }
+}
+
 fn render(rows: &[Value], ratios: &Value) -> String {
     let mut t = String::new();
     t.push_str(&format!(
-        "{:<30} {:>10} {:>12} {:>8} {:>10} {:>10} {:>14}\n",
-        "stage", "offered/s", "achieved/s", "failed", "p50 µs", "p99 µs", "disp CPU/call"
+        "{:<48} {:>10} {:>12} {:>8} {:>10} {:>10} {:>14} {:>14}\n",
+        "stage",
+        "offered/s",
+        "achieved/s",
+        "failed",
+        "p50 µs",
+        "p99 µs",
+        "disp CPU/call",
+        "proc CPU/call"
     ));
     for r in rows {
         let f = |k: &str| r.get(k).and_then(Value::as_f64);
@@ -502,8 +1067,9 @@ fn render(rows: &[Value], ratios: &Value) -> String {
         let cpu = f("dispatcher_cpu_ns_per_call")
             .or(f("dispatcher_cpu_ns_per_msg"))
             .map(|ns| ns / 1000.0);
+        let proc_cpu = f("process_cpu_ns_per_call").map(|ns| ns / 1000.0);
         t.push_str(&format!(
-            "{:<30} {:>10} {:>12} {:>8} {:>10} {:>10} {:>12} µs\n",
+            "{:<48} {:>10} {:>12} {:>8} {:>10} {:>10} {:>12} µs {:>11} µs\n",
             r["stage"].as_str().unwrap_or("?"),
             cell(f("offered"), 0),
             cell(achieved, 0),
@@ -511,14 +1077,15 @@ fn render(rows: &[Value], ratios: &Value) -> String {
             cell(f("p50_us"), 0),
             cell(f("p99_us"), 0),
             cell(cpu, 2),
+            cell(proc_cpu, 2),
         ));
     }
     t.push_str("\nratios (side by side, same run):\n");
     if let Some(m) = ratios.as_object() {
         for (k, v) in m {
             match v.as_f64() {
-                Some(x) => t.push_str(&format!("  {k:<40} {x:.2}\n")),
-                None => t.push_str(&format!("  {k:<40} {}\n", v.as_str().unwrap_or("-"))),
+                Some(x) => t.push_str(&format!("  {k:<52} {x:.2}\n")),
+                None => t.push_str(&format!("  {k:<52} {}\n", v.as_str().unwrap_or("-"))),
             }
         }
     }
@@ -528,6 +1095,72 @@ fn render(rows: &[Value], ratios: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_knee_is_the_highest_passing_rate() {
+        let steps = [
+            (500, 0.0, 800.0),
+            (1_000, 0.0, 3_900.0),
+            (2_000, 0.0, 4_100.0),
+            (4_000, 3.0, 900.0),
+        ];
+        assert_eq!(knee(&steps, 4.0), Some(1_000));
+        assert_eq!(knee(&steps, 5.0), Some(2_000));
+        assert_eq!(knee(&steps, 0.5), None);
+        // Out of order, and a pass above a failing step still counts (highest passing rate).
+        assert_eq!(
+            knee(&[(3_000, 0.0, 10.0), (1_000, 1.0, 10.0)], 4.0),
+            Some(3_000)
+        );
+        assert!(!step_passes(0.0, f64::NAN, 4.0));
+        assert!(step_passes(0.0, 4_000.0, 4.0));
+        assert!(knee(&[], 4.0).is_none());
+    }
+
+    #[test]
+    fn kamailio_cfg_dispatches_round_robin_without_record_route() {
+        let list = Path::new("/tmp/stage/dispatcher.list");
+        let cfg = kamailio_cfg("198.18.0.1:5080", list, 2, Path::new("/usr/lib/m"));
+        assert!(cfg.starts_with("#!KAMAILIO\n"));
+        assert!(cfg.contains("listen=udp:198.18.0.1:5080\n"));
+        assert!(cfg.contains("children=2\n"));
+        assert!(cfg.contains("mpath=\"/usr/lib/m\"\n"));
+        assert!(
+            cfg.contains(r#"modparam("dispatcher", "list_file", "/tmp/stage/dispatcher.list")"#)
+        );
+        assert!(cfg.contains(r#"ds_select_dst("1", "4")"#));
+        assert!(cfg.contains("t_relay()"));
+        assert!(!cfg.contains("record_route("));
+        assert!(!cfg.contains("loadmodule \"rr.so\""));
+        assert_eq!(
+            dispatcher_list(&["198.18.0.1:5070".into(), "198.18.0.1:5071".into()]),
+            "1 sip:198.18.0.1:5070\n1 sip:198.18.0.1:5071\n"
+        );
+    }
+
+    #[test]
+    fn stat_fields_skip_a_command_name_with_spaces_and_parens() {
+        let stat = "4242 (kam (udp) x) S 4240 4240 4240 0 -1 4194560 1 0 0 0 17 5 0 0 20 0 1";
+        let f = stat_fields(stat);
+        assert_eq!(f[0], "S");
+        assert_eq!(f[1], "4240");
+        assert_eq!(f[2], "4240");
+        assert_eq!((f[11], f[12]), ("17", "5"));
+        assert!(stat_fields("garbage").is_empty());
+    }
+
+    #[test]
+    fn our_own_process_has_cpu_time() {
+        let me = std::process::id();
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        let a = process_cpu_ns(me);
+        assert!(a > 0);
+        assert!(group_cpu_ns(me, false) >= a);
+    }
 
     #[test]
     fn plot_args_leave_out_missing_histograms() {

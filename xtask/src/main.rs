@@ -50,7 +50,7 @@ enum Cmd {
     /// The load benchmark: receive ceilings, Switchyard xdp and udp under blast, SIP and MGCP
     /// calls; prints one table of rates, latency, dispatcher CPU per call and ratios.
     Bench {
-        /// Short run for CI (< 2 minutes; asserts only that every stage produced numbers).
+        /// Short run for CI (~2 minutes; asserts only that every stage produced numbers).
         #[arg(long)]
         quick: bool,
         /// Datagrams/s offered in the ceiling and blast stages.
@@ -68,6 +68,19 @@ enum Cmd {
         /// Selection policy.
         #[arg(long, default_value = "least-loaded")]
         policy: String,
+        /// Run the SIP call stage at each of these calls/s (comma-separated), on each backend,
+        /// and report the knee: the highest rate with 0 failed calls and p99 within --p99-ms.
+        /// Default: none; 500,1000 with --quick.
+        #[arg(long, value_delimiter = ',', value_name = "R1,R2,...")]
+        ladder: Vec<u64>,
+        /// The ladder's INVITE→200 p99 bound, in milliseconds.
+        #[arg(long, default_value_t = 4.0)]
+        p99_ms: f64,
+        /// Run this peer in front of the same remote processors, same generator and rate, in
+        /// the same run (`kamailio`: its dispatcher module). Default: none; kamailio (200
+        /// calls/s for 2 s) with --quick.
+        #[arg(long, value_enum)]
+        peer: Option<PeerArg>,
     },
     /// Build the release binaries (XDP program embedded) and a Debian package:
     /// target/debian/switchyard_<version>_<arch>.deb.
@@ -90,6 +103,44 @@ enum Cmd {
         #[arg(long, conflicts_with = "lan")]
         anycast: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PeerArg {
+    /// Kamailio's dispatcher module (Debian `kamailio`, installed by `cargo xtask setup`).
+    Kamailio,
+    /// No peer stage (also under --quick).
+    None,
+}
+
+/// What `cargo xtask bench` was asked for.
+struct BenchArgs {
+    quick: bool,
+    blast_rate: Option<u64>,
+    call_rate: Option<u64>,
+    seconds: Option<u64>,
+    processors: u16,
+    policy: String,
+    ladder: Vec<u64>,
+    p99_ms: f64,
+    peer: Option<PeerArg>,
+}
+
+impl BenchArgs {
+    /// `--quick` with every other flag at its default (what CI runs).
+    fn quick() -> Self {
+        BenchArgs {
+            quick: true,
+            blast_rate: None,
+            call_rate: None,
+            seconds: None,
+            processors: 2,
+            policy: "least-loaded".into(),
+            ladder: Vec::new(),
+            p99_ms: 4.0,
+            peer: None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,9 +194,22 @@ fn main() -> anyhow::Result<()> {
             seconds,
             processors,
             policy,
+            ladder,
+            p99_ms,
+            peer,
         } => {
             setup::all(true)?;
-            bench(quick, blast_rate, call_rate, seconds, processors, policy)
+            bench(BenchArgs {
+                quick,
+                blast_rate,
+                call_rate,
+                seconds,
+                processors,
+                policy,
+                ladder,
+                p99_ms,
+                peer,
+            })
         }
         Cmd::Run {
             backend,
@@ -273,28 +337,42 @@ fn anycast_testbed(action: TestbedAction, name: &str) -> anyhow::Result<()> {
     }
 }
 
-fn bench(
-    quick: bool,
-    blast_rate: Option<u64>,
-    call_rate: Option<u64>,
-    seconds: Option<u64>,
-    processors: u16,
-    policy: String,
-) -> anyhow::Result<()> {
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    let quick = a.quick;
     let mut b = cargo();
     b.args(["build", "--release", "-p", "dispatcher-user", "-p", "bench"])
+        .args(["-p", "processor"])
         .env("SWITCHYARD_REQUIRE_EBPF", "1");
     check(b, "cargo build --release")?;
     let root = workspace_root();
+    let call_rate = a.call_rate.unwrap_or(if quick { 1_000 } else { 5_000 });
+    let seconds = a.seconds.unwrap_or(if quick { 3 } else { 10 });
+    let ladder = if a.ladder.is_empty() && quick {
+        vec![500, 1_000]
+    } else {
+        a.ladder
+    };
+    let peer = match a.peer {
+        Some(PeerArg::Kamailio) => Some(xtask::bench::Peer::Kamailio),
+        Some(PeerArg::None) => None,
+        None if quick => Some(xtask::bench::Peer::Kamailio),
+        None => None,
+    };
     let run = xtask::bench::run(&xtask::bench::BenchConfig {
         quick,
-        blast_rate: blast_rate.unwrap_or(if quick { 20_000 } else { 150_000 }),
-        call_rate: call_rate.unwrap_or(if quick { 1_000 } else { 5_000 }),
-        seconds: seconds.unwrap_or(if quick { 3 } else { 10 }),
-        processors,
-        policy,
+        blast_rate: a.blast_rate.unwrap_or(if quick { 20_000 } else { 150_000 }),
+        call_rate,
+        seconds,
+        processors: a.processors,
+        policy: a.policy,
         bin_dir: root.join("target/release"),
         out_root: root.join("target/bench"),
+        ladder,
+        ladder_seconds: if quick { 2 } else { seconds },
+        p99_ms: a.p99_ms,
+        peer,
+        peer_rate: if quick { 200 } else { call_rate },
+        peer_seconds: if quick { 2 } else { seconds },
     })?;
     println!("bench artefacts: {}", run.dir.display());
     for f in &run.files {
@@ -336,7 +414,7 @@ fn test() -> anyhow::Result<()> {
     check(t, "cargo test --workspace")?;
     fuzz_smoke()?;
     eprintln!("xtask: cargo xtask bench --quick (smoke: every stage must produce numbers)");
-    bench(true, None, None, None, 2, "least-loaded".into())?;
+    bench(BenchArgs::quick())?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

@@ -33,6 +33,9 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     // BIRD 2, the BGP daemon of the anycast testbed (router with ECMP, one per dispatcher
     // host announcing the service address; see packaging/anycast/).
     ("bird2", "bird"),
+    // Kamailio 5.6, the peer `cargo xtask bench` runs beside Switchyard (its dispatcher
+    // module in front of the same processors); an external program, not linked.
+    ("kamailio", "kamailio"),
 ];
 
 fn have(program: &str) -> bool {
