@@ -937,15 +937,11 @@ fn processors(
         for (k, r) in specs.iter().enumerate() {
             let id = r.id.unwrap_or(next);
             next = next.max(id + 1);
-            let entry = ProcessorEntry {
-                id,
-                kind: Kind::Remote,
-                addr: r.addr,
-                capacity: r.capacity,
-                weight: r.weight,
-                health: r.health.clone(),
-            };
-            out.push((entry, None, format!("{spec_key}[{k}]")));
+            out.push((
+                ProcessorEntry::remote(id, r),
+                None,
+                format!("{spec_key}[{k}]"),
+            ));
         }
     }
     // Ids: below MAX_ID, unique.

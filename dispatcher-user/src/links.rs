@@ -53,6 +53,13 @@ impl LinkedMember {
         }
     }
 
+    /// The remote processor `entry` (its address, capacity and weight).
+    pub fn remote_entry(entry: &crate::pool::ProcessorEntry, load: Arc<LoadReport>) -> Self {
+        let mut m = Self::remote(entry.addr, entry.capacity, load);
+        m.spec.weight = entry.weight;
+        m
+    }
+
     /// A member on another host at `addr`.
     pub fn remote(addr: SocketAddr, capacity: u32, load: Arc<LoadReport>) -> Self {
         Self {
@@ -140,11 +147,6 @@ impl Links {
             *v = MemberView::default();
         }
         m
-    }
-
-    /// Whether a LAN forwarding socket exists (needed to add processors on other hosts).
-    pub fn has_forwarder(&self) -> bool {
-        self.forwarder.is_some()
     }
 
     /// Processor `id`'s link and load board, if it has one.

@@ -7,7 +7,7 @@
 //! removing one processor renamed the ones after it and broke their dialogs.
 use std::net::SocketAddr;
 
-use crate::lan::HealthSpec;
+use crate::lan::{HealthSpec, RemoteSpec};
 
 /// Highest processor id + 1 (the router's exclusion mask is a `u64`).
 pub const MAX_ID: u16 = crate::route::select::MAX_PROCESSORS as u16;
@@ -37,6 +37,32 @@ pub struct ProcessorEntry {
     pub weight: u32,
     /// How it proves it is alive (remote processors; local ones have a heartbeat).
     pub health: HealthSpec,
+}
+
+impl ProcessorEntry {
+    /// A processor on another host with id `id`, as a `--remote-processor` / `ctl add` spec
+    /// describes it.
+    pub fn remote(id: u16, spec: &RemoteSpec) -> Self {
+        Self {
+            id,
+            kind: Kind::Remote,
+            addr: spec.addr,
+            capacity: spec.capacity,
+            weight: spec.weight,
+            health: spec.health.clone(),
+        }
+    }
+
+    /// What the LAN health monitor is told about this (remote) processor.
+    pub fn remote_spec(&self) -> RemoteSpec {
+        RemoteSpec {
+            id: Some(self.id),
+            addr: self.addr,
+            capacity: self.capacity,
+            weight: self.weight,
+            health: self.health.clone(),
+        }
+    }
 }
 
 /// Operator state of a processor, set with `ctl` (and kept across reloads).

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::{
     forward::Forwarder,
-    lan::{Health, Lan, LanStats, RemoteSpec},
+    lan::{Health, Lan, LanStats},
     links::{LinkedMember, Links},
     pool::{Kind, ProcessorEntry},
     report::ProcessorReport,
@@ -189,17 +189,8 @@ impl Processors {
         let mut board = Vec::new();
         for (index, e) in remote {
             let load = LoadReport::new(e.capacity);
-            let spec = RemoteSpec {
-                id: Some(e.id),
-                addr: e.addr,
-                capacity: e.capacity,
-                weight: e.weight,
-                health: e.health.clone(),
-            };
-            board.push((*index, spec, Arc::clone(&load)));
-            let mut member = LinkedMember::remote(e.addr, e.capacity, load);
-            member.spec.weight = e.weight;
-            members[*index] = Some(member);
+            board.push((*index, e.remote_spec(), Arc::clone(&load)));
+            members[*index] = Some(LinkedMember::remote_entry(e, load));
         }
         info!(remote = remote.len(), report_listen = %listen, "processors on other hosts configured");
         Ok(Some(Lan::start(

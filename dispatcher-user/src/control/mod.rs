@@ -129,7 +129,7 @@ pub trait Watcher {
 
 impl Watcher for crate::lan::Lan {
     fn watch(&self, entry: &ProcessorEntry, load: Arc<LoadReport>) {
-        crate::lan::Lan::watch(self, usize::from(entry.id), remote_spec(entry), load);
+        crate::lan::Lan::watch(self, usize::from(entry.id), entry.remote_spec(), load);
     }
 
     fn unwatch(&self, id: u16) {
@@ -137,22 +137,11 @@ impl Watcher for crate::lan::Lan {
     }
 
     fn update(&self, entry: &ProcessorEntry) {
-        self.set_spec(usize::from(entry.id), remote_spec(entry));
+        self.set_spec(usize::from(entry.id), entry.remote_spec());
     }
 
     fn stats(&self) -> crate::lan::LanStats {
         crate::lan::Lan::stats(self)
-    }
-}
-
-/// What the LAN monitor is told about a remote entry.
-fn remote_spec(e: &ProcessorEntry) -> crate::lan::RemoteSpec {
-    crate::lan::RemoteSpec {
-        id: Some(e.id),
-        addr: e.addr,
-        capacity: e.capacity,
-        weight: e.weight,
-        health: e.health.clone(),
     }
 }
 
@@ -408,11 +397,9 @@ impl<'a> Controller<'a> {
         if entry.health.mode == Health::None {
             load.up.store(true, Relaxed);
         }
-        let mut member = LinkedMember::remote(entry.addr, entry.capacity, Arc::clone(&load));
-        member.spec.weight = entry.weight;
         self.sender.send(Command::Insert {
             id: entry.id,
-            member,
+            member: LinkedMember::remote_entry(entry, Arc::clone(&load)),
             admin,
         });
         if let Some(w) = self.watcher {
@@ -433,7 +420,7 @@ impl<'a> Controller<'a> {
             return Err(format!(
                 "processor {}: health={} needs the report listener (start with --report-listen), or use health=none",
                 entry.id,
-                health_name(entry.health.mode)
+                entry.health.mode.name()
             ));
         }
         if entry.health.mode == Health::Reports && !self.applied.report_keyed {
@@ -698,22 +685,7 @@ fn parse_add_spec(spec: &str) -> Result<ProcessorEntry, String> {
     let id = r
         .id
         .ok_or_else(|| format!("{spec:?}: give the processor's id first: id=N,HOST:PORT[,...]"))?;
-    Ok(ProcessorEntry {
-        id,
-        kind: Kind::Remote,
-        addr: r.addr,
-        capacity: r.capacity,
-        weight: r.weight,
-        health: r.health,
-    })
-}
-
-fn health_name(h: Health) -> &'static str {
-    match h {
-        Health::Reports => "reports",
-        Health::Options => "options",
-        Health::None => "none",
-    }
+    Ok(ProcessorEntry::remote(id, &r))
 }
 
 /// Renders `ctl list` as a table.

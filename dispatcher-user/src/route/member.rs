@@ -223,11 +223,6 @@ impl Member {
         self.present && self.admin == Admin::Active
     }
 
-    /// Units in use as the router counts them now (see [`Member::state`]).
-    pub fn units_in_use(&mut self, epoch: u64, v: &MemberView) -> u64 {
-        self.state(epoch, v).in_use
-    }
-
     /// The selector's view: the snapshot plus the router's own accounting.
     pub(super) fn state(&mut self, epoch: u64, v: &MemberView) -> MemberState {
         self.sync(epoch);
