@@ -268,11 +268,19 @@ impl<'a> Controller<'a> {
                 }
             }
             self.events();
-            if let Some(at) = next_line.filter(|&at| Instant::now() >= at) {
-                let every = self
-                    .applied
-                    .stats_interval
-                    .unwrap_or(Duration::from_secs(1));
+            // A reload may turn the counters line on or off.
+            match (self.applied.stats_interval, next_line) {
+                (None, Some(_)) => next_line = None,
+                (Some(every), None) => {
+                    next_line = Some(Instant::now() + every);
+                    last = (Instant::now(), self.published.load());
+                }
+                _ => {}
+            }
+            if let (Some(at), Some(every)) = (next_line, self.applied.stats_interval) {
+                if Instant::now() < at {
+                    continue;
+                }
                 next_line = Some(at + every);
                 let now = (Instant::now(), self.published.load());
                 let xdp = self.xdp_counters();
