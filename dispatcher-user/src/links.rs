@@ -218,6 +218,7 @@ impl Links {
                     slot.src = msg.src;
                     slot.dst = msg.dst;
                     slot.received_ns = now_ns;
+                    slot.units = h.units;
                     slot.fill(bytes)
                 }),
                 Link::Remote(addr) => match &mut self.forwarder {

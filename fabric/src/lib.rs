@@ -50,6 +50,10 @@ pub struct Slot {
     pub dst: SocketAddr,
     /// Dispatcher clock (ns) when it was received, for queueing-latency accounting.
     pub received_ns: u64,
+    /// The session size the dispatcher assigned when this message starts a dialog (`None`:
+    /// not a new dialog, or not sized). The processor releases exactly this, so both sides
+    /// agree without the processor sizing the message again.
+    pub units: Option<u32>,
     buf: [u8; SLOT_BYTES],
 }
 
@@ -62,6 +66,7 @@ impl Slot {
             src: any,
             dst: any,
             received_ns: 0,
+            units: None,
             buf: [0; SLOT_BYTES],
         }
     }

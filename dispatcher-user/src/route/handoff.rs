@@ -51,6 +51,11 @@ pub struct Handoff {
     pub to: u16,
     /// The bytes to hand over.
     pub payload: Payload,
+    /// The session size the router assigned, when this handoff starts a dialog: carried in
+    /// the fabric slot so the processor releases exactly what was assigned without sizing the
+    /// message again (and so a policy that does not need sizes may assign 1 and scan less).
+    /// `None` for everything else.
+    pub units: Option<u32>,
 }
 
 /// Most handoffs one datagram yields (piggybacked MGCP messages, RFC 3435 §3.5.5).
@@ -75,6 +80,7 @@ impl Handoffs {
             list: [Handoff {
                 to: 0,
                 payload: Payload::Inbound { start: 0, len: 0 },
+                units: None,
             }; MAX_HANDOFFS],
             n: 0,
             data: vec![0; DATA_BYTES].into_boxed_slice(),
@@ -103,8 +109,16 @@ impl Handoffs {
             *h = Handoff {
                 to,
                 payload: Payload::Inbound { start, len },
+                units: None,
             };
             self.n += 1;
+        }
+    }
+
+    /// Marks the handoff recorded last as the start of a dialog of `units`.
+    pub(super) fn set_last_units(&mut self, units: u32) {
+        if let Some(h) = self.n.checked_sub(1).and_then(|i| self.list.get_mut(i)) {
+            h.units = Some(units);
         }
     }
 
@@ -117,6 +131,7 @@ impl Handoffs {
                     start: self.data_len,
                     len,
                 },
+                units: None,
             };
             self.n += 1;
             self.data_len += len;

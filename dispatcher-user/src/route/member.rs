@@ -189,27 +189,38 @@ impl Member {
         }
     }
 
-    /// Forgets per-snapshot counts when a new snapshot arrives.
-    fn sync(&mut self, epoch: u64) {
+    /// Forgets per-snapshot counts when a new snapshot arrives, and for a remote member notes
+    /// a new load report: what was assigned until then is in it. Called before every change to
+    /// the accounting ([`Member::handed`], [`Member::handed_invite`], [`Member::assign`]), so
+    /// that [`Member::state`] can be a pure read of the same numbers.
+    pub(super) fn refresh(&mut self, epoch: u64, v: &MemberView) {
         if self.epoch != epoch {
             self.epoch = epoch;
             self.handed = 0;
             self.invites_handed = 0;
         }
+        if self.spec.remote && v.reports != self.seen_reports {
+            self.seen_reports = v.reports;
+            self.assigned_at_report = self.assigned_units;
+            self.invites_at_report = self.invites_assigned;
+        }
     }
 
-    /// Records one message handed to it.
-    pub(super) fn handed(&mut self, epoch: u64) {
-        self.sync(epoch);
+    /// Records one message handed to it (after [`Member::refresh`]).
+    pub(super) fn handed(&mut self) {
         self.handed += 1;
         self.forwarded += 1;
     }
 
     /// Records that the message last handed ([`Member::handed`]) was a new INVITE.
-    pub(super) fn handed_invite(&mut self, epoch: u64) {
-        self.sync(epoch);
+    pub(super) fn handed_invite(&mut self) {
         self.invites_handed = self.invites_handed.saturating_add(1);
         self.invites_assigned += 1;
+    }
+
+    /// Records `units` assigned to it with a new dialog.
+    pub(super) fn assign(&mut self, units: u32) {
+        self.assigned_units += u64::from(units);
     }
 
     /// In the pool and not disabled: its transactions and dialogs are routed to it (a draining
@@ -223,28 +234,36 @@ impl Member {
         self.present && self.admin == Admin::Active
     }
 
-    /// The selector's view: the snapshot plus the router's own accounting.
-    pub(super) fn state(&mut self, epoch: u64, v: &MemberView) -> MemberState {
-        self.sync(epoch);
+    /// The selector's view: the snapshot plus the router's own accounting. A pure read (what
+    /// [`Member::refresh`] would reset reads as reset), so the selector can evaluate only the
+    /// members it samples, as often as it likes, without a per-decision pass over all of them.
+    #[inline]
+    pub(super) fn state(&self, epoch: u64, v: &MemberView) -> MemberState {
+        let fresh = self.epoch == epoch;
+        let handed = if fresh { self.handed } else { 0 };
+        let invites_handed = if fresh { self.invites_handed } else { 0 };
         let depth = v
             .queue_capacity
             .saturating_sub(v.queue_free)
-            .saturating_add(self.handed);
+            .saturating_add(handed);
         if self.spec.remote {
-            // What we assigned since its last report is added to what it reported.
-            if v.reports != self.seen_reports {
-                self.seen_reports = v.reports;
-                self.assigned_at_report = self.assigned_units;
-                self.invites_at_report = self.invites_assigned;
-            }
-            let invites_since = (self.invites_assigned - self.invites_at_report) as u32;
+            // What we assigned since its last report is added to what it reported (nothing
+            // yet when the report is one we have not looked at).
+            let (units_since, invites_since) = if v.reports == self.seen_reports {
+                (
+                    self.assigned_units - self.assigned_at_report,
+                    (self.invites_assigned - self.invites_at_report) as u32,
+                )
+            } else {
+                (0, 0)
+            };
             let capacity = if self.spec.capacity > 0 {
                 self.spec.capacity
             } else {
                 v.reported_capacity
             };
             MemberState {
-                in_use: v.reported_in_use + (self.assigned_units - self.assigned_at_report),
+                in_use: v.reported_in_use + units_since,
                 capacity,
                 depth: 0,
                 queue_capacity: usize::MAX,
@@ -263,7 +282,7 @@ impl Member {
                 queue_capacity: v.queue_capacity,
                 alive: v.alive && self.in_service(),
                 weight: self.spec.weight.max(1),
-                pending: v.pending_invites.saturating_add(self.invites_handed),
+                pending: v.pending_invites.saturating_add(invites_handed),
                 max_pending: self.spec.max_pending,
             }
         }
@@ -293,8 +312,9 @@ mod tests {
             ..MemberView::default()
         };
         assert_eq!(m.state(1, &v).depth, 2);
-        m.handed(1);
-        m.handed(1);
+        m.refresh(1, &v);
+        m.handed();
+        m.handed();
         assert_eq!(m.state(1, &v).depth, 4, "full: nothing more fits");
         assert_eq!(m.state(2, &v).depth, 2, "a new snapshot counts afresh");
     }

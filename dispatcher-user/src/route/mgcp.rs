@@ -142,8 +142,8 @@ impl Router {
                     let r = self.forward_existing(k, msg, None, snap, hand, Counted::MgcpStateless);
                     if matches!(r, Decision::Hand(_)) {
                         self.affinity.insert(key, k, now_s);
-                        self.members[usize::from(k)].assigned_units +=
-                            u64::from(m.session_size(&self.cfg.session_size));
+                        let units = m.session_size(&self.cfg.session_size);
+                        self.members[usize::from(k)].assign(units);
                     }
                     return r;
                 }

@@ -136,13 +136,15 @@ pub struct Router {
 }
 
 /// Whether session sizes matter: a policy or a member that reads units. `size-aware` packs by
-/// size; `least-loaded` ranks by units in use (assigned − released, and the processors release
-/// the size they compute themselves, so assigning 1 would make that count drift); a capacity
-/// (local, or any remote member, which may report one) makes every policy check the fit.
-/// Only `round-robin` and `hash` over local members without capacity never read units.
+/// size; a capacity (local, or any remote member, which may report one) makes every policy
+/// check the fit, and a remote processor releases the size it computes itself, so the
+/// dispatcher must compute the same. Otherwise (`round-robin`, `hash` and `least-loaded` over
+/// in-chassis processors without capacity) a new dialog counts 1 unit, the fabric slot says so
+/// ([`fabric::Slot::units`]) and the processor releases that 1: nothing drifts, and the locate
+/// scan stops after the routing headers instead of reading the whole header section and the
+/// SDP. `least-loaded` then ranks by dialogs in progress rather than by units.
 fn size_matters(policy: Policy, members: &[MemberSpec]) -> bool {
-    matches!(policy, Policy::SizeAware | Policy::LeastLoaded)
-        || members.iter().any(|m| m.capacity > 0 || m.remote)
+    policy == Policy::SizeAware || members.iter().any(|m| m.capacity > 0 || m.remote)
 }
 
 impl Router {
@@ -377,13 +379,13 @@ impl Router {
     }
 
     /// Processor `k`'s state for the selector: the snapshot plus what we handed it since.
-    fn member_state(&mut self, k: usize, snap: &Snapshot) -> MemberState {
+    fn member_state(&self, k: usize, snap: &Snapshot) -> MemberState {
         let view = snap.members.get(k).copied().unwrap_or_default();
         self.members[k].state(self.epoch, &view)
     }
 
     /// Whether processor `k` is currently in selection.
-    fn alive(&mut self, k: u16, snap: &Snapshot) -> bool {
+    fn alive(&self, k: u16, snap: &Snapshot) -> bool {
         usize::from(k) < self.members.len() && self.member_state(usize::from(k), snap).alive
     }
 
@@ -407,10 +409,13 @@ impl Router {
         let mut excluded = 0u64;
         loop {
             let n = self.members.len();
-            let mut states: [Option<MemberState>; MAX_PROCESSORS] = [None; MAX_PROCESSORS];
-            for (k, st) in states.iter_mut().enumerate().take(n) {
-                let mut s = self.member_state(k, snap);
-                if !self.members[k].selectable() {
+            // Evaluated lazily, for the members the policy looks at only (least-loaded: two).
+            let (members, epoch) = (&self.members, self.epoch);
+            let state = |k: usize| {
+                let view = snap.members.get(k).copied().unwrap_or_default();
+                let m = &members[k];
+                let mut s = m.state(epoch, &view);
+                if !m.selectable() {
                     // Removed, draining or disabled: no new dialogs.
                     s.alive = false;
                 }
@@ -418,20 +423,18 @@ impl Router {
                     // The pending-INVITE cap gates new INVITEs only.
                     s.max_pending = 0;
                 }
-                *st = Some(s);
-            }
-            let Some(k) = self
-                .selector
-                .select(n, size, key, excluded, |k| states[k].expect("k < n"))
-            else {
+                s
+            };
+            let Some(k) = self.selector.select(n, size, key, excluded, state) else {
                 return Ok(None);
             };
             match self.push(k, msg, scan, mark, snap, hand) {
                 Push::Ok => {
-                    self.members[k].assigned_units += u64::from(size);
+                    hand.set_last_units(size);
+                    self.members[k].assign(size);
                     self.members[k].new_dialogs += 1;
                     if invite {
-                        self.members[k].handed_invite(self.epoch);
+                        self.members[k].handed_invite();
                     }
                     return Ok(Some(k as u16));
                 }
@@ -476,7 +479,9 @@ impl Router {
             let start = (msg.payload.as_ptr() as usize).wrapping_sub(self.base);
             hand.push_inbound(k as u16, start, msg.payload.len());
         }
-        self.members[k].handed(self.epoch);
+        let view = snap.members.get(k).copied().unwrap_or_default();
+        self.members[k].refresh(self.epoch, &view);
+        self.members[k].handed();
         Push::Ok
     }
 

@@ -407,6 +407,59 @@ fn size_aware_uses_the_announced_session_size() {
     );
 }
 
+/// The size travels with the handoff: what size-aware assigned, and 1 for a policy that does
+/// not size (least-loaded over in-chassis processors without capacity), whose scan then stops
+/// after the routing headers: a bad Content-Length after them is still handed over (the
+/// processor answers it 400), where a sizing scan answers 400 itself.
+#[test]
+fn handoffs_carry_the_assigned_units_and_unsized_policies_scan_only_routing_headers() {
+    let sized = |b: &mut Bed, extra: &str, call: &str| {
+        let d = b.sip(SEC, &invite(call, &format!("z9hG4bK-{call}"), extra));
+        let units = b.out.handoffs().first().and_then(|h| h.units);
+        (d, units)
+    };
+    let mut aware = bed_with(
+        2,
+        10,
+        64,
+        RouterConfig {
+            policy: Policy::SizeAware,
+            ..RouterConfig::default()
+        },
+    );
+    let (d, units) = sized(&mut aware, "X-Session-Size: 4\r\n", "s1");
+    assert!(matches!(d, Decision::Hand(_)));
+    assert_eq!(units, Some(4));
+
+    let mut ll = bed(2, Policy::LeastLoaded);
+    let (d, units) = sized(&mut ll, "X-Session-Size: 4\r\n", "l1");
+    assert!(matches!(d, Decision::Hand(_)));
+    assert_eq!(
+        units,
+        Some(1),
+        "least-loaded without capacities counts dialogs"
+    );
+    // A retransmission follows the transaction and starts nothing.
+    let (d2, units) = sized(&mut ll, "X-Session-Size: 4\r\n", "l1");
+    assert_eq!(d2, d);
+    assert_eq!(units, None);
+    // In-dialog requests start nothing either.
+    let bye = request("BYE", "l1", "z9hG4bK-bye", Some(&proc_tag(0)), "BYE");
+    assert_eq!(ll.sip(SEC, &bye), Decision::Hand(0));
+    assert_eq!(ll.out.handoffs()[0].units, None);
+
+    // A bad Content-Length after the routing headers: only a whole-section scan reads it.
+    let broken = "Content-Length: many\r\n";
+    let (d, units) = sized(&mut ll, broken, "l2");
+    assert!(matches!(d, Decision::Hand(_)), "{d:?}");
+    assert_eq!(units, Some(1));
+    let (d, _) = sized(&mut aware, broken, "s2");
+    assert!(
+        aware.reply_text(d).starts_with("SIP/2.0 400"),
+        "a sizing scan reads the whole section"
+    );
+}
+
 #[test]
 fn full_queue_moves_to_the_next_candidate_then_503() {
     let mut b = bed_with(
