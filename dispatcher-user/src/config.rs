@@ -94,6 +94,11 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "de_enum")]
     pub idle: Option<Idle>,
+    /// Under load, sleep this many µs between looks at the rings instead of waking for every
+    /// datagram, so one wake-up serves a batch (0: always wake per datagram; see the README's
+    /// "Wake-ups"). [default: 100]
+    #[arg(long)]
+    pub coalesce_us: Option<u64>,
     /// Stop after this many seconds (default: run until signalled).
     #[arg(long)]
     pub duration: Option<f64>,
@@ -421,6 +426,7 @@ pub struct Effective {
     pub queues: Option<u32>,
     #[serde(serialize_with = "ser_enum")]
     pub idle: Idle,
+    pub coalesce_us: u64,
     pub duration: Option<f64>,
     pub stats_interval: f64,
     pub stats_json: Option<PathBuf>,
@@ -587,6 +593,7 @@ impl Effective {
             zero_copy: self.zero_copy,
             queues: self.queues,
             idle: self.idle,
+            coalesce_ns: self.coalesce_us.saturating_mul(1_000),
             duration: self.duration.map(Duration::from_secs_f64),
             stats_json: self.stats_json.clone(),
             stats_interval: (self.stats_interval > 0.0)
@@ -718,6 +725,7 @@ fn merge(
         zero_copy: pick!(zero_copy, ZeroCopy::Auto),
         queues: pick!(queues),
         idle: pick!(idle, Idle::Poll),
+        coalesce_us: pick!(coalesce_us, fabric::coalesce::DEFAULT_DELAY_NS / 1_000),
         duration: pick!(duration),
         stats_interval: pick!(stats_interval, 0.0),
         stats_json: pick!(stats_json),

@@ -63,6 +63,8 @@ pub struct RunConfig {
     pub queues: Option<u32>,
     /// Idle strategy of the dispatcher thread.
     pub idle: Idle,
+    /// Coalescing delay under load, ns (0: wake per datagram); see [`fabric::coalesce`].
+    pub coalesce_ns: u64,
     /// Stop by itself after this long (for tests and scripted runs).
     pub duration: Option<Duration>,
     /// Where to write the exit counters as JSON.
@@ -104,6 +106,7 @@ impl RunConfig {
             ("zero-copy", format!("{:?}", self.zero_copy)),
             ("queues", format!("{:?}", self.queues)),
             ("idle", format!("{:?}", self.idle)),
+            ("coalesce-us", (self.coalesce_ns / 1_000).to_string()),
             (
                 "affinity-capacity",
                 self.router.affinity_capacity.to_string(),
@@ -331,6 +334,7 @@ fn run_udp(
     let status = Arc::new(StatusCell::default());
     let mut core = Dispatch::new(router, links).with_control(inbox, Arc::clone(&status));
     let core_id = cfg.core;
+    let coalesce_ns = cfg.coalesce_ns;
     let stop2 = Arc::clone(stop);
     let pub2 = Arc::clone(published);
     let handle = std::thread::Builder::new()
@@ -338,7 +342,14 @@ fn run_udp(
         .spawn(move || -> anyhow::Result<(Dispatch, UdpStats)> {
             pin(core_id);
             let mut stats = UdpStats::default();
-            udp_shell::run(&listeners, &mut core, &stop2, &mut stats, &pub2)?;
+            udp_shell::run(
+                &listeners,
+                &mut core,
+                coalesce_ns,
+                &stop2,
+                &mut stats,
+                &pub2,
+            )?;
             stats.cpu_ns = crate::stats::thread_cpu_ns();
             Ok((core, stats))
         })?;
@@ -449,6 +460,7 @@ fn run_xdp(
     let ports = PortTable(port_list.to_vec());
     let core_id = cfg.core;
     let idle = cfg.idle;
+    let coalesce_ns = cfg.coalesce_ns;
     let stop2 = Arc::clone(stop);
     let pub2 = Arc::clone(published);
     let handle = std::thread::Builder::new()
@@ -461,6 +473,7 @@ fn run_xdp(
                 &ports,
                 &mut core,
                 idle,
+                coalesce_ns,
                 &stop2,
                 &mut stats,
                 &pub2,

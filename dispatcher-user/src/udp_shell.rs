@@ -37,6 +37,12 @@ pub struct UdpStats {
     pub tx_errors: u64,
     /// CPU time of the dispatcher thread, ns (filled in when it stops).
     pub cpu_ns: u64,
+    /// Times the thread waited in `poll()` for a datagram (idle or light traffic).
+    #[serde(default)]
+    pub polls: u64,
+    /// Timed coalescing sleeps under load (see [`fabric::coalesce`]).
+    #[serde(default)]
+    pub coalesced_sleeps: u64,
 }
 
 /// One bound well-known socket and its protocol.
@@ -64,10 +70,12 @@ impl Listener {
 }
 
 /// Runs the UDP shell until `stop` is set: poll the listeners, drain each with `recvmmsg`,
-/// hand every datagram to `core`.
+/// hand every datagram to `core`. Under load (`coalesce_ns` > 0) it sleeps that long instead
+/// of polling, so one wake-up serves several datagrams (see [`fabric::coalesce`]).
 pub fn run(
     listeners: &[Listener],
     core: &mut Dispatch,
+    coalesce_ns: u64,
     stop: &AtomicBool,
     stats: &mut UdpStats,
     published: &Published,
@@ -82,13 +90,26 @@ pub fn run(
             revents: 0,
         })
         .collect();
+    let mut coalescer = fabric::coalesce::Coalescer::new(coalesce_ns);
+    if coalesce_ns > 0 {
+        fabric::coalesce::set_timer_slack(1_000);
+    }
     while !stop.load(Ordering::Relaxed) {
         let now_ns = fabric::monotonic_ns();
         if timer.due(now_ns) {
             core.publish(now_ns, stats.rx_datagrams, published);
         }
-        // A signal only ends the wait early (Ok(0)); the drain below finds nothing then.
-        udp_batch::wait_readable(&mut pfds, 100_000_000)?;
+        match coalescer.wait(now_ns) {
+            fabric::coalesce::Wait::Sleep(ns) => {
+                stats.coalesced_sleeps += 1;
+                fabric::coalesce::sleep_ns(ns);
+            }
+            fabric::coalesce::Wait::Event => {
+                stats.polls += 1;
+                // A signal only ends the wait early (Ok(0)); the drain below finds nothing.
+                udp_batch::wait_readable(&mut pfds, 100_000_000)?;
+            }
+        }
         for l in listeners {
             loop {
                 let n = batch.recv(&l.sock)?;
@@ -97,6 +118,7 @@ pub fn run(
                 }
                 stats.rx_batches += 1;
                 let now_ns = fabric::monotonic_ns();
+                coalescer.record(now_ns, n);
                 core.begin_batch(now_ns);
                 for d in batch.iter() {
                     stats.rx_datagrams += 1;

@@ -10,6 +10,7 @@ use std::{
 };
 
 use dispatcher_common::PortProto;
+use fabric::coalesce::{Coalescer, Wait};
 
 use xdp_io::{
     frame::{self, FrameAddr},
@@ -42,6 +43,12 @@ pub struct XdpShellStats {
     pub reply_not_sent: u64,
     /// CPU time of the dispatcher thread, ns (filled in when it stops).
     pub cpu_ns: u64,
+    /// Times the thread waited in `poll()` for a frame (idle or light traffic).
+    #[serde(default)]
+    pub polls: u64,
+    /// Timed coalescing sleeps under load (see [`fabric::coalesce`]).
+    #[serde(default)]
+    pub coalesced_sleeps: u64,
 }
 
 /// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
@@ -57,12 +64,15 @@ impl PortTable {
     }
 }
 
-/// Runs until `stop` is set.
+/// Runs until `stop` is set. `coalesce_ns`: the coalescing delay under load (0: always wait
+/// for a frame in `poll()`); see [`fabric::coalesce`].
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     queues: &mut [XskQueue],
     ports: &PortTable,
     core: &mut Dispatch,
     idle: Idle,
+    coalesce_ns: u64,
     stop: &AtomicBool,
     stats: &mut XdpShellStats,
     published: &Published,
@@ -78,6 +88,10 @@ pub fn run(
         })
         .collect();
     let mut empty_rounds = 0u32;
+    let mut coalescer = Coalescer::new(coalesce_ns);
+    if idle == Idle::Poll && coalesce_ns > 0 {
+        fabric::coalesce::set_timer_slack(1_000);
+    }
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;
         let now_ns = fabric::monotonic_ns();
@@ -118,6 +132,7 @@ pub fn run(
             core.flush();
         }
         if got > 0 {
+            coalescer.record(now_ns, got as usize);
             empty_rounds = 0;
             continue;
         }
@@ -126,8 +141,17 @@ pub fn run(
             q.idle_maintenance();
         }
         if idle == Idle::Poll && empty_rounds > 64 {
-            // SAFETY: pfds is a valid pollfd array for the call.
-            unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+            match coalescer.wait(now_ns) {
+                Wait::Sleep(ns) => {
+                    stats.coalesced_sleeps += 1;
+                    fabric::coalesce::sleep_ns(ns);
+                }
+                Wait::Event => {
+                    stats.polls += 1;
+                    // SAFETY: pfds is a valid pollfd array for the call.
+                    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+                }
+            }
         } else {
             std::hint::spin_loop();
         }

@@ -16,6 +16,8 @@
 //! Wake-up: a consumer with nothing to do parks in `poll()` on an eventfd after setting a
 //! `parked` flag; the producer writes the eventfd only when it sees that flag after a commit,
 //! i.e. at most one syscall per batch and none while the consumer is busy.
+pub mod coalesce;
+
 use std::{
     cell::UnsafeCell,
     net::{Ipv4Addr, SocketAddr},
