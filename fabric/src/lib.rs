@@ -8,9 +8,9 @@
 //!
 //! Why our own queue rather than `crossbeam::ArrayQueue` or `rtrb`: a slot holds a whole
 //! datagram (up to [`SLOT_BYTES`]), and both of those move values in and out by copy, i.e. 4 KiB
-//! per message. Here the producer writes only the message's bytes straight into the slot, many
-//! slots are published with one release store ([`Producer::commit`]), and the consumer reads in
-//! place. The dispatcher never blocks: a full queue is reported to it so it can pick another
+//! per message. Here the producer writes only the message's bytes straight into the queue's
+//! data arena, packed back to back (see `Ring`), many slots are published with one release
+//! store ([`Producer::commit`]), and the consumer reads in place. The dispatcher never blocks: a full queue is reported to it so it can pick another
 //! processor or answer 503 itself.
 //!
 //! Wake-up: a consumer with nothing to do parks in `poll()` on an eventfd after setting a
@@ -41,7 +41,13 @@ pub enum Proto {
     Mgcp,
 }
 
-/// One message in flight from the dispatcher to a processor.
+/// Data-arena granularity: each message's bytes start on a cache line.
+const ALIGN: usize = 64;
+/// Room one message may take in the arena (a whole [`SLOT_BYTES`], rounded to [`ALIGN`]).
+const STRIDE: usize = SLOT_BYTES.div_ceil(ALIGN) * ALIGN;
+
+/// One message in flight from the dispatcher to a processor: its addresses and metadata,
+/// and its bytes in the queue's data arena.
 pub struct Slot {
     len: u16,
     /// Protocol of the message.
@@ -56,11 +62,14 @@ pub struct Slot {
     /// not a new dialog, or not sized). The processor releases exactly this, so both sides
     /// agree without the processor sizing the message again.
     pub units: Option<u32>,
-    buf: [u8; SLOT_BYTES],
+    /// The queue's data arena and this message's offset in it (set by the producer before
+    /// the message is written; see [`Ring`] for why the region is exclusively this slot's).
+    data: *mut u8,
+    off: usize,
 }
 
 impl Slot {
-    fn empty() -> Self {
+    fn empty(data: *mut u8) -> Self {
         let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
         Self {
             len: 0,
@@ -69,19 +78,26 @@ impl Slot {
             dst: any,
             received_ns: 0,
             units: None,
-            buf: [0; SLOT_BYTES],
+            data,
+            off: 0,
         }
     }
 
     /// The message bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[..usize::from(self.len)]
+        // SAFETY: `off + STRIDE <= arena length` (the producer places it so), `len <=
+        // SLOT_BYTES`, and while a `&Slot` exists the region belongs to this slot alone: the
+        // producer writes it before publishing, the consumer reads it until it releases it
+        // (see `Ring`).
+        unsafe { std::slice::from_raw_parts(self.data.add(self.off), usize::from(self.len)) }
     }
 
     /// The whole buffer, to write a message of up to [`SLOT_BYTES`] in place; finish with
     /// [`Slot::set_len`].
     pub fn buf_mut(&mut self) -> &mut [u8; SLOT_BYTES] {
-        &mut self.buf
+        // SAFETY: as in `bytes`; `&mut Slot` is only handed out by `Producer::push_with`, for
+        // a region no published message overlaps.
+        unsafe { &mut *self.data.add(self.off).cast::<[u8; SLOT_BYTES]>() }
     }
 
     /// Sets the message length after writing into [`Slot::buf_mut`] (clamped to the buffer).
@@ -91,7 +107,7 @@ impl Slot {
 
     /// Copies `msg` in; false (and nothing written) when it does not fit.
     pub fn fill(&mut self, msg: &[u8]) -> bool {
-        match self.buf.get_mut(..msg.len()) {
+        match self.buf_mut().get_mut(..msg.len()) {
             Some(dst) => {
                 dst.copy_from_slice(msg);
                 self.len = msg.len() as u16;
@@ -106,9 +122,25 @@ impl Slot {
 #[repr(align(128))]
 struct Padded<T>(T);
 
+/// The queue: a ring of [`Slot`] headers and one data arena the messages' bytes are packed
+/// into, back to back in push order.
+///
+/// Why packed: with a whole [`SLOT_BYTES`] buffer inside every slot, consecutive messages sat
+/// 4 KiB apart, so every push and every read touched a new page and cold cache lines (≈ 200
+/// ns per INVITE measured). Packed, a 700-byte INVITE takes 11 cache lines right after the
+/// previous message's, which the hardware prefetcher streams.
+///
+/// Why the arena never needs a free-space check: it holds `capacity + 2` strides. At most
+/// `capacity - 1` published messages are in it when the producer reserves a slot (the ring
+/// would be full otherwise), each within one stride, plus at most one stride skipped at the
+/// wrap, so more than two strides are free and a whole stride is free contiguously, either
+/// after the last message or at the arena's start. A message therefore never overlaps one the
+/// consumer has not released, and "full" still means `capacity` messages.
 struct Ring {
     slots: Box<[UnsafeCell<Slot>]>,
     mask: usize,
+    /// The data arena (`(capacity + 2) * STRIDE` bytes), written through the slots' pointers.
+    arena: Box<[UnsafeCell<u8>]>,
     /// Next slot the consumer reads (written by the consumer).
     head: Padded<AtomicUsize>,
     /// Next slot the producer writes (written by the producer).
@@ -117,11 +149,13 @@ struct Ring {
     eventfd: OwnedFd,
 }
 
-// SAFETY: slots are only accessed by the single producer (indices in [tail, head+cap)) or the
-// single consumer (indices in [head, tail)); the Acquire/Release pair on head/tail orders the
-// slot contents with the index hand-over.
+// SAFETY: slots, and the arena regions they point at, are only accessed by the single producer
+// (slot indices in [tail, head+cap), and a region no published message overlaps, see `Ring`)
+// or the single consumer (indices in [head, tail)); the Acquire/Release pair on head/tail
+// orders the slot contents and bytes with the index hand-over. The slots' raw pointers point
+// into the ring's own arena, which lives as long as the ring.
 unsafe impl Sync for Ring {}
-// SAFETY: as above; the ring owns its slots.
+// SAFETY: as above; the ring owns its slots and its arena.
 unsafe impl Send for Ring {}
 
 /// Creates a queue of at least `capacity` slots (rounded up to a power of two).
@@ -132,9 +166,20 @@ pub fn channel(capacity: usize) -> std::io::Result<(Producer, Consumer)> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // Zeroed by the allocator (calloc: untouched pages cost nothing until used), not byte by
+    // byte: a deep queue's arena is hundreds of MB.
+    let zeroed = vec![0u8; (cap + 2) * STRIDE].into_boxed_slice();
+    // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`, so the slice has the same
+    // layout and the box the same allocation.
+    let arena: Box<[UnsafeCell<u8>]> =
+        unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [UnsafeCell<u8>]) };
+    let data = UnsafeCell::raw_get(arena.as_ptr());
     let ring = Arc::new(Ring {
-        slots: (0..cap).map(|_| UnsafeCell::new(Slot::empty())).collect(),
+        slots: (0..cap)
+            .map(|_| UnsafeCell::new(Slot::empty(data)))
+            .collect(),
         mask: cap - 1,
+        arena,
         head: Padded(AtomicUsize::new(0)),
         tail: Padded(AtomicUsize::new(0)),
         parked: AtomicBool::new(false),
@@ -146,6 +191,7 @@ pub fn channel(capacity: usize) -> std::io::Result<(Producer, Consumer)> {
             ring: Arc::clone(&ring),
             tail: 0,
             head_cache: 0,
+            data_tail: 0,
         },
         Consumer {
             ring,
@@ -161,6 +207,8 @@ pub struct Producer {
     /// Local tail: slots written but maybe not yet published.
     tail: usize,
     head_cache: usize,
+    /// Where the next message's bytes go in the arena (an offset, `< arena length`).
+    data_tail: usize,
 }
 
 impl Producer {
@@ -177,9 +225,17 @@ impl Producer {
         }
         // SAFETY: slot `tail` is outside [head, tail) so the consumer does not touch it.
         let slot = unsafe { &mut *self.ring.slots[self.tail & self.ring.mask].get() };
+        // A whole stride after the last message, or at the arena's start (see `Ring`).
+        let mut off = self.data_tail;
+        if off + STRIDE > self.ring.arena.len() {
+            off = 0;
+        }
+        slot.off = off;
+        slot.len = 0;
         if !write(slot) {
             return false;
         }
+        self.data_tail = off + usize::from(slot.len).div_ceil(ALIGN).max(1) * ALIGN;
         self.tail = self.tail.wrapping_add(1);
         true
     }
@@ -370,15 +426,49 @@ mod tests {
         assert!(push(&mut p, &[0u8; SLOT_BYTES]));
     }
 
+    /// Message `i` of the packing tests: a length that sweeps 1..=SLOT_BYTES unevenly and
+    /// bytes that name `i`, so a message overwritten by a later one is caught.
+    fn packed_msg(i: u32) -> Vec<u8> {
+        let len = 1 + (i as usize * 7919) % SLOT_BYTES;
+        (0..len).map(|j| (i as usize + j) as u8).collect()
+    }
+
+    #[test]
+    fn messages_are_packed_back_to_back_and_survive_every_wrap() {
+        let (mut p, mut c) = channel(4).unwrap();
+        // Small messages sit one cache line apart, not a slot apart.
+        for m in [&b"ab"[..], b"cd"] {
+            assert!(push(&mut p, m));
+        }
+        p.commit();
+        let mut ptrs = vec![];
+        c.drain(10, |s| ptrs.push(s.bytes().as_ptr() as usize));
+        assert_eq!(ptrs[1] - ptrs[0], ALIGN);
+        // Any mix of sizes, with the queue kept full, across many wraps of the arena: every
+        // message reads back intact.
+        let (mut next_in, mut next_out) = (0u32, 0u32);
+        while next_out < 5_000 {
+            while push(&mut p, &packed_msg(next_in)) {
+                next_in += 1;
+            }
+            p.commit();
+            let take = 1 + (next_out as usize % 3);
+            c.drain(take, |s| {
+                assert_eq!(s.bytes(), &packed_msg(next_out)[..], "message {next_out}");
+                next_out += 1;
+            });
+        }
+    }
+
     #[test]
     fn two_threads_keep_order_and_lose_nothing() {
         let (mut p, mut c) = channel(64).unwrap();
-        const N: u32 = 200_000;
+        const N: u32 = 30_000;
         let t = std::thread::spawn(move || {
             let mut next = 0u32;
             while next < N {
                 if c.drain(32, |s| {
-                    assert_eq!(s.bytes(), &next.to_le_bytes());
+                    assert_eq!(s.bytes(), &packed_msg(next)[..]);
                     next += 1;
                 }) == 0
                     && c.park()
@@ -397,7 +487,7 @@ mod tests {
         });
         let mut i = 0u32;
         while i < N {
-            if push(&mut p, &i.to_le_bytes()) {
+            if push(&mut p, &packed_msg(i)) {
                 i += 1;
                 if i.is_multiple_of(16) {
                     p.commit();
