@@ -1,5 +1,6 @@
-//! Drives the router over N new INVITEs for instruction-level profiling:
-//! `valgrind --tool=callgrind target/release/examples/profile_decision 20000`.
+//! Drives the router over N new INVITEs (or MGCP CRCXs with a second argument `mgcp`) for
+//! instruction-level profiling; the cost per decision is the difference of two runs:
+//! `valgrind --tool=callgrind target/release/examples/profile_decision 20000 [mgcp]`.
 use std::{hint::black_box, net::SocketAddr, sync::Arc};
 
 use dispatcher_common::PortProto;
@@ -18,7 +19,12 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10_000);
-    let invites: Vec<Vec<u8>> = (0..n).map(invite).collect();
+    let mgcp = std::env::args().nth(2).is_some_and(|a| a == "mgcp");
+    let invites: Vec<Vec<u8>> = if mgcp {
+        (0..n).map(crcx).collect()
+    } else {
+        (0..n).map(invite).collect()
+    };
     let mut members = vec![];
     let mut consumers = vec![];
     for k in 0..4u16 {
@@ -50,7 +56,11 @@ fn main() {
             r.handle(
                 0,
                 &Inbound {
-                    proto: PortProto::Sip,
+                    proto: if mgcp {
+                        PortProto::Mgcp
+                    } else {
+                        PortProto::Sip
+                    },
                     src,
                     dst,
                     payload: inv,
@@ -61,4 +71,13 @@ fn main() {
     }
     r.flush();
     black_box(consumers.len());
+}
+
+/// CRCX number `i`: a new connection on a wildcard endpoint, with SDP, like the bench's.
+fn crcx(i: usize) -> Vec<u8> {
+    format!(
+        "CRCX {} ds/ds1-1/$@gw.example MGCP 1.0\r\nC: call-{i:08}\r\nL: p:20, a:PCMU\r\nM: sendrecv\r\n\r\nv=0\r\no=- {i} 1 IN IP4 198.18.0.2\r\ns=-\r\nc=IN IP4 198.18.0.2\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0\r\n",
+        1000 + i
+    )
+    .into_bytes()
 }

@@ -70,6 +70,16 @@ impl Router {
         }
     }
 
+    /// A new connection's session size: from the command (and its SDP) when sizes matter
+    /// (see `size_matters`), else 1, carried in the slot so the processor releases the same.
+    fn mgcp_size(&self, m: &Message<'_>) -> u32 {
+        if self.size_matters {
+            m.session_size(&self.cfg.session_size)
+        } else {
+            1
+        }
+    }
+
     fn mgcp_reply(&mut self, code: u16, tid: u32, commentary: &[u8], reply: &mut [u8]) -> Decision {
         self.stats.mgcp_answered += 1;
         match mgcp::write_response(code, tid.max(1), commentary, &[], None, reply) {
@@ -142,12 +152,13 @@ impl Router {
                     let r = self.forward_existing(k, msg, None, snap, hand, Counted::MgcpStateless);
                     if matches!(r, Decision::Hand(_)) {
                         self.affinity.insert(key, k, now_s);
-                        let units = m.session_size(&self.cfg.session_size);
+                        let units = self.mgcp_size(&m);
+                        hand.set_last_units(units);
                         self.members[usize::from(k)].assign(units);
                     }
                     return r;
                 }
-                let size = m.session_size(&self.cfg.session_size);
+                let size = self.mgcp_size(&m);
                 let mark = self.cfg.mark_port.is_some();
                 match self.place(
                     NewDialog {

@@ -458,6 +458,16 @@ fn handoffs_carry_the_assigned_units_and_unsized_policies_scan_only_routing_head
         aware.reply_text(d).starts_with("SIP/2.0 400"),
         "a sizing scan reads the whole section"
     );
+
+    // MGCP: a new connection carries its size too (the `X-Size` parameter).
+    let crcx = "CRCX 2001 ds/ss7-2/1@mgw MGCP 1.0\r\nC: c1\r\nX-Size: 3\r\nM: sendrecv\r\n";
+    assert!(matches!(mgcp(&mut aware, SEC, crcx), Decision::Hand(_)));
+    assert_eq!(aware.out.handoffs()[0].units, Some(3));
+    assert!(matches!(mgcp(&mut ll, SEC, crcx), Decision::Hand(_)));
+    assert_eq!(ll.out.handoffs()[0].units, Some(1));
+    let mdcx = "MDCX 2002 ds/ss7-2/1@mgw MGCP 1.0\r\nC: c1\r\nI: 1\r\n";
+    mgcp(&mut ll, SEC, mdcx);
+    assert!(ll.out.handoffs().iter().all(|h| h.units.is_none()));
 }
 
 #[test]
