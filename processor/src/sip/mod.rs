@@ -19,6 +19,7 @@ pub mod route;
 mod transaction;
 mod uas;
 
+use dialog::Tag;
 pub use uas::{Uas, UasConfig, UasStats, DEFAULT_MAX_PENDING_INVITES};
 
 #[cfg(test)]
