@@ -221,6 +221,11 @@ impl<T: Default> Slab<T> {
         self.items.get_mut(i as usize)
     }
 
+    /// Slots handed out so far, live or free (valid indices are `0..slots()`).
+    pub fn slots(&self) -> usize {
+        self.items.len()
+    }
+
     /// Live slots.
     pub fn len(&self) -> usize {
         self.items.len() - self.free.len()
