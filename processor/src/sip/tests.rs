@@ -747,3 +747,89 @@ fn bye_before_the_ack_releases_the_pending_slot() {
     assert_eq!(uas.pending_invites(), 0);
     assert_eq!(codes(&send(&mut uas, 3 * MS, &invite("b3", "c3"))), [200]);
 }
+
+#[test]
+fn a_full_transaction_table_answers_503_until_timer_h_frees_it() {
+    // Two media ports (2 dialogs) and a cap of 2: room for 4 live INVITE transactions.
+    let mut c = cfg();
+    c.max_pending_invites = 2;
+    let mut uas = Uas::new(c);
+    // 481s to re-INVITEs for unknown dialogs are kept (for their ACK) but are not pending.
+    for i in 0..4 {
+        let b = format!("re{i}");
+        let r = send(&mut uas, 0, &req("INVITE", &b, &b, Some("nope"), 1, "", ""));
+        assert_eq!(codes(&r), [481]);
+    }
+    assert_eq!(uas.pending_invites(), 0);
+    let r = send(&mut uas, MS, &invite("b1", "c1"));
+    assert_eq!(codes(&r), [503]);
+    assert_eq!(r[0].header("Retry-After"), Some("1"));
+    let st = *uas.stats();
+    assert_eq!((st.table_full_503, st.overload_503, st.rejected), (1, 1, 1));
+    assert_eq!(uas.active_dialogs(), 0);
+    // A fifth 481 still goes out, but is not kept.
+    let r = send(
+        &mut uas,
+        MS,
+        &req("INVITE", "re5", "re5", Some("x"), 1, "", ""),
+    );
+    assert_eq!(codes(&r), [481]);
+    assert_eq!(uas.stats().table_full_dropped, 1);
+    // Timer H (64·T1) ends the four: room again.
+    run_until(&mut uas, 33_000 * MS);
+    assert_eq!(
+        codes(&send(&mut uas, 33_000 * MS, &invite("b2", "c2"))),
+        [200]
+    );
+}
+
+#[test]
+fn timer_j_keeps_a_non_invite_answer_for_64_t1() {
+    let mut uas = Uas::new(cfg());
+    let (tag, _) = establish(&mut uas, "c1");
+    let bye = req("BYE", "bye1", "c1", Some(&tag), 2, "", "");
+    let first = send(&mut uas, 2 * MS, &bye);
+    assert_eq!(codes(&first), [200]);
+    // A retransmitted BYE within Timer J gets the same 200, not a 481.
+    let again = send(&mut uas, 31_000 * MS, &bye);
+    assert_eq!(codes(&again), [200]);
+    assert_eq!(again[0].text, first[0].text);
+    // After 64·T1 the cache is gone; the dialog too: 481.
+    run_until(&mut uas, 32_003 * MS);
+    assert_eq!(codes(&send(&mut uas, 32_003 * MS, &bye)), [481]);
+}
+
+#[test]
+fn an_acknowledged_invite_lingers_then_is_forgotten() {
+    let mut uas = Uas::new(cfg());
+    let (tag, _) = establish(&mut uas, "c1");
+    // Within the linger (Timer L, until 64·T1 after the 2xx): absorbed, nothing sent.
+    assert!(send(&mut uas, 10_000 * MS, &invite("c1", "c1")).is_empty());
+    assert_eq!(uas.stats().dialogs_started, 1);
+    // A CANCEL then still gets the INVITE's To-tag (§9.2).
+    let c = send(
+        &mut uas,
+        10_001 * MS,
+        &req("CANCEL", "c1", "c1", None, 1, "", ""),
+    );
+    assert_eq!(codes(&c), [200]);
+    assert_eq!(c[0].to_tag(), tag);
+    assert_eq!(uas.stats().cancels, 0, "nothing to cancel");
+    // After it, the same branch is a new transaction.
+    run_until(&mut uas, 33_000 * MS);
+    assert_eq!(
+        codes(&send(&mut uas, 33_000 * MS, &invite("c1", "c1"))),
+        [200]
+    );
+    assert_eq!(uas.stats().dialogs_started, 2);
+}
+
+#[test]
+fn a_sized_invite_uses_the_dispatchers_units() {
+    let load = LoadReport::new(100);
+    let mut uas = Uas::with_load(cfg(), Arc::clone(&load));
+    let mut out = Outbox::new();
+    uas.on_message_sized(0, src(), invite("b1", "c1").as_bytes(), Some(7), &mut out);
+    assert_eq!(codes(&drain(&mut out)), [200]);
+    assert_eq!(load.in_use_units.load(Ordering::Relaxed), 7);
+}

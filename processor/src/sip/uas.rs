@@ -706,23 +706,22 @@ impl Uas {
     pub(super) fn on_ack(&mut self, now: u64, msg: &Message<'_>) {
         // ACK for a non-2xx final response: same transaction as the INVITE (§17.2.1).
         match self.invite_tx(&self.tx_key(msg, b'I')) {
-            Some(TxRef::Live(i)) => {
+            Some(TxRef::Live(i))
                 if self
                     .live
                     .get(i)
-                    .is_some_and(|t| t.state == TxState::Completed)
-                {
-                    self.confirm(i, now.saturating_add(T4_NS));
-                    return;
-                }
-                // Accepted or Proceeding: an RFC 2543 client reusing the INVITE branch for
-                // the 2xx ACK; fall through to dialog matching.
+                    .is_some_and(|t| t.state == TxState::Completed) =>
+            {
+                self.confirm(i, now.saturating_add(T4_NS));
+                return;
             }
             Some(TxRef::Linger(_)) => {
                 self.stats.retransmissions_absorbed += 1;
                 return;
             }
-            None => {}
+            // Accepted or Proceeding: an RFC 2543 client reusing the INVITE branch for the
+            // 2xx ACK; fall through to dialog matching.
+            Some(TxRef::Live(_)) | None => {}
         }
         // ACK for a 2xx: a new transaction within the dialog (§13.2.2.4, §17.1.1.3).
         let Some(tag) = msg.to().and_then(|t| t.tag) else {
