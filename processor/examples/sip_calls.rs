@@ -1,7 +1,8 @@
 //! Drives `N` SIP calls (INVITE→200, ACK, BYE→200) through one [`Uas`] in-process with a fake
 //! clock (1 ms per call, timers run), for instruction counts under callgrind:
 //! `valgrind --tool=callgrind target/release/examples/sip_calls 12000` minus the same with
-//! 2000, divided by 10000, is the cost of one steady-state call.
+//! 2000, divided by 10000, is the cost of one steady-state call. A second argument `sized`
+//! passes the session size as the dispatcher would (`Uas::on_message_sized`).
 use std::net::SocketAddr;
 
 use processor::{
@@ -14,6 +15,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
+    let sized = std::env::args().nth(2).is_some_and(|a| a == "sized");
     let contact: SocketAddr = "10.0.0.2:5071".parse().expect("literal address");
     let uac: SocketAddr = "192.0.2.10:5070".parse().expect("literal address");
     let mut uas = Uas::new(UasConfig::new(1, 4, contact));
@@ -37,7 +39,8 @@ fn main() {
             ).as_bytes());
         };
         head(&mut buf, "INVITE", &format!("i{i}"), "", 1, sdp);
-        uas.on_message(now, uac, &buf, &mut out);
+        let units = sized.then_some(1);
+        uas.on_message_sized(now, uac, &buf, units, &mut out);
         tag.clear();
         for (_, b) in out.iter() {
             if b.starts_with(b"SIP/2.0 200") {

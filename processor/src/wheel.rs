@@ -16,7 +16,9 @@
 //!
 //! [`Wheel::next_deadline`] is a lower bound, never later than the earliest live timer: each
 //! slot keeps the least deadline put in it (exact after each scan; only a cancel can leave it
-//! lower than the truth, which makes the answer early, never late).
+//! lower than the truth, which makes the answer early, never late). The answer is cached
+//! until the next [`Wheel::expire`] (an insert only lowers it, a cancel may leave it early), so
+//! a shell asking after every datagram pays the slot walk once per timer round, not per call.
 const TICK_SHIFT: u32 = 20;
 /// Width of one slot in nanoseconds (2²⁰ ns ≈ 1.05 ms).
 pub const TICK_NS: u64 = 1 << TICK_SHIFT;
@@ -56,6 +58,8 @@ pub struct Wheel {
     /// Tick up to which every slot has been scanned; deadlines before it go to its slot.
     cursor: u64,
     len: usize,
+    /// Cached [`Wheel::next_deadline`] (`None` = recompute).
+    next: std::cell::Cell<Option<u64>>,
 }
 
 impl Wheel {
@@ -69,6 +73,7 @@ impl Wheel {
             occupied: vec![0; SLOTS / 64],
             cursor: 0,
             len: 0,
+            next: std::cell::Cell::new(None),
         }
     }
 
@@ -117,6 +122,9 @@ impl Wheel {
         self.slot_min[s] = self.slot_min[s].min(deadline);
         self.occupied[s / 64] |= 1 << (s % 64);
         self.len += 1;
+        if let Some(n) = self.next.get() {
+            self.next.set(Some(n.min(deadline)));
+        }
         TimerId { idx, gen }
     }
 
@@ -157,6 +165,7 @@ impl Wheel {
     /// slot order). Timers the caller schedules while handling them at or before `now` are
     /// found by the next call, so callers loop until `due` comes back empty.
     pub fn expire(&mut self, now: u64, due: &mut Vec<u64>) {
+        self.next.set(None);
         if self.len == 0 {
             self.cursor = self.cursor.max(now >> TICK_SHIFT);
             return;
@@ -199,6 +208,9 @@ impl Wheel {
         if self.len == 0 {
             return None;
         }
+        if let Some(n) = self.next.get() {
+            return Some(n);
+        }
         let mut best = u64::MAX;
         let start = (self.cursor & MASK) as usize;
         let mut d = 0usize;
@@ -214,6 +226,7 @@ impl Wheel {
             best = best.min(self.slot_min[(start + off) % SLOTS]);
             d = off + 1;
         }
+        self.next.set(Some(best));
         Some(best)
     }
 

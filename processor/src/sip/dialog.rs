@@ -111,8 +111,9 @@ impl Uas {
             .map(|_| i)
     }
 
-    pub(super) fn end_dialog_by_bye(&mut self, now: u64, tag: &[u8], out: &mut Outbox) {
-        let Some(d) = self.dialog_mut(tag) else {
+    /// Ends dialog slot `di` (named by `tag`) for a BYE, settling its pending INVITE.
+    pub(super) fn end_dialog_by_bye(&mut self, now: u64, tag: &[u8], di: u32, out: &mut Outbox) {
+        let Some(d) = self.dialogs.get_mut(di) else {
             return;
         };
         let established = d.established;
@@ -145,7 +146,7 @@ impl Uas {
         } else {
             EndReason::Cancelled
         };
-        self.end_dialog(tag, reason);
+        self.end_dialog_at(di, &self.hasher.key_of(tag), reason);
     }
 
     /// Answers the stored INVITE of live transaction `i` with 487 (it was cancelled or its
@@ -175,13 +176,30 @@ impl Uas {
     }
 
     pub(super) fn end_dialog(&mut self, tag: &[u8], reason: EndReason) {
-        let Some(i) = self.dialog_slot(tag) else {
+        let key = self.hasher.key_of(tag);
+        let Some(i) = self.dialog_index.get(&key) else {
             return;
         };
-        self.dialog_index.remove(&self.hasher.key_of(tag));
+        if self
+            .dialogs
+            .get(i)
+            .is_some_and(|d| d.tag.is_some_and(|t| t.as_bytes() == tag))
+        {
+            self.end_dialog_at(i, &key, reason);
+        }
+    }
+
+    /// Ends the live dialog in slot `i`, whose tag's key is `key`.
+    pub(super) fn end_dialog_at(&mut self, i: u32, key: &Key, reason: EndReason) {
+        if self.dialog_index.get(key) == Some(i) {
+            self.dialog_index.remove(key);
+        }
         let Some(d) = self.dialogs.get_mut(i) else {
             return;
         };
+        if d.tag.is_none() {
+            return;
+        }
         d.tag = None;
         d.pending = None;
         let (port, units) = (d.media_port, d.units);

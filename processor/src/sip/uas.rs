@@ -370,7 +370,8 @@ impl Uas {
                     match to_tag {
                         None => {
                             let u = size(self);
-                            self.on_invite(now_ns, &msg, u, dst, out);
+                            let key = ikey.unwrap_or_else(|| self.tx_key(&msg, b'I'));
+                            self.on_invite(now_ns, &msg, key, u, dst, out);
                         }
                         Some(tag) => self.on_reinvite(now_ns, &msg, tag, dst, out),
                     }
@@ -490,10 +491,12 @@ impl Uas {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_invite(
         &mut self,
         now: u64,
         msg: &Message<'_>,
+        key: crate::table::Key,
         units: u32,
         dst: SocketAddr,
         out: &mut Outbox,
@@ -523,7 +526,6 @@ impl Uas {
             }
             return;
         };
-        let key = self.tx_key(msg, b'I');
         let (Some(di), Some(ti)) = (self.dialogs.alloc(), self.live.alloc()) else {
             // Unreachable after the room checks above; kept total.
             self.ports.free(port);
@@ -875,8 +877,8 @@ impl Uas {
                 _,
                 _,
             ) => (405, false),
-            (Method::Bye, _, Some((tag, _))) => {
-                self.end_dialog_by_bye(now, tag, out);
+            (Method::Bye, _, Some((tag, di))) => {
+                self.end_dialog_by_bye(now, tag, di, out);
                 (200, false)
             }
             (Method::Update, _, Some(_)) => (200, msg.has_sdp_body()),
