@@ -62,7 +62,9 @@ pub struct UasConfig {
     /// not yet acknowledged (or ended by Timer H), each retransmitting its final response. A
     /// new INVITE beyond it is answered 503 with `Retry-After` at once, statelessly (no
     /// dialog, no transaction), so a blast of INVITEs that are never acknowledged cannot grow
-    /// the retransmission work without bound. See [`DEFAULT_MAX_PENDING_INVITES`].
+    /// the retransmission work without bound. See [`DEFAULT_MAX_PENDING_INVITES`]. With 0
+    /// the tables are still sized as for the default ([`Uas::with_load`]); a full one
+    /// answers 503 too.
     pub max_pending_invites: u32,
 }
 
@@ -202,7 +204,7 @@ impl Uas {
     /// - live INVITE transactions: [`UasConfig::max_pending_invites`] (its default when 0)
     ///   new INVITEs plus one re-INVITE per dialog;
     /// - lingering (acknowledged) INVITE transactions and cached non-INVITE answers: each
-    ///   [`LINGER_PER_PENDING`] × the pending cap, the call rate × 64·T1 they must hold.
+    ///   32 (`LINGER_PER_PENDING`) × the pending cap, the call rate × 64·T1 they must hold.
     pub fn with_load(cfg: UasConfig, load: Arc<LoadReport>) -> Self {
         let contact_hdr = format!("Contact: <sip:proc@{}>", cfg.contact).into_bytes();
         let t1 = u64::try_from(cfg.t1.as_nanos()).unwrap_or(u64::MAX).max(1);
