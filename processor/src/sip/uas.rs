@@ -528,8 +528,20 @@ impl Uas {
             }
             return;
         };
-        let (Some(di), Some(ti)) = (self.dialogs.alloc(), self.live.alloc()) else {
-            // Unreachable after the room checks above; kept total.
+        let slots = match (self.dialogs.alloc(), self.live.alloc()) {
+            (Some(di), Some(ti)) => Some((di, ti)),
+            (d, t) => {
+                // Unreachable after the room checks above (a dialog per port); kept total.
+                if let Some(d) = d {
+                    self.dialogs.free(d);
+                }
+                if let Some(t) = t {
+                    self.live.free(t);
+                }
+                None
+            }
+        };
+        let Some((di, ti)) = slots else {
             self.ports.free(port);
             self.overload(msg, units, true, dst, out);
             return;
@@ -679,10 +691,12 @@ impl Uas {
         }
         let key = self.tx_key(msg, b'I');
         let Some(ti) = self.live.alloc() else {
+            self.overload(msg, 0, true, dst, out);
             return;
         };
         if self.invites.insert(key, ti).is_err() {
             self.live.free(ti);
+            self.overload(msg, 0, true, dst, out);
             return;
         }
         let mut local = Tag::EMPTY;
