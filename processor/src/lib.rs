@@ -20,4 +20,6 @@ pub mod outbox;
 pub mod report;
 mod sdp;
 pub mod sip;
+pub mod table;
 pub mod thread;
+pub mod wheel;

@@ -56,6 +56,11 @@ impl PortPool {
         }
     }
 
+    /// Ports in the pool, free or not.
+    pub fn capacity(&self) -> usize {
+        self.in_use.len()
+    }
+
     /// Ports currently free.
     pub fn available(&self) -> usize {
         self.free.len()

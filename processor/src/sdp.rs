@@ -49,50 +49,112 @@ fn direction_answer(offer: &[u8]) -> &'static str {
     "sendrecv"
 }
 
-/// Writes the answer to `offer` (or an offer when `None`) into `out` (cleared first).
+/// Appends the decimal digits of `n`, by hand: `fmt` machinery cost more than the rest of
+/// the answer together.
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends the address family and address (`IP4 10.0.0.2`).
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            out.extend_from_slice(b"IP4 ");
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_u64(out, u64::from(o));
+            }
+        }
+        IpAddr::V6(a) => {
+            // IPv6 text form has compression rules; rare enough here to leave to `Display`.
+            out.extend_from_slice(b"IP6 ");
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
+/// Writes the answer to `offer` (or an offer when `None`) into `out` (cleared first); no
+/// `fmt` on the IPv4 path, and `out` keeps its capacity between calls.
 pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) {
     out.clear();
-    let (fam, ip) = match p.ip {
-        IpAddr::V4(a) => ("IP4", a.to_string()),
-        IpAddr::V6(a) => ("IP6", a.to_string()),
-    };
-    let _ = write!(
-        out,
-        "v=0\r\no=switchyard {} {} IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\n",
-        p.session_id, p.version
-    );
+    out.extend_from_slice(b"v=0\r\no=switchyard ");
+    put_u64(out, p.session_id);
+    out.push(b' ');
+    put_u64(out, p.version);
+    out.extend_from_slice(b" IN ");
+    put_ip(out, p.ip);
+    out.extend_from_slice(b"\r\ns=-\r\nc=IN ");
+    put_ip(out, p.ip);
+    out.extend_from_slice(b"\r\nt=0 0\r\n");
     let mut accepted = false;
     let mut any = false;
     if let Some(offer) = offer {
         for m in wire::sdp::media(offer) {
             any = true;
-            let proto = String::from_utf8_lossy(m.proto);
-            let fmts = String::from_utf8_lossy(m.formats);
             if !accepted && m.port != 0 && m.media.eq_ignore_ascii_case(b"audio") {
                 accepted = true;
-                let first = fmts.split(' ').find(|f| !f.is_empty()).unwrap_or("0");
+                let first = m
+                    .formats
+                    .split(|&b| b == b' ')
+                    .find(|f| !f.is_empty())
+                    .unwrap_or(b"0");
                 let dir = p.direction.unwrap_or_else(|| direction_answer(offer));
-                let _ = write!(out, "m=audio {} {proto} {first}\r\na={dir}\r\n", p.port);
-                if let Some(pt) = p.ptime {
-                    let _ = write!(out, "a=ptime:{pt}\r\n");
-                }
+                out.extend_from_slice(b"m=audio ");
+                put_u64(out, u64::from(p.port));
+                out.push(b' ');
+                out.extend_from_slice(m.proto);
+                out.push(b' ');
+                out.extend_from_slice(first);
+                out.extend_from_slice(b"\r\na=");
+                out.extend_from_slice(dir.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                put_ptime(out, p.ptime);
             } else {
-                let media = String::from_utf8_lossy(m.media);
-                let _ = write!(out, "m={media} 0 {proto} {fmts}\r\n");
+                out.extend_from_slice(b"m=");
+                out.extend_from_slice(m.media);
+                out.extend_from_slice(b" 0 ");
+                out.extend_from_slice(m.proto);
+                out.push(b' ');
+                out.extend_from_slice(m.formats);
+                out.extend_from_slice(b"\r\n");
             }
         }
     }
     if !any {
         let (pt, name) = p.codec;
         let dir = p.direction.unwrap_or("sendrecv");
-        let _ = write!(
-            out,
-            "m=audio {} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\na={dir}\r\n",
-            p.port
-        );
-        if let Some(pt) = p.ptime {
-            let _ = write!(out, "a=ptime:{pt}\r\n");
-        }
+        out.extend_from_slice(b"m=audio ");
+        put_u64(out, u64::from(p.port));
+        out.extend_from_slice(b" RTP/AVP ");
+        put_u64(out, u64::from(pt));
+        out.extend_from_slice(b"\r\na=rtpmap:");
+        put_u64(out, u64::from(pt));
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"/8000\r\na=");
+        out.extend_from_slice(dir.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        put_ptime(out, p.ptime);
+    }
+}
+
+fn put_ptime(out: &mut Vec<u8>, ptime: Option<u32>) {
+    if let Some(pt) = ptime {
+        out.extend_from_slice(b"a=ptime:");
+        put_u64(out, u64::from(pt));
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -117,5 +179,27 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("m=audio 20000 RTP/AVP 0\r\n"));
+    }
+
+    #[test]
+    fn digits_addresses_and_ptime_match_the_formatted_text() {
+        let mut out = vec![];
+        let mut p = SdpParams::sip("192.168.0.10".parse().unwrap(), 7, u64::MAX, 0);
+        p.ptime = Some(20);
+        p.direction = Some("inactive");
+        write_sdp(&mut out, None, &p);
+        let want = format!(
+            "v=0\r\no=switchyard {} 0 IN IP4 192.168.0.10\r\ns=-\r\nc=IN IP4 192.168.0.10\r\nt=0 0\r\nm=audio 7 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=inactive\r\na=ptime:20\r\n",
+            u64::MAX
+        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+        let p6 = SdpParams::sip("2001:db8::1".parse().unwrap(), 20000, 1, 2);
+        write_sdp(&mut out, Some(b"m=audio 5 RTP/AVP  8 0\r\n"), &p6);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("o=switchyard 1 2 IN IP6 2001:db8::1\r\n"), "{s}");
+        assert!(
+            s.contains("m=audio 20000 RTP/AVP 8\r\na=sendrecv\r\n"),
+            "{s}"
+        );
     }
 }

@@ -12,16 +12,17 @@
 //! agent release them early. When an answer delay is configured the gateway sends `100` at
 //! once and the final response later with an empty `K:`, retransmitting it until the call
 //! agent's `000` response acknowledgement.
+//!
+//! The history is a fixed-size [`Table`] from a keyed hash of (source, transaction id) to a
+//! [`Slab`] slot whose response buffers are reused, with its T-HIST expiry and retransmissions
+//! on a [`Wheel`]: it never rehashes mid-run (the std map's doubling stalled a message for
+//! milliseconds) and a steady state does not allocate for it. Its capacity is
+//! [`HISTORY_PER_PORT`] × the media ports (the command rate × T-HIST it must hold); when it is
+//! full a new command is answered `409` (internal overload) without being executed, so a
+//! retransmission of it is answered the same way and nothing runs twice.
 mod options;
 
-use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
-    fmt::Write as _,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, fmt::Write as _, net::SocketAddr, sync::Arc, time::Duration};
 
 use tracing::{debug, trace};
 use wire::{
@@ -38,6 +39,8 @@ use crate::{
     media::PortPool,
     outbox::Outbox,
     sdp::{write_sdp, SdpParams},
+    table::{KeyHasher, Slab, Table},
+    wheel::{TimerId, Wheel},
 };
 use options::{k_list, local_options, mode, sdp_direction};
 
@@ -45,6 +48,13 @@ use options::{k_list, local_options, mode, sdp_direction};
 /// is suggested; doubled each time, capped at 4 s).
 const RETX_INITIAL_NS: u64 = 200_000_000;
 const RETX_MAX_NS: u64 = 4_000_000_000;
+/// History entries per media port: a connection takes a port and a few commands (CRCX,
+/// MDCX, DLCX, audits) within T-HIST, so 64 per port (640,000 for the default 10,000
+/// ports, i.e. ≈ 21,000 commands/s over a 30 s T-HIST) leaves room for calls shorter than
+/// T-HIST; at least [`MIN_HISTORY`].
+pub const HISTORY_PER_PORT: usize = 64;
+/// Smallest history, for small port ranges.
+pub const MIN_HISTORY: usize = 4096;
 /// Connection parameters reported on deletion: this processor does not count RTP itself.
 const CONN_PARAMS: &[u8] = b"PS=0, OS=0, PR=0, OR=0, PL=0, JI=0, LA=0";
 /// Capabilities reported by AUEP `F: A`.
@@ -119,6 +129,10 @@ pub struct GatewayStats {
     pub dropped: u64,
     /// Responses that did not fit the output buffer.
     pub write_errors: u64,
+    /// Commands answered `409` without being executed because the transaction history
+    /// (fixed size, see the module docs) was full.
+    #[serde(default)]
+    pub history_full: u64,
 }
 
 #[derive(Debug)]
@@ -136,9 +150,14 @@ struct Conn {
     sdp_version: u64,
 }
 
-/// One command transaction in the history.
+/// One command transaction in the history (a reused slab slot).
 #[derive(Debug)]
 struct Txn {
+    /// Its (source, transaction id), compared exactly on every lookup.
+    key: TxnKey,
+    /// Live (else a free slot keeping its buffers).
+    in_use: bool,
+    timer: Option<TimerId>,
     dst: SocketAddr,
     provisional: Vec<u8>,
     response: Vec<u8>,
@@ -149,6 +168,25 @@ struct Txn {
     retx_interval: u64,
     expires: u64,
     scheduled: Option<u64>,
+}
+
+impl Default for Txn {
+    fn default() -> Self {
+        let zero = SocketAddr::from(([0, 0, 0, 0], 0));
+        Txn {
+            key: (zero, 0),
+            in_use: false,
+            timer: None,
+            dst: zero,
+            provisional: Vec::new(),
+            response: Vec::new(),
+            final_at: None,
+            retx_at: None,
+            retx_interval: RETX_INITIAL_NS,
+            expires: 0,
+            scheduled: None,
+        }
+    }
 }
 
 impl Txn {
@@ -192,8 +230,13 @@ pub struct Gateway {
     stats: GatewayStats,
     conns: HashMap<Vec<u8>, Conn>,
     by_call: HashMap<Vec<u8>, Vec<Vec<u8>>>,
-    history: HashMap<TxnKey, Txn>,
-    timers: BinaryHeap<Reverse<(u64, TxnKey)>>,
+    hasher: KeyHasher,
+    history_index: Table,
+    history: Slab<Txn>,
+    wheel: Wheel,
+    due: Vec<u64>,
+    /// Session size the dispatcher computed for the datagram being handled (its first CRCX).
+    units_hint: Option<u32>,
     notified: Vec<u8>,
     id_seed: u64,
     counter: u64,
@@ -229,19 +272,26 @@ impl Gateway {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u16(cfg.id);
+        let ports = PortPool::new(cfg.media_ports.0, cfg.media_ports.1);
+        let history = (HISTORY_PER_PORT * ports.capacity()).max(MIN_HISTORY);
+        let seed = h.finish();
         Self {
             limits: Limits::default(),
             t_hist: ns(cfg.t_hist),
             delay: ns(cfg.answer_delay),
             load: LoadAccount::new(load),
-            ports: PortPool::new(cfg.media_ports.0, cfg.media_ports.1),
+            ports,
             stats: GatewayStats::default(),
             conns: HashMap::new(),
             by_call: HashMap::new(),
-            history: HashMap::new(),
-            timers: BinaryHeap::new(),
+            hasher: KeyHasher::new([mix(seed ^ 1), mix(seed ^ 2)]),
+            history_index: Table::with_capacity(history),
+            history: Slab::with_capacity(history),
+            wheel: Wheel::with_capacity(history),
+            due: Vec::with_capacity(64),
+            units_hint: None,
             notified: Vec::new(),
-            id_seed: h.finish(),
+            id_seed: seed,
             counter: 0,
             sdp_buf: Vec::with_capacity(512),
             resp_buf: vec![0; crate::outbox::DATAGRAM_BYTES],
@@ -266,26 +316,87 @@ impl Gateway {
 
     /// Earliest time (ns) [`Gateway::on_timer`] has work; may be early, never late.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        self.wheel.next_deadline()
     }
 
-    fn schedule(&mut self, key: TxnKey) {
-        let Some(t) = self.history.get_mut(&key) else {
+    fn table_key(&self, (src, tid): TxnKey) -> crate::table::Key {
+        let mut s = self.hasher.start();
+        match src.ip() {
+            std::net::IpAddr::V4(a) => s.word(u64::from(u32::from(a))),
+            std::net::IpAddr::V6(a) => s.bytes(&a.octets()),
+        }
+        s.word(u64::from(src.port()) << 32 | u64::from(tid));
+        s.finish()
+    }
+
+    /// History slot of (source, transaction id).
+    fn find(&self, key: TxnKey) -> Option<u32> {
+        let i = self.history_index.get(&self.table_key(key))?;
+        self.history
+            .get(i)
+            .filter(|t| t.in_use && t.key == key)
+            .map(|_| i)
+    }
+
+    /// Drops history slot `i` (T-HIST, or `K:`).
+    fn forget(&mut self, i: u32) {
+        let Some(t) = self.history.get_mut(i) else {
             return;
         };
-        if let Some(d) = t.next_deadline() {
-            if t.scheduled.is_none_or(|s| d < s) {
-                t.scheduled = Some(d);
-                self.timers.push(Reverse((d, key)));
-            }
+        if !t.in_use {
+            return;
+        }
+        t.in_use = false;
+        let key = t.key;
+        if let Some(id) = t.timer.take() {
+            self.wheel.cancel(id);
+        }
+        let tk = self.table_key(key);
+        if self.history_index.get(&tk) == Some(i) {
+            self.history_index.remove(&tk);
+        }
+        self.history.free(i);
+    }
+
+    /// (Re)arms the wheel timer of history slot `i` for its next deadline.
+    fn schedule(&mut self, i: u32) {
+        let Some(t) = self.history.get_mut(i) else {
+            return;
+        };
+        let next = t.next_deadline();
+        if t.scheduled == next {
+            return;
+        }
+        if let Some(id) = t.timer.take() {
+            self.wheel.cancel(id);
+        }
+        t.scheduled = next;
+        if let Some(d) = next {
+            t.timer = Some(self.wheel.insert(d, u64::from(i)));
         }
     }
 
     /// Handles one MGCP datagram (piggybacked messages are split and answered one by one).
     pub fn on_message(&mut self, now_ns: u64, src: SocketAddr, bytes: &[u8], out: &mut Outbox) {
+        self.on_message_sized(now_ns, src, bytes, None, out);
+    }
+
+    /// [`Gateway::on_message`] for a datagram whose session size the dispatcher already
+    /// computed (`Some(units)`, from the fabric slot): the first CRCX in it takes that size
+    /// instead of sizing its SDP again; `None` sizes every CRCX here with the same rules.
+    pub fn on_message_sized(
+        &mut self,
+        now_ns: u64,
+        src: SocketAddr,
+        bytes: &[u8],
+        units: Option<u32>,
+        out: &mut Outbox,
+    ) {
+        self.units_hint = units;
         for seg in split_piggybacked(bytes) {
             self.on_segment(now_ns, src, seg, out);
         }
+        self.units_hint = None;
     }
 
     fn on_segment(&mut self, now: u64, src: SocketAddr, seg: &[u8], out: &mut Outbox) {
@@ -309,8 +420,11 @@ impl Gateway {
             Kind::Response { code: 0, tid, .. } => {
                 // Response acknowledgement: stop retransmitting that final response.
                 self.stats.response_acks += 1;
-                if let Some(t) = self.history.get_mut(&(src, tid)) {
-                    t.retx_at = None;
+                if let Some(i) = self.find((src, tid)) {
+                    if let Some(t) = self.history.get_mut(i) {
+                        t.retx_at = None;
+                    }
+                    self.schedule(i);
                 }
                 return;
             }
@@ -329,15 +443,25 @@ impl Gateway {
             for (lo, hi) in k_list(k) {
                 if hi - lo < 64 {
                     for t in lo..=hi {
-                        self.history.remove(&(src, t));
+                        if let Some(i) = self.find((src, t)) {
+                            self.forget(i);
+                        }
                     }
                 } else {
-                    self.history
-                        .retain(|&(a, t), _| a != src || !(lo..=hi).contains(&t));
+                    // A wide range: visit the live slots instead of every id in it.
+                    let slots = u32::try_from(self.history.slots()).unwrap_or(u32::MAX);
+                    for i in 0..slots {
+                        let hit = self.history.get(i).is_some_and(|t| {
+                            t.in_use && t.key.0 == src && (lo..=hi).contains(&t.key.1)
+                        });
+                        if hit {
+                            self.forget(i);
+                        }
+                    }
                 }
             }
         }
-        if let Some(t) = self.history.get(&(src, tid)) {
+        if let Some(t) = self.find((src, tid)).and_then(|i| self.history.get(i)) {
             self.stats.retransmissions_absorbed += 1;
             let bytes = if t.final_at.is_some() {
                 &t.provisional
@@ -345,6 +469,14 @@ impl Gateway {
                 &t.response
             };
             out.push(t.dst, bytes);
+            return;
+        }
+        if self.history.is_full() || self.history_index.is_full() {
+            // No room to remember the answer: refuse without executing, so that a
+            // retransmission is refused too and nothing runs twice.
+            self.stats.history_full += 1;
+            debug!("MGCP history full: 409");
+            self.send_now(src, 409, tid, b"Internal overload", &[], None, out);
             return;
         }
         self.stats.commands += 1;
@@ -442,20 +574,40 @@ impl Gateway {
         );
         self.sdp_buf = sdp;
         let Some(n) = n else { return };
-        let response = self.resp_buf[..n].to_vec();
-        let mut txn = Txn {
-            dst: src,
-            provisional: Vec::new(),
-            response,
-            final_at: None,
-            retx_at: None,
-            retx_interval: RETX_INITIAL_NS,
-            expires: now.saturating_add(self.t_hist),
-            scheduled: None,
+        let key = (src, tid);
+        let Some(i) = self.history.alloc() else {
+            // Checked before executing; unreachable, but the answer still goes out.
+            out.push(src, &self.resp_buf[..n]);
+            return;
         };
+        if self.history_index.insert(self.table_key(key), i).is_err() {
+            self.history.free(i);
+            out.push(src, &self.resp_buf[..n]);
+            return;
+        }
+        let Some(txn) = self.history.get_mut(i) else {
+            return;
+        };
+        txn.key = key;
+        txn.in_use = true;
+        txn.timer = None;
+        txn.dst = src;
+        txn.response.clear();
+        txn.response.extend_from_slice(&self.resp_buf[..n]);
+        txn.provisional.clear();
+        txn.final_at = None;
+        txn.retx_at = None;
+        txn.retx_interval = RETX_INITIAL_NS;
+        txn.expires = now.saturating_add(self.t_hist);
+        txn.scheduled = None;
         if delayed {
-            if let Some(n) = self.write(100, tid, b"Pending", &[], None) {
-                txn.provisional = self.resp_buf[..n].to_vec();
+            // Written over the final response in resp_buf, which is already copied.
+            let provisional = self.write(100, tid, b"Pending", &[], None);
+            let Some(txn) = self.history.get_mut(i) else {
+                return;
+            };
+            if let Some(p) = provisional {
+                txn.provisional.extend_from_slice(&self.resp_buf[..p]);
                 out.push(src, &txn.provisional);
                 self.stats.provisional_sent += 1;
             }
@@ -465,40 +617,49 @@ impl Gateway {
         } else {
             out.push(src, &txn.response);
         }
-        self.history.insert((src, tid), txn);
-        self.schedule((src, tid));
+        self.schedule(i);
     }
 
     /// Runs due timers: held final responses, their retransmissions, history expiry.
     pub fn on_timer(&mut self, now_ns: u64, out: &mut Outbox) {
-        while let Some(&Reverse((t, key))) = self.timers.peek() {
-            if t > now_ns {
+        let mut due = std::mem::take(&mut self.due);
+        loop {
+            due.clear();
+            self.wheel.expire(now_ns, &mut due);
+            if due.is_empty() {
                 break;
             }
-            self.timers.pop();
-            let Some(txn) = self.history.get_mut(&key) else {
-                continue;
-            };
-            if txn.scheduled != Some(t) {
-                continue;
+            for &d in &due {
+                let i = d as u32;
+                let Some(txn) = self.history.get_mut(i) else {
+                    continue;
+                };
+                txn.timer = None;
+                txn.scheduled = None;
+                if !txn.in_use {
+                    continue;
+                }
+                if txn.expires <= now_ns {
+                    self.forget(i);
+                    continue;
+                }
+                let Some(txn) = self.history.get_mut(i) else {
+                    continue;
+                };
+                if txn.final_at.is_some_and(|a| a <= now_ns) {
+                    txn.final_at = None;
+                    out.push(txn.dst, &txn.response);
+                    txn.retx_at = Some(now_ns.saturating_add(txn.retx_interval));
+                } else if txn.retx_at.is_some_and(|a| a <= now_ns) {
+                    out.push(txn.dst, &txn.response);
+                    self.stats.retransmissions_sent += 1;
+                    txn.retx_interval = txn.retx_interval.saturating_mul(2).min(RETX_MAX_NS);
+                    txn.retx_at = Some(now_ns.saturating_add(txn.retx_interval));
+                }
+                self.schedule(i);
             }
-            txn.scheduled = None;
-            if txn.expires <= now_ns {
-                self.history.remove(&key);
-                continue;
-            }
-            if txn.final_at.is_some_and(|a| a <= now_ns) {
-                txn.final_at = None;
-                out.push(txn.dst, &txn.response);
-                txn.retx_at = Some(now_ns.saturating_add(txn.retx_interval));
-            } else if txn.retx_at.is_some_and(|a| a <= now_ns) {
-                out.push(txn.dst, &txn.response);
-                self.stats.retransmissions_sent += 1;
-                txn.retx_interval = txn.retx_interval.saturating_mul(2).min(RETX_MAX_NS);
-                txn.retx_at = Some(now_ns.saturating_add(txn.retx_interval));
-            }
-            self.schedule(key);
         }
+        self.due = due;
     }
 
     fn new_conn_id(&mut self) -> Vec<u8> {
@@ -542,7 +703,10 @@ impl Gateway {
     }
 
     fn crcx(&mut self, msg: &Message<'_>, local: &[u8]) -> Answer {
-        let units = msg.session_size(&self.cfg.session_size);
+        let units = match self.units_hint.take() {
+            Some(u) => u,
+            None => msg.session_size(&self.cfg.session_size),
+        };
         let reject = |gw: &mut Self, code, text| {
             gw.load.rejected(units);
             Answer::code(code, text)

@@ -444,3 +444,63 @@ fn arbitrary_bytes_never_panic() {
         out.clear();
     }
 }
+
+#[test]
+fn a_full_history_answers_409_without_executing() {
+    // 4 ports: the history is its minimum size.
+    let mut gw = Gateway::new(cfg());
+    let n = MIN_HISTORY as u32;
+    for tid in 1..=n {
+        let r = send(
+            &mut gw,
+            0,
+            &format!("RQNT {tid} aaln/1@gw MGCP 1.0\r\nX: 1\r\n"),
+        );
+        assert_eq!(r[0].code(), 200);
+    }
+    let r = one(&mut gw, &crcx(n + 1, "c1"));
+    assert_eq!((r.code(), r.tid()), (409, n + 1));
+    assert_eq!(gw.active_connections(), 0, "not executed");
+    assert_eq!(gw.stats().history_full, 1);
+    // Old entries still answer from the history.
+    let again = one(&mut gw, "RQNT 7 aaln/1@gw MGCP 1.0\r\nX: 1\r\n");
+    assert_eq!(again.code(), 200);
+    assert_eq!(gw.stats().retransmissions_absorbed, 1);
+    // K: frees room (a wide range: the slot scan), and the CRCX then runs.
+    one(
+        &mut gw,
+        &format!("RQNT 1 aaln/1@gw MGCP 1.0\r\nK: 1-{}\r\nX: 1\r\n", n),
+    );
+    let r = one(&mut gw, &crcx(n + 2, "c1"));
+    assert_eq!(r.code(), 200, "{}", r.text);
+    // T-HIST expiry empties it entirely.
+    let mut out = Outbox::new();
+    gw.on_timer(31_000 * MS, &mut out);
+    assert_eq!(gw.next_deadline(), None);
+}
+
+#[test]
+fn delayed_final_retransmits_doubling_until_000() {
+    let mut c = cfg();
+    c.answer_delay = Duration::from_millis(100);
+    let mut gw = Gateway::new(c);
+    let r = send(&mut gw, 0, &crcx(20, "c1"));
+    assert_eq!(r[0].code(), 100);
+    let mut times = vec![];
+    let mut out = Outbox::new();
+    while let Some(t) = gw.next_deadline() {
+        if t > 2_000 * MS {
+            break;
+        }
+        gw.on_timer(t, &mut out);
+        if !out.is_empty() {
+            times.push(t / MS);
+        }
+        out.clear();
+    }
+    // Final at 100 ms, then 200, 400, 800 ms later.
+    assert_eq!(times, [100, 300, 700, 1500]);
+    send(&mut gw, 1_600 * MS, "000 20 OK\r\n");
+    gw.on_timer(10_000 * MS, &mut out);
+    assert!(out.is_empty(), "acknowledged: no more retransmissions");
+}

@@ -126,16 +126,14 @@ fn establish(uas: &mut Uas, call: &str) -> (String, Sent) {
 }
 
 #[test]
-fn invite_is_answered_100_then_200_with_contact_tag_and_sdp() {
+fn invite_is_answered_200_without_100_with_contact_tag_and_sdp() {
     let mut uas = Uas::new(cfg());
     let r = send(&mut uas, 0, &invite("b1", "c1"));
-    assert_eq!(codes(&r), [100, 200]);
+    assert_eq!(codes(&r), [200]);
     assert!(r.iter().all(|s| s.dst == src()));
-    assert!(
-        r[0].header("To").unwrap().find("tag=").is_none(),
-        "100 carries no tag"
-    );
-    let ok = &r[1];
+    // Answered at once: no 100 Trying (RFC 3261 §17.2.1 needs one only when the final
+    // response waits over 200 ms); the 200 itself stops the INVITE retransmissions.
+    let ok = &r[0];
     assert_eq!(ok.header("Contact"), Some("<sip:proc@10.0.0.2:5071>"));
     assert_eq!(ok.header("CSeq"), Some("1 INVITE"));
     assert_eq!(ok.header("Call-ID"), Some("c1"));
@@ -172,7 +170,7 @@ fn invite_is_answered_100_then_200_with_contact_tag_and_sdp() {
 fn timer_g_doubles_to_t2_and_timer_h_tears_down() {
     let mut uas = Uas::new(cfg());
     let r = send(&mut uas, 0, &invite("b1", "c1"));
-    assert_eq!(codes(&r), [100, 200]);
+    assert_eq!(codes(&r), [200]);
     let got = run_until(&mut uas, 40_000 * MS);
     let times: Vec<u64> = got.iter().map(|(t, _)| t / MS).collect();
     assert_eq!(
@@ -181,7 +179,7 @@ fn timer_g_doubles_to_t2_and_timer_h_tears_down() {
     );
     assert!(got
         .iter()
-        .all(|(_, s)| s.code() == 200 && s.text == r[1].text));
+        .all(|(_, s)| s.code() == 200 && s.text == r[0].text));
     let st = uas.stats();
     assert_eq!(
         (st.timeouts, st.dialogs_ended, st.retransmissions_sent),
@@ -193,7 +191,7 @@ fn timer_g_doubles_to_t2_and_timer_h_tears_down() {
     assert_eq!(uas.load().released_units.load(Ordering::Relaxed), 1);
     assert_eq!(uas.next_deadline(), None, "nothing left to do");
     // A late ACK matches nothing and is not answered.
-    let tag = r[1].to_tag();
+    let tag = r[0].to_tag();
     assert!(send(
         &mut uas,
         41_000 * MS,
@@ -208,7 +206,7 @@ fn ack_stops_retransmissions_and_confirms() {
     let r = send(&mut uas, 0, &invite("b1", "c1"));
     let got = run_until(&mut uas, 600 * MS);
     assert_eq!(got.len(), 1, "one retransmission at T1");
-    let tag = r[1].to_tag();
+    let tag = r[0].to_tag();
     assert!(send(
         &mut uas,
         700 * MS,
@@ -233,7 +231,7 @@ fn invite_retransmission_resends_last_response_without_new_dialog() {
     let first = send(&mut uas, 0, &invite("b1", "c1"));
     let again = send(&mut uas, 100 * MS, &invite("b1", "c1"));
     assert_eq!(codes(&again), [200]);
-    assert_eq!(again[0].text, first[1].text);
+    assert_eq!(again[0].text, first[0].text);
     assert_eq!(uas.stats().dialogs_started, 1);
     assert_eq!(uas.stats().retransmissions_absorbed, 1);
     assert_eq!(uas.active_dialogs(), 1);
@@ -302,7 +300,7 @@ fn cancel_before_final_gives_487_and_frees_everything() {
 fn cancel_after_final_only_answers_the_cancel() {
     let mut uas = Uas::new(cfg());
     let r = send(&mut uas, 0, &invite("b1", "c1"));
-    assert_eq!(codes(&r), [100, 200]);
+    assert_eq!(codes(&r), [200]);
     let c = send(
         &mut uas,
         10 * MS,
@@ -365,9 +363,9 @@ fn bye_frees_the_port_for_reuse_and_exhaustion_is_503() {
     let (tag, ok) = establish(&mut uas, "c1");
     assert!(ok.text.contains("m=audio 20000 "));
     let r = send(&mut uas, 2 * MS, &invite("b2", "c2"));
-    assert_eq!(codes(&r), [100, 503]);
-    assert_eq!(r[1].header("Retry-After"), Some("1"));
-    let t503 = r[1].to_tag();
+    assert_eq!(codes(&r), [503]);
+    assert_eq!(r[0].header("Retry-After"), Some("1"));
+    let t503 = r[0].to_tag();
     assert!(send(
         &mut uas,
         3 * MS,
@@ -514,7 +512,7 @@ fn responses_follow_via_received_and_rport() {
         "10.9.9.9:5070;received=198.51.100.7;rport=7000;branch",
     );
     let r = send(&mut uas, 0, &m);
-    assert_eq!(codes(&r), [100, 200]);
+    assert_eq!(codes(&r), [200]);
     let want: SocketAddr = "198.51.100.7:7000".parse().unwrap();
     assert!(r.iter().all(|s| s.dst == want));
     // Timer G retransmissions too.
@@ -570,7 +568,7 @@ fn load_report_tracks_sessions_and_their_sizes() {
             OFFER,
         ),
     );
-    let tag = r[1].to_tag();
+    let tag = r[0].to_tag();
     send(&mut uas, 0, &invite("b2", "c2"));
     assert_eq!(load.active.load(Ordering::Relaxed), 2);
     send(&mut uas, 0, &req("ACK", "a1", "c1", Some(&tag), 1, "", ""));
@@ -628,7 +626,7 @@ fn pending_invite_cap_answers_503_with_retry_after_and_holds_nothing() {
     let mut uas = capped(2);
     let r1 = send(&mut uas, 0, &invite("b1", "c1"));
     let r2 = send(&mut uas, MS, &invite("b2", "c2"));
-    assert_eq!((codes(&r1), codes(&r2)), (vec![100, 200], vec![100, 200]));
+    assert_eq!((codes(&r1), codes(&r2)), (vec![200], vec![200]));
     assert_eq!(uas.pending_invites(), 2);
     let r3 = send(&mut uas, 2 * MS, &invite("b3", "c3"));
     assert_eq!(codes(&r3), [503], "no 100: nothing is started");
@@ -673,7 +671,7 @@ fn retransmissions_of_accepted_invites_are_answered_at_the_cap() {
     send(&mut uas, MS, &invite("b2", "c2"));
     let again = send(&mut uas, 2 * MS, &invite("b1", "c1"));
     assert_eq!(codes(&again), [200]);
-    assert_eq!(again[0].text, r1[1].text, "from the transaction");
+    assert_eq!(again[0].text, r1[0].text, "from the transaction");
     let st = uas.stats();
     assert_eq!((st.overload_503, st.retransmissions_absorbed), (0, 1));
 }
@@ -685,7 +683,7 @@ fn an_ack_or_timer_h_makes_room_under_the_cap() {
     send(&mut uas, MS, &invite("b2", "c2"));
     assert_eq!(codes(&send(&mut uas, 2 * MS, &invite("b3", "c3"))), [503]);
     // The ACK of c1's 2xx ends its pending transaction: room for one more.
-    let tag1 = r1[1].to_tag();
+    let tag1 = r1[0].to_tag();
     assert!(send(
         &mut uas,
         3 * MS,
@@ -693,10 +691,7 @@ fn an_ack_or_timer_h_makes_room_under_the_cap() {
     )
     .is_empty());
     assert_eq!(uas.pending_invites(), 1);
-    assert_eq!(
-        codes(&send(&mut uas, 4 * MS, &invite("b4", "c4"))),
-        [100, 200]
-    );
+    assert_eq!(codes(&send(&mut uas, 4 * MS, &invite("b4", "c4"))), [200]);
     assert_eq!(codes(&send(&mut uas, 5 * MS, &invite("b5", "c5"))), [503]);
     // Timer H (64·T1 = 32 s) ends c2's and c4's unacknowledged transactions.
     run_until(&mut uas, 33_000 * MS);
@@ -704,7 +699,7 @@ fn an_ack_or_timer_h_makes_room_under_the_cap() {
     assert_eq!(uas.stats().timeouts, 2);
     assert_eq!(
         codes(&send(&mut uas, 33_001 * MS, &invite("b6", "c6"))),
-        [100, 200]
+        [200]
     );
     let st = uas.stats();
     assert_eq!((st.overload_503, st.pending_invites_max), (2, 2));
@@ -719,9 +714,9 @@ fn non_2xx_answers_count_as_pending_until_acknowledged() {
     let mut uas = Uas::new(c);
     let (_, _) = establish(&mut uas, "c1");
     let r = send(&mut uas, 2 * MS, &invite("b2", "c2"));
-    assert_eq!(codes(&r), [100, 503]);
+    assert_eq!(codes(&r), [503]);
     assert_eq!(uas.pending_invites(), 1);
-    let t503 = r[1].to_tag();
+    let t503 = r[0].to_tag();
     send(
         &mut uas,
         3 * MS,
@@ -735,7 +730,7 @@ fn non_2xx_answers_count_as_pending_until_acknowledged() {
     let mut open = Uas::new(c);
     for i in 0..50 {
         let b = format!("u{i}");
-        assert_eq!(codes(&send(&mut open, i * MS, &invite(&b, &b))), [100, 200]);
+        assert_eq!(codes(&send(&mut open, i * MS, &invite(&b, &b))), [200]);
     }
     assert_eq!(open.pending_invites(), 50);
     assert_eq!(open.stats().overload_503, 0);
@@ -745,13 +740,96 @@ fn non_2xx_answers_count_as_pending_until_acknowledged() {
 fn bye_before_the_ack_releases_the_pending_slot() {
     let mut uas = capped(1);
     let r = send(&mut uas, 0, &invite("b1", "c1"));
-    let tag = r[1].to_tag();
+    let tag = r[0].to_tag();
     assert_eq!(codes(&send(&mut uas, MS, &invite("b2", "c2"))), [503]);
     let bye = req("BYE", "bye1", "c1", Some(&tag), 2, "", "");
     assert_eq!(codes(&send(&mut uas, 2 * MS, &bye)), [200]);
     assert_eq!(uas.pending_invites(), 0);
-    assert_eq!(
-        codes(&send(&mut uas, 3 * MS, &invite("b3", "c3"))),
-        [100, 200]
+    assert_eq!(codes(&send(&mut uas, 3 * MS, &invite("b3", "c3"))), [200]);
+}
+
+#[test]
+fn a_full_transaction_table_answers_503_until_timer_h_frees_it() {
+    // Two media ports (2 dialogs) and a cap of 2: room for 4 live INVITE transactions.
+    let mut c = cfg();
+    c.max_pending_invites = 2;
+    let mut uas = Uas::new(c);
+    // 481s to re-INVITEs for unknown dialogs are kept (for their ACK) but are not pending.
+    for i in 0..4 {
+        let b = format!("re{i}");
+        let r = send(&mut uas, 0, &req("INVITE", &b, &b, Some("nope"), 1, "", ""));
+        assert_eq!(codes(&r), [481]);
+    }
+    assert_eq!(uas.pending_invites(), 0);
+    let r = send(&mut uas, MS, &invite("b1", "c1"));
+    assert_eq!(codes(&r), [503]);
+    assert_eq!(r[0].header("Retry-After"), Some("1"));
+    let st = *uas.stats();
+    assert_eq!((st.table_full_503, st.overload_503, st.rejected), (1, 1, 1));
+    assert_eq!(uas.active_dialogs(), 0);
+    // A fifth 481 still goes out, but is not kept.
+    let r = send(
+        &mut uas,
+        MS,
+        &req("INVITE", "re5", "re5", Some("x"), 1, "", ""),
     );
+    assert_eq!(codes(&r), [481]);
+    assert_eq!(uas.stats().table_full_dropped, 1);
+    // Timer H (64·T1) ends the four: room again.
+    run_until(&mut uas, 33_000 * MS);
+    assert_eq!(
+        codes(&send(&mut uas, 33_000 * MS, &invite("b2", "c2"))),
+        [200]
+    );
+}
+
+#[test]
+fn timer_j_keeps_a_non_invite_answer_for_64_t1() {
+    let mut uas = Uas::new(cfg());
+    let (tag, _) = establish(&mut uas, "c1");
+    let bye = req("BYE", "bye1", "c1", Some(&tag), 2, "", "");
+    let first = send(&mut uas, 2 * MS, &bye);
+    assert_eq!(codes(&first), [200]);
+    // A retransmitted BYE within Timer J gets the same 200, not a 481.
+    let again = send(&mut uas, 31_000 * MS, &bye);
+    assert_eq!(codes(&again), [200]);
+    assert_eq!(again[0].text, first[0].text);
+    // After 64·T1 the cache is gone; the dialog too: 481.
+    run_until(&mut uas, 32_003 * MS);
+    assert_eq!(codes(&send(&mut uas, 32_003 * MS, &bye)), [481]);
+}
+
+#[test]
+fn an_acknowledged_invite_lingers_then_is_forgotten() {
+    let mut uas = Uas::new(cfg());
+    let (tag, _) = establish(&mut uas, "c1");
+    // Within the linger (Timer L, until 64·T1 after the 2xx): absorbed, nothing sent.
+    assert!(send(&mut uas, 10_000 * MS, &invite("c1", "c1")).is_empty());
+    assert_eq!(uas.stats().dialogs_started, 1);
+    // A CANCEL then still gets the INVITE's To-tag (§9.2).
+    let c = send(
+        &mut uas,
+        10_001 * MS,
+        &req("CANCEL", "c1", "c1", None, 1, "", ""),
+    );
+    assert_eq!(codes(&c), [200]);
+    assert_eq!(c[0].to_tag(), tag);
+    assert_eq!(uas.stats().cancels, 0, "nothing to cancel");
+    // After it, the same branch is a new transaction.
+    run_until(&mut uas, 33_000 * MS);
+    assert_eq!(
+        codes(&send(&mut uas, 33_000 * MS, &invite("c1", "c1"))),
+        [200]
+    );
+    assert_eq!(uas.stats().dialogs_started, 2);
+}
+
+#[test]
+fn a_sized_invite_uses_the_dispatchers_units() {
+    let load = LoadReport::new(100);
+    let mut uas = Uas::with_load(cfg(), Arc::clone(&load));
+    let mut out = Outbox::new();
+    uas.on_message_sized(0, src(), invite("b1", "c1").as_bytes(), Some(7), &mut out);
+    assert_eq!(codes(&drain(&mut out)), [200]);
+    assert_eq!(load.in_use_units.load(Ordering::Relaxed), 7);
 }

@@ -4,13 +4,7 @@
 //!
 //! This is the only part that decides *what* to answer; the transaction module decides when to
 //! retransmit it and the dialog module what a dialog holds.
-use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque},
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tracing::{debug, trace};
 use wire::{
@@ -19,9 +13,9 @@ use wire::{
 };
 
 use super::{
-    dialog::{Dialog, EndReason},
+    dialog::{Dialog, EndReason, Tag},
     route,
-    transaction::{tx_key, InviteTx, NonInviteTx, TxState, T4_NS},
+    transaction::{wheel_for, InviteTx, Linger, NonInviteTx, TxRef, TxState, T4_NS},
 };
 use fabric::LoadReport;
 
@@ -30,6 +24,8 @@ use crate::{
     media::PortPool,
     outbox::Outbox,
     sdp::{write_sdp, SdpParams},
+    table::{KeyHasher, Slab, Table},
+    wheel::Wheel,
 };
 
 /// Methods this UAS implements, for `Allow` (RFC 3261 §20.5).
@@ -66,7 +62,9 @@ pub struct UasConfig {
     /// not yet acknowledged (or ended by Timer H), each retransmitting its final response. A
     /// new INVITE beyond it is answered 503 with `Retry-After` at once, statelessly (no
     /// dialog, no transaction), so a blast of INVITEs that are never acknowledged cannot grow
-    /// the retransmission work without bound. See [`DEFAULT_MAX_PENDING_INVITES`].
+    /// the retransmission work without bound. See [`DEFAULT_MAX_PENDING_INVITES`]. With 0
+    /// the tables are still sized as for the default ([`Uas::with_load`]); a full one
+    /// answers 503 too.
     pub max_pending_invites: u32,
 }
 
@@ -136,6 +134,15 @@ pub struct UasStats {
     pub ignored: u64,
     /// Responses that did not fit the output buffer.
     pub write_errors: u64,
+    /// New INVITEs (and re-INVITEs) answered 503 + `Retry-After` because a fixed-size
+    /// transaction or dialog table was full (also counted in `rejected` and `overload_503`
+    /// for new INVITEs). See [`Uas::with_load`] for the capacities.
+    #[serde(default)]
+    pub table_full_503: u64,
+    /// State not kept because its table was full: a lingering (acknowledged) INVITE
+    /// transaction ended early, or a non-INVITE answer not cached for retransmissions.
+    #[serde(default)]
+    pub table_full_dropped: u64,
 }
 
 /// The SIP user-agent server of one processor. See the module docs.
@@ -149,15 +156,23 @@ pub struct Uas {
     pub(super) contact_hdr: Vec<u8>,
     pub(super) tag_seed: u64,
     pub(super) tag_counter: u64,
-    pub(super) next_tx: u64,
-    pub(super) txs: HashMap<u64, InviteTx>,
+    /// Keys every table below ([`Uas::tx_key`], dialog tags).
+    pub(super) hasher: KeyHasher,
+    /// INVITE transaction key → live slot, or linger slot with `LINGER_BIT`.
+    pub(super) invites: Table,
+    pub(super) live: Slab<InviteTx>,
+    pub(super) lingers: Slab<Linger>,
     /// New-INVITE transactions pending (see [`InviteTx::pending`]).
     pub(super) pending_invites: u32,
-    pub(super) tx_keys: HashMap<Vec<u8>, u64>,
-    pub(super) dialogs: HashMap<Vec<u8>, Dialog>,
-    pub(super) nict: HashMap<Vec<u8>, NonInviteTx>,
-    pub(super) nict_expiry: VecDeque<(u64, Vec<u8>)>,
-    pub(super) timers: BinaryHeap<Reverse<(u64, u64)>>,
+    /// Dialog tag key → dialog slot.
+    pub(super) dialog_index: Table,
+    pub(super) dialogs: Slab<Dialog>,
+    /// Non-INVITE (and CANCEL) transaction key → cached-answer slot.
+    pub(super) nict_index: Table,
+    pub(super) nict: Slab<NonInviteTx>,
+    pub(super) wheel: Wheel,
+    /// Reused list of due timers for [`Uas::on_timer`].
+    pub(super) due: Vec<u64>,
     pub(super) sdp_buf: Vec<u8>,
 }
 
@@ -168,6 +183,11 @@ pub(super) fn random_seed() -> u64 {
     h.finish()
 }
 
+/// How many acknowledged INVITE transactions (and cached non-INVITE answers) may linger per
+/// pending-INVITE slot. Both last 64·T1 (32 s), so the tables hold the call rate × 32 s:
+/// 32 × the default 8192 = 262,144 entries sustain 8,192 calls/s on one processor.
+const LINGER_PER_PENDING: usize = 32;
+
 impl Uas {
     /// A UAS with its own [`LoadReport`] (see [`Uas::with_load`] to share one with MGCP).
     pub fn new(cfg: UasConfig) -> Self {
@@ -177,11 +197,28 @@ impl Uas {
 
     /// A UAS reporting into `load`, shared with the processor's MGCP gateway: both kinds of
     /// session draw on one capacity.
+    ///
+    /// Every table is sized here, once, and never grows (a full one answers 503):
+    /// - dialogs: one per media port (each dialog holds one), so exactly the even ports of
+    ///   [`UasConfig::media_ports`];
+    /// - live INVITE transactions: [`UasConfig::max_pending_invites`] (its default when 0)
+    ///   new INVITEs plus one re-INVITE per dialog;
+    /// - lingering (acknowledged) INVITE transactions and cached non-INVITE answers: each
+    ///   32 (`LINGER_PER_PENDING`) × the pending cap, the call rate × 64·T1 they must hold.
     pub fn with_load(cfg: UasConfig, load: Arc<LoadReport>) -> Self {
         let contact_hdr = format!("Contact: <sip:proc@{}>", cfg.contact).into_bytes();
         let t1 = u64::try_from(cfg.t1.as_nanos()).unwrap_or(u64::MAX).max(1);
+        let ports = PortPool::new(cfg.media_ports.0, cfg.media_ports.1);
+        let pending = match cfg.max_pending_invites {
+            0 => DEFAULT_MAX_PENDING_INVITES,
+            n => n,
+        } as usize;
+        let dialogs = ports.capacity().max(1);
+        let live = pending + dialogs;
+        let lingers = LINGER_PER_PENDING * pending;
+        let nict = LINGER_PER_PENDING * pending;
         Self {
-            ports: PortPool::new(cfg.media_ports.0, cfg.media_ports.1),
+            ports,
             limits: Limits::default(),
             t1,
             load: LoadAccount::new(load),
@@ -189,14 +226,17 @@ impl Uas {
             contact_hdr,
             tag_seed: random_seed(),
             tag_counter: 0,
-            next_tx: 1,
-            txs: HashMap::new(),
+            hasher: KeyHasher::new([random_seed(), random_seed()]),
+            invites: Table::with_capacity(live + lingers),
+            live: Slab::with_capacity(live),
+            lingers: Slab::with_capacity(lingers),
             pending_invites: 0,
-            tx_keys: HashMap::new(),
-            dialogs: HashMap::new(),
-            nict: HashMap::new(),
-            nict_expiry: VecDeque::new(),
-            timers: BinaryHeap::new(),
+            dialog_index: Table::with_capacity(dialogs),
+            dialogs: Slab::with_capacity(dialogs),
+            nict_index: Table::with_capacity(nict),
+            nict: Slab::with_capacity(nict),
+            wheel: wheel_for(live, lingers, nict),
+            due: Vec::with_capacity(256),
             sdp_buf: Vec::with_capacity(512),
             cfg,
         }
@@ -237,12 +277,7 @@ impl Uas {
     /// Earliest time (ns) [`Uas::on_timer`] has work; `None` when idle. May be early (a
     /// cancelled timer), never late.
     pub fn next_deadline(&self) -> Option<u64> {
-        let heap = self.timers.peek().map(|Reverse((t, _))| *t);
-        let nict = self.nict_expiry.front().map(|(t, _)| *t);
-        match (heap, nict) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.wheel.next_deadline()
     }
 
     /// Builds a response to `msg` into `out`; returns its bytes (for retransmission), or
@@ -267,6 +302,20 @@ impl Uas {
     /// Handles one SIP datagram: a request handed over by the dispatcher or received on the
     /// processor's own socket. `src` is the packet's true source.
     pub fn on_message(&mut self, now_ns: u64, src: SocketAddr, bytes: &[u8], out: &mut Outbox) {
+        self.on_message_sized(now_ns, src, bytes, None, out);
+    }
+
+    /// [`Uas::on_message`] for a datagram whose session size the dispatcher already computed
+    /// (`Some(units)`, from the fabric slot), so the processor does not size the SDP again;
+    /// `None` sizes it here with the same rules.
+    pub fn on_message_sized(
+        &mut self,
+        now_ns: u64,
+        src: SocketAddr,
+        bytes: &[u8],
+        units: Option<u32>,
+        out: &mut Outbox,
+    ) {
         let msg = match Message::parse(bytes, &self.limits) {
             Ok(m) => m,
             Err(e) => {
@@ -284,10 +333,14 @@ impl Uas {
             self.on_ack(now_ns, &msg);
             return;
         }
+        let size = |uas: &Self| units.unwrap_or_else(|| msg.session_size(&uas.cfg.session_size));
         let to_tag = msg.to().and_then(|t| t.tag);
         let new_invite = method == Method::Invite && to_tag.is_none();
-        if new_invite && self.at_invite_cap() && !self.tx_keys.contains_key(&tx_key(&msg, b'I')) {
-            self.overload(&msg, dst, out);
+        let ikey = (method == Method::Invite).then(|| self.tx_key(&msg, b'I'));
+        let existing = ikey.and_then(|k| self.invite_tx(&k));
+        if new_invite && self.at_invite_cap() && existing.is_none() {
+            let u = size(self);
+            self.overload(&msg, u, false, dst, out);
             return;
         }
         if let Some(missing) = msg.missing_mandatory() {
@@ -295,7 +348,8 @@ impl Uas {
             self.reject_plain(now_ns, &msg, 400, &reason, dst, out);
             self.stats.bad_request_400 += 1;
             if new_invite {
-                self.load.rejected(msg.session_size(&self.cfg.session_size));
+                let u = size(self);
+                self.load.rejected(u);
                 self.stats.rejected += 1;
             }
             return;
@@ -303,26 +357,31 @@ impl Uas {
         match method {
             Method::Cancel => self.on_cancel(now_ns, &msg, dst, out),
             Method::Invite => {
-                if let Some(&id) = self.tx_keys.get(&tx_key(&msg, b'I')) {
-                    self.invite_retransmission(id, out);
+                if let Some(r) = existing {
+                    self.invite_retransmission(r, out);
                 } else if !msg.request_uri_scheme().is_some_and(|s| {
                     s.eq_ignore_ascii_case(b"sip") || s.eq_ignore_ascii_case(b"sips")
                 }) {
                     self.reject_plain(now_ns, &msg, 416, "", dst, out);
                     if new_invite {
-                        self.load.rejected(msg.session_size(&self.cfg.session_size));
+                        let u = size(self);
+                        self.load.rejected(u);
                         self.stats.rejected += 1;
                     }
                 } else {
                     match to_tag {
-                        None => self.on_invite(now_ns, &msg, dst, out),
+                        None => {
+                            let u = size(self);
+                            let key = ikey.unwrap_or_else(|| self.tx_key(&msg, b'I'));
+                            self.on_invite(now_ns, &msg, key, u, dst, out);
+                        }
                         Some(tag) => self.on_reinvite(now_ns, &msg, tag, dst, out),
                     }
                 }
             }
             _ => {
-                let key = tx_key(&msg, b'N');
-                if let Some(tx) = self.nict.get(&key) {
+                let key = self.tx_key(&msg, b'N');
+                if let Some(tx) = self.nict_index.get(&key).and_then(|i| self.nict.get(i)) {
                     out.push(tx.dst, &tx.response);
                     self.stats.retransmissions_absorbed += 1;
                     return;
@@ -379,6 +438,7 @@ impl Uas {
         } else {
             None
         };
+        let is_invite = msg.method() == Some(Method::Invite);
         let headers: &[&[u8]] = if matches!(code, 405 | 501) {
             &[ALLOW]
         } else {
@@ -387,118 +447,177 @@ impl Uas {
         let spec = ResponseSpec {
             code,
             reason: reason.as_bytes(),
-            to_tag: tag.as_deref(),
+            to_tag: tag.as_ref().map(Tag::as_bytes),
             headers,
             body: None,
         };
-        let is_invite = msg.method() == Some(Method::Invite);
         let Some(bytes) = Self::respond(&mut self.stats, msg, &spec, dst, out) else {
             return;
         };
         if is_invite {
             // A final non-2xx to an INVITE: its ACK comes back on the same transaction.
-            let bytes = bytes.to_vec();
-            self.start_completed(now, msg, tag.unwrap_or_default(), bytes, dst);
+            self.start_completed(now, msg, tag.unwrap_or(Tag::EMPTY), bytes, dst);
         } else {
-            let bytes = bytes.to_vec();
-            self.cache_non_invite(now, tx_key(msg, b'N'), dst, bytes);
+            let key = self.tx_key(msg, b'N');
+            self.cache_non_invite(now, key, dst, bytes);
         }
     }
 
     /// Refuses a new INVITE because [`UasConfig::max_pending_invites`] transactions are
-    /// pending: 503 with `Retry-After`, like the media-port 503 (the units the dispatcher
-    /// assigned are released as rejected, so its accounting stays right), but with no 100, no
-    /// dialog and no transaction: nothing retransmits, nothing is held. A retransmission of
-    /// this INVITE is a new INVITE again (answered afresh); its ACK matches nothing (ignored).
-    fn overload(&mut self, msg: &Message<'_>, dst: SocketAddr, out: &mut Outbox) {
+    /// pending, or (`table_full`) a fixed-size table has no room: 503 with `Retry-After`,
+    /// like the media-port 503 (the units the dispatcher assigned are released as rejected,
+    /// so its accounting stays right), but with no 100, no dialog and no transaction:
+    /// nothing retransmits, nothing is held. A retransmission of this INVITE is a new INVITE
+    /// again (answered afresh); its ACK matches nothing (ignored).
+    fn overload(
+        &mut self,
+        msg: &Message<'_>,
+        units: u32,
+        table_full: bool,
+        dst: SocketAddr,
+        out: &mut Outbox,
+    ) {
         debug!(
             pending = self.pending_invites,
-            "pending INVITE cap reached: 503"
+            table_full, "INVITE refused for overload: 503"
         );
         let tag = self.new_tag();
-        Self::respond(&mut self.stats, msg, &retry_later(&tag), dst, out);
-        self.load.rejected(msg.session_size(&self.cfg.session_size));
-        self.stats.rejected += 1;
-        self.stats.overload_503 += 1;
+        Self::respond(&mut self.stats, msg, &retry_later(tag.as_bytes()), dst, out);
+        if table_full {
+            self.stats.table_full_503 += 1;
+        }
+        if msg.to().is_some_and(|t| t.tag.is_none()) {
+            self.load.rejected(units);
+            self.stats.rejected += 1;
+            self.stats.overload_503 += 1;
+        }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_invite(
         &mut self,
         now: u64,
         msg: &Message<'_>,
+        key: crate::table::Key,
+        units: u32,
         dst: SocketAddr,
         out: &mut Outbox,
     ) {
-        let units = msg.session_size(&self.cfg.session_size);
-        // 100 Trying at once: it stops the client's INVITE retransmissions (§17.2.1).
-        Self::respond(&mut self.stats, msg, &ResponseSpec::new(100), dst, out);
+        if !self.invite_room() {
+            self.overload(msg, units, true, dst, out);
+            return;
+        }
+        let delay = u64::try_from(self.cfg.answer_delay.as_nanos()).unwrap_or(u64::MAX);
+        if delay > 0 || self.cfg.send_180 {
+            // 100 Trying stops the client's INVITE retransmissions, which §17.2.1 requires
+            // only when the final response is not sent within 200 ms. Answered at once with
+            // no ringing phase (the common case), the final response does that itself and a
+            // 100 would be one more datagram per call for nothing, so none is sent. With an
+            // answer delay, or a configured 180 (modelling a ringing phase, where peers and
+            // test scenarios expect the usual 100 → 180 → 200), it is kept.
+            Self::respond(&mut self.stats, msg, &ResponseSpec::new(100), dst, out);
+        }
         let tag = self.new_tag();
         let Some(port) = self.ports.alloc() else {
             debug!("media ports exhausted: 503");
-            let last = Self::respond(&mut self.stats, msg, &retry_later(&tag), dst, out)
-                .map(<[u8]>::to_vec);
             self.load.rejected(units);
             self.stats.rejected += 1;
-            self.start_completed(now, msg, tag, last.unwrap_or_default(), dst);
+            match Self::respond(&mut self.stats, msg, &retry_later(tag.as_bytes()), dst, out) {
+                Some(last) => self.start_completed(now, msg, tag, last, dst),
+                None => self.start_completed(now, msg, tag, &[], dst),
+            }
             return;
         };
+        let slots = match (self.dialogs.alloc(), self.live.alloc()) {
+            (Some(di), Some(ti)) => Some((di, ti)),
+            (d, t) => {
+                // Unreachable after the room checks above (a dialog per port); kept total.
+                if let Some(d) = d {
+                    self.dialogs.free(d);
+                }
+                if let Some(t) = t {
+                    self.live.free(t);
+                }
+                None
+            }
+        };
+        let Some((di, ti)) = slots else {
+            self.ports.free(port);
+            self.overload(msg, units, true, dst, out);
+            return;
+        };
+        let dkey = self.hasher.key_of(tag.as_bytes());
+        if self.dialog_index.insert(dkey, di).is_err() || self.invites.insert(key, ti).is_err() {
+            self.dialog_index.remove(&dkey);
+            self.dialogs.free(di);
+            self.live.free(ti);
+            self.ports.free(port);
+            self.overload(msg, units, true, dst, out);
+            return;
+        }
         self.load.started(units);
         self.stats.dialogs_started += 1;
         let session_id = self.tag_counter;
-        self.dialogs.insert(
-            tag.clone(),
-            Dialog {
-                call_id: msg.call_id().to_vec(),
-                media_port: port,
-                units,
-                established: false,
-                pending: None,
-                session_id,
-                sdp_version: 1,
-            },
-        );
-        let id = self.next_tx;
-        self.next_tx += 1;
-        let key = tx_key(msg, b'I');
-        self.tx_keys.insert(key.clone(), id);
-        let mut tx = InviteTx::proceeding(key, dst, tag.clone(), msg.cseq().seq, false, self.t1);
-        self.add_pending();
-        if let Some(d) = self.dialogs.get_mut(&tag) {
-            d.pending = Some(id);
+        if let Some(d) = self.dialogs.get_mut(di) {
+            d.tag = Some(tag);
+            d.call_id.clear();
+            d.call_id.extend_from_slice(msg.call_id());
+            d.media_port = port;
+            d.units = units;
+            d.established = false;
+            d.pending = Some(key);
+            d.session_id = session_id;
+            d.sdp_version = 1;
         }
+        let t1 = self.t1;
+        if let Some(tx) = self.live.get_mut(ti) {
+            tx.reset(
+                key,
+                dst,
+                TxState::Proceeding,
+                tag,
+                msg.cseq().seq,
+                false,
+                t1,
+            );
+            tx.pending = true;
+        }
+        self.add_pending();
         if self.cfg.send_180 {
             let headers: &[&[u8]] = &[&self.contact_hdr];
             let spec = ResponseSpec {
                 code: 180,
                 reason: b"",
-                to_tag: Some(&tag),
+                to_tag: Some(tag.as_bytes()),
                 headers,
                 body: None,
             };
             if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
-                tx.last = b.to_vec();
+                if let Some(tx) = self.live.get_mut(ti) {
+                    tx.last.extend_from_slice(b);
+                }
             }
         }
-        let delay = u64::try_from(self.cfg.answer_delay.as_nanos()).unwrap_or(u64::MAX);
         if delay == 0 {
-            self.send_2xx(now, msg, &mut tx, out);
-        } else {
-            tx.request = msg.as_bytes().to_vec();
+            self.send_2xx(now, msg, ti, out);
+        } else if let Some(tx) = self.live.get_mut(ti) {
+            tx.request.extend_from_slice(msg.as_bytes());
             tx.answer_at = Some(now.saturating_add(delay));
         }
-        self.txs.insert(id, tx);
-        self.schedule(id);
+        self.schedule(ti);
     }
 
-    /// Sends the 2xx for `tx` (whose request is `msg`) and starts Timer G/H.
-    pub(super) fn send_2xx(
-        &mut self,
-        now: u64,
-        msg: &Message<'_>,
-        tx: &mut InviteTx,
-        out: &mut Outbox,
-    ) {
-        let Some(d) = self.dialogs.get_mut(&tx.tag) else {
+    /// Sends the 2xx for live transaction `ti` (whose request is `msg`) and starts Timer
+    /// G/H. The caller reschedules.
+    pub(super) fn send_2xx(&mut self, now: u64, msg: &Message<'_>, ti: u32, out: &mut Outbox) {
+        let Some(tx) = self.live.get_mut(ti) else {
+            return;
+        };
+        let tag = tx.tag;
+        let Some(di) = self.dialog_slot(tag.as_bytes()) else {
+            return;
+        };
+        let Some(d) = self.dialogs.get_mut(di) else {
             return;
         };
         let offer = msg.has_sdp_body().then(|| msg.body());
@@ -514,24 +633,26 @@ impl Uas {
         let spec = ResponseSpec {
             code: 200,
             reason: b"",
-            to_tag: Some(&tx.tag),
+            to_tag: Some(tag.as_bytes()),
             headers,
             body: Some(Body {
                 content_type: SDP,
                 content: &self.sdp_buf,
             }),
         };
+        let Some(tx) = self.live.get_mut(ti) else {
+            return;
+        };
         tx.last.clear();
         if let Some(b) = Self::respond(&mut self.stats, msg, &spec, tx.dst, out) {
             tx.last.extend_from_slice(b);
         }
-        tx.request = Vec::new();
+        tx.request.clear();
         tx.state = TxState::Accepted;
         tx.answer_at = None;
         tx.g_interval = self.t1;
         tx.g_at = Some(now.saturating_add(self.t1));
         tx.h_at = Some(now.saturating_add(64 * self.t1));
-        tx.linger_until = None;
     }
 
     pub(super) fn on_reinvite(
@@ -542,20 +663,19 @@ impl Uas {
         dst: SocketAddr,
         out: &mut Outbox,
     ) {
-        let ok = self
-            .dialogs
-            .get(tag)
-            .is_some_and(|d| d.call_id == msg.call_id() && d.established);
-        if !ok {
+        let di = self
+            .dialog_in(tag, msg.call_id())
+            .filter(|&i| self.dialogs.get(i).is_some_and(|d| d.established));
+        let Some(di) = di else {
             self.stats.not_found_481 += 1;
             self.reject_plain(now, msg, 481, "", dst, out);
             return;
-        }
-        let pending = self.dialogs.get(tag).and_then(|d| d.pending);
-        if let Some(pid) = pending {
+        };
+        let pending = self.dialogs.get(di).and_then(|d| d.pending);
+        if let Some(TxRef::Live(pid)) = pending.and_then(|k| self.invite_tx(&k)) {
             let proceeding = self
-                .txs
-                .get(&pid)
+                .live
+                .get(pid)
                 .is_some_and(|t| t.state == TxState::Proceeding);
             if proceeding {
                 // §14.2: an INVITE while one is still unanswered on the dialog.
@@ -563,84 +683,108 @@ impl Uas {
                 return;
             }
             // The earlier 2xx is superseded: stop retransmitting it.
-            let linger = now.saturating_add(64 * self.t1);
-            if let Some(t) = self.txs.get_mut(&pid) {
-                let was = t.confirm(linger);
-                self.settle_pending(was);
-            }
-            self.schedule(pid);
+            self.confirm(pid, now.saturating_add(64 * self.t1));
         }
-        let id = self.next_tx;
-        self.next_tx += 1;
-        let key = tx_key(msg, b'I');
-        self.tx_keys.insert(key.clone(), id);
-        if let Some(d) = self.dialogs.get_mut(tag) {
+        if !self.invite_room() {
+            self.overload(msg, 0, true, dst, out);
+            return;
+        }
+        let key = self.tx_key(msg, b'I');
+        let Some(ti) = self.live.alloc() else {
+            self.overload(msg, 0, true, dst, out);
+            return;
+        };
+        if self.invites.insert(key, ti).is_err() {
+            self.live.free(ti);
+            self.overload(msg, 0, true, dst, out);
+            return;
+        }
+        let mut local = Tag::EMPTY;
+        if let Some(d) = self.dialogs.get_mut(di) {
             d.sdp_version += 1;
-            d.pending = Some(id);
+            d.pending = Some(key);
+            local = d.tag.unwrap_or(Tag::EMPTY);
         }
-        let mut tx = InviteTx::proceeding(key, dst, tag.to_vec(), msg.cseq().seq, true, self.t1);
-        self.send_2xx(now, msg, &mut tx, out);
-        self.txs.insert(id, tx);
-        self.schedule(id);
+        let t1 = self.t1;
+        if let Some(tx) = self.live.get_mut(ti) {
+            tx.reset(
+                key,
+                dst,
+                TxState::Proceeding,
+                local,
+                msg.cseq().seq,
+                true,
+                t1,
+            );
+        }
+        self.send_2xx(now, msg, ti, out);
+        self.schedule(ti);
     }
 
     pub(super) fn on_ack(&mut self, now: u64, msg: &Message<'_>) {
         // ACK for a non-2xx final response: same transaction as the INVITE (§17.2.1).
-        if let Some(&id) = self.tx_keys.get(&tx_key(msg, b'I')) {
-            if let Some(tx) = self.txs.get_mut(&id) {
-                match tx.state {
-                    TxState::Completed => {
-                        let was = tx.confirm(now.saturating_add(T4_NS));
-                        self.settle_pending(was);
-                        self.schedule(id);
-                        return;
-                    }
-                    TxState::Confirmed => {
-                        self.stats.retransmissions_absorbed += 1;
-                        return;
-                    }
-                    // An RFC 2543 client reusing the INVITE branch for the 2xx ACK: fall
-                    // through to dialog matching.
-                    TxState::Accepted | TxState::Proceeding => {}
-                }
+        match self.invite_tx(&self.tx_key(msg, b'I')) {
+            Some(TxRef::Live(i))
+                if self
+                    .live
+                    .get(i)
+                    .is_some_and(|t| t.state == TxState::Completed) =>
+            {
+                self.confirm(i, now.saturating_add(T4_NS));
+                return;
             }
+            Some(TxRef::Linger(_)) => {
+                self.stats.retransmissions_absorbed += 1;
+                return;
+            }
+            // Accepted or Proceeding: an RFC 2543 client reusing the INVITE branch for the
+            // 2xx ACK; fall through to dialog matching.
+            Some(TxRef::Live(_)) | None => {}
         }
         // ACK for a 2xx: a new transaction within the dialog (§13.2.2.4, §17.1.1.3).
         let Some(tag) = msg.to().and_then(|t| t.tag) else {
             self.stats.ignored += 1;
             return;
         };
-        let Some(d) = self
-            .dialogs
-            .get_mut(tag)
-            .filter(|d| d.call_id == msg.call_id())
-        else {
+        let Some(di) = self.dialog_in(tag, msg.call_id()) else {
             self.stats.ignored += 1;
             return;
         };
         let seq = msg.cseq().seq;
-        let Some(pid) = d.pending else {
+        let Some(pkey) = self.dialogs.get(di).and_then(|d| d.pending) else {
             self.stats.retransmissions_absorbed += 1;
             return;
         };
-        let Some(tx) = self.txs.get_mut(&pid) else {
-            d.pending = None;
-            self.stats.ignored += 1;
+        let pid = match self.invite_tx(&pkey) {
+            Some(TxRef::Live(pid)) => pid,
+            Some(TxRef::Linger(_)) => {
+                self.stats.ignored += 1;
+                return;
+            }
+            None => {
+                if let Some(d) = self.dialogs.get_mut(di) {
+                    d.pending = None;
+                }
+                self.stats.ignored += 1;
+                return;
+            }
+        };
+        let Some(tx) = self.live.get(pid) else {
             return;
         };
         if tx.state != TxState::Accepted || tx.cseq != seq {
             self.stats.ignored += 1;
             return;
         }
-        d.pending = None;
         let linger = tx.h_at.unwrap_or(now).max(now.saturating_add(self.t1));
         let first = !tx.reinvite;
-        let was = tx.confirm(linger);
-        self.settle_pending(was);
+        if let Some(d) = self.dialogs.get_mut(di) {
+            d.pending = None;
+        }
+        self.confirm(pid, linger);
         if first {
             self.stats.dialogs_confirmed += 1;
         }
-        self.schedule(pid);
     }
 
     pub(super) fn on_cancel(
@@ -650,71 +794,74 @@ impl Uas {
         dst: SocketAddr,
         out: &mut Outbox,
     ) {
-        let ckey = tx_key(msg, b'C');
-        if let Some(tx) = self.nict.get(&ckey) {
+        let ckey = self.tx_key(msg, b'C');
+        if let Some(tx) = self.nict_index.get(&ckey).and_then(|i| self.nict.get(i)) {
             out.push(tx.dst, &tx.response);
             self.stats.retransmissions_absorbed += 1;
             return;
         }
-        let Some(&id) = self.tx_keys.get(&tx_key(msg, b'I')) else {
-            self.stats.not_found_481 += 1;
-            let tag = self.new_tag();
-            let spec = ResponseSpec {
-                code: 481,
-                reason: b"",
-                to_tag: Some(&tag),
-                headers: &[],
-                body: None,
-            };
-            if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
-                let b = b.to_vec();
-                self.cache_non_invite(now, ckey, dst, b);
+        let (tag, live) = match self.invite_tx(&self.tx_key(msg, b'I')) {
+            None => {
+                self.stats.not_found_481 += 1;
+                let tag = self.new_tag();
+                let spec = ResponseSpec {
+                    code: 481,
+                    reason: b"",
+                    to_tag: Some(tag.as_bytes()),
+                    headers: &[],
+                    body: None,
+                };
+                if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
+                    self.cache_non_invite(now, ckey, dst, b);
+                }
+                return;
             }
-            return;
-        };
-        let Some(mut tx) = self.txs.remove(&id) else {
-            return;
+            Some(TxRef::Live(i)) => match self.live.get(i) {
+                Some(tx) => (tx.tag, Some(i)),
+                None => return,
+            },
+            Some(TxRef::Linger(l)) => match self.lingers.get(l) {
+                Some(l) => (l.tag, None),
+                None => return,
+            },
         };
         // §9.2: the CANCEL's 200 carries the same To-tag as the INVITE's responses.
         let spec = ResponseSpec {
             code: 200,
             reason: b"",
-            to_tag: Some(&tx.tag),
+            to_tag: Some(tag.as_bytes()),
             headers: &[],
             body: None,
         };
         if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
-            let b = b.to_vec();
             self.cache_non_invite(now, ckey, dst, b);
         }
-        if tx.state == TxState::Proceeding {
+        let Some(i) = live else {
+            return;
+        };
+        if self
+            .live
+            .get(i)
+            .is_some_and(|t| t.state == TxState::Proceeding)
+        {
             self.stats.cancels += 1;
-            let request = std::mem::take(&mut tx.request);
-            tx.last.clear();
-            if let Ok(inv) = Message::parse(&request, &self.limits) {
-                let spec = ResponseSpec {
-                    code: 487,
-                    reason: b"",
-                    to_tag: Some(&tx.tag),
-                    headers: &[],
-                    body: None,
-                };
-                if let Some(b) = Self::respond(&mut self.stats, &inv, &spec, tx.dst, out) {
-                    tx.last.extend_from_slice(b);
-                }
+            self.terminate_487(i, out);
+            let t1 = self.t1;
+            let mut end = false;
+            if let Some(tx) = self.live.get_mut(i) {
+                tx.state = TxState::Completed;
+                tx.answer_at = None;
+                tx.g_interval = t1;
+                tx.g_at = Some(now.saturating_add(t1));
+                tx.h_at = Some(now.saturating_add(64 * t1));
+                end = tx.has_dialog && !tx.reinvite;
+                tx.has_dialog = false;
             }
-            tx.state = TxState::Completed;
-            tx.answer_at = None;
-            tx.g_interval = self.t1;
-            tx.g_at = Some(now.saturating_add(self.t1));
-            tx.h_at = Some(now.saturating_add(64 * self.t1));
-            if tx.has_dialog && !tx.reinvite {
-                self.end_dialog(&tx.tag.clone(), EndReason::Cancelled);
+            if end {
+                self.end_dialog(tag.as_bytes(), EndReason::Cancelled);
             }
-            tx.has_dialog = false;
         }
-        self.txs.insert(id, tx);
-        self.schedule(id);
+        self.schedule(i);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -724,16 +871,11 @@ impl Uas {
         msg: &Message<'_>,
         method: Method<'_>,
         to_tag: Option<&[u8]>,
-        key: Vec<u8>,
+        key: crate::table::Key,
         dst: SocketAddr,
         out: &mut Outbox,
     ) {
-        let in_dialog = to_tag.and_then(|t| {
-            self.dialogs
-                .get(t)
-                .filter(|d| d.call_id == msg.call_id())
-                .map(|_| t)
-        });
+        let in_dialog = to_tag.and_then(|t| self.dialog_in(t, msg.call_id()).map(|i| (t, i)));
         let (code, with_sdp) = match (method, to_tag, in_dialog) {
             (Method::Options, None, _) => (200, false),
             (_, Some(_), None)
@@ -751,8 +893,8 @@ impl Uas {
                 _,
                 _,
             ) => (405, false),
-            (Method::Bye, _, Some(tag)) => {
-                self.end_dialog_by_bye(now, tag, out);
+            (Method::Bye, _, Some((tag, di))) => {
+                self.end_dialog_by_bye(now, tag, di, out);
                 (200, false)
             }
             (Method::Update, _, Some(_)) => (200, msg.has_sdp_body()),
@@ -769,7 +911,7 @@ impl Uas {
         };
         let mut body = None;
         if with_sdp {
-            if let Some(d) = in_dialog.and_then(|t| self.dialogs.get_mut(t)) {
+            if let Some(d) = in_dialog.and_then(|(_, i)| self.dialogs.get_mut(i)) {
                 d.sdp_version += 1;
                 let params = SdpParams::sip(
                     self.cfg.contact.ip(),
@@ -787,12 +929,11 @@ impl Uas {
         let spec = ResponseSpec {
             code,
             reason: b"",
-            to_tag: new_tag.as_deref(),
+            to_tag: new_tag.as_ref().map(Tag::as_bytes),
             headers,
             body,
         };
         if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
-            let b = b.to_vec();
             self.cache_non_invite(now, key, dst, b);
         }
     }
