@@ -81,6 +81,12 @@ enum Cmd {
         /// calls/s for 2 s) with --quick.
         #[arg(long, value_enum)]
         peer: Option<PeerArg>,
+        /// Generator threads in the call stages (`switchyard-bench --threads`; thread 0 on
+        /// core 0, the others round-robin over cores 0 and 1). The blasts feeding the ceiling
+        /// and blast stages always use at least 2, so the raw receive loop gets more than one
+        /// sending core can offer.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        gen_threads: u16,
     },
     /// Build the release binaries (XDP program embedded) and a Debian package:
     /// target/debian/switchyard_<version>_<arch>.deb.
@@ -124,6 +130,7 @@ struct BenchArgs {
     ladder: Vec<u64>,
     p99_ms: f64,
     peer: Option<PeerArg>,
+    gen_threads: u16,
 }
 
 impl BenchArgs {
@@ -139,6 +146,7 @@ impl BenchArgs {
             ladder: Vec::new(),
             p99_ms: 4.0,
             peer: None,
+            gen_threads: 1,
         }
     }
 }
@@ -197,6 +205,7 @@ fn main() -> anyhow::Result<()> {
             ladder,
             p99_ms,
             peer,
+            gen_threads,
         } => {
             setup::all(true)?;
             bench(BenchArgs {
@@ -209,6 +218,7 @@ fn main() -> anyhow::Result<()> {
                 ladder,
                 p99_ms,
                 peer,
+                gen_threads,
             })
         }
         Cmd::Run {
@@ -373,6 +383,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         peer,
         peer_rate: if quick { 200 } else { call_rate },
         peer_seconds: if quick { 2 } else { seconds },
+        gen_threads: usize::from(a.gen_threads),
     })?;
     println!("bench artefacts: {}", run.dir.display());
     for f in &run.files {
