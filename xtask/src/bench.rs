@@ -1463,6 +1463,30 @@ mod tests {
     }
 
     #[test]
+    fn processor_stats_come_from_switchyard_or_the_remote_files() {
+        let sy = json!({"processors": [
+            {"id": 0, "stats": {"parks": 3, "sent": 9}},
+            {"id": 1, "stats": {"parks": 4, "sent": 1}},
+        ]});
+        let ps = in_chassis(&sy);
+        assert_eq!(sum_counter(&ps, "parks"), Some(7.0));
+        assert!(in_chassis(&json!({})).is_empty());
+        let dir = std::env::temp_dir().join(format!("xtask-remote-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("processor-0.json"),
+            r#"{"reports": 1, "parks": 5}"#,
+        )
+        .unwrap();
+        // processor-1.json is missing: the sum over both is unknown.
+        let rs = remote_stats(&dir, 2);
+        assert_eq!(rs.len(), 2);
+        assert_eq!(sum_counter(&rs[..1], "parks"), Some(5.0));
+        assert_eq!(sum_counter(&rs, "parks"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn blast_threads_spread_over_both_cores() {
         assert_eq!(gen_thread_args(1), ["--threads", "1", "--core", "0"]);
         assert_eq!(gen_thread_args(0), ["--threads", "1", "--core", "0"]);
