@@ -313,8 +313,8 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         let g = read_json(&dir.join("summary.json")).ok();
         let mut row = json!({
             "stage": format!("ceiling {backend}"),
-            "offered": cfg.blast_rate,
-            "received_per_s": num(&j, &["datagrams"]) / secs as f64,
+            "offered": blast_offered(g.as_ref(), cfg.blast_rate),
+            "received_per_s": num(&j, &["datagrams"]) / blast_span(g.as_ref(), secs),
             "raw": j,
         });
         add_costs(
@@ -381,8 +381,8 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         let handled = num(&s, &["router", "sip"]);
         let mut row = json!({
             "stage": format!("switchyard {backend} (blast)"),
-            "offered": cfg.blast_rate,
-            "received_per_s": handled / secs as f64,
+            "offered": blast_offered(g.as_ref(), cfg.blast_rate),
+            "received_per_s": handled / blast_span(g.as_ref(), secs),
             "forwarded": num(&s, &["router", "new_dialogs"]),
             "overload_503": num(&s, &["router", "overload"]),
             "dispatcher_cpu_ns_per_msg": num(&s, &["dispatcher_cpu_ns"]) / handled.max(1.0),
@@ -822,6 +822,27 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }
     }
     Ok(BenchRun { dir: out, files })
+}
+
+/// What a blast actually offered per second (`offered_cps` of its `summary.json`: below
+/// `--blast-rate` when the generator fell behind its schedule), else the rate asked for.
+fn blast_offered(g: Option<&Value>, asked: u64) -> f64 {
+    g.map(|g| num(g, &["offered_cps"]))
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .unwrap_or(asked as f64)
+}
+
+/// The seconds a blast's datagrams were sent over: the stage length, or the generator's send
+/// span when it fell behind and sent for longer. Rates received are divided by this, so that a
+/// late generator does not make a receiver look faster than what it was sent.
+pub fn blast_span(g: Option<&Value>, secs: u64) -> f64 {
+    let span = g.map_or(0.0, |g| num(g, &["send_span_s"]));
+    let secs = secs as f64;
+    if span.is_finite() && span > secs {
+        span
+    } else {
+        secs
+    }
 }
 
 /// A call stage's row from the generator's `summary.json` and Switchyard's exit counters.
@@ -1484,6 +1505,16 @@ mod tests {
         assert_eq!(sum_counter(&rs[..1], "parks"), Some(5.0));
         assert_eq!(sum_counter(&rs, "parks"), None);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_late_blast_divides_by_its_send_span() {
+        let late = json!({"send_span_s": 4.5, "offered_cps": 200_000.0});
+        assert_eq!(blast_span(Some(&late), 3), 4.5);
+        assert_eq!(blast_span(Some(&json!({"send_span_s": 2.99})), 3), 3.0);
+        assert_eq!(blast_span(None, 3), 3.0);
+        assert_eq!(blast_offered(Some(&late), 300_000), 200_000.0);
+        assert_eq!(blast_offered(None, 300_000), 300_000.0);
     }
 
     #[test]
