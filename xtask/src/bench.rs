@@ -1,13 +1,18 @@
 //! `cargo xtask bench`: every stage of the load benchmark in one invocation, on the veth
 //! testbed, so that the numbers that matter are ratios measured side by side in one run:
 //!
-//! 1. receive ceilings: a raw AF_XDP loop and a raw `recvmmsg` loop that only count, fed by the
-//!    generator's `blast` at the offered rate;
+//! 1. receive ceilings: a raw AF_XDP loop and a raw `recvmmsg` loop that only count, busy-
+//!    polling, fed by the generator's `blast` at the offered rate from two threads (one sending
+//!    thread limited the old ceiling below the dispatcher it was meant to bound);
 //! 2. Switchyard (`--backend xdp`, then `--backend udp`) fed the same blast: how many datagrams
 //!    per second the dispatcher receives and decides (every one a new INVITE dialog);
 //! 3. Switchyard on each backend under full SIP calls (INVITE → 100 → 200 → ACK → BYE → 200,
 //!    ACK/BYE to the processor's Contact) and under MGCP CRCX → MDCX → DLCX: achieved rate,
 //!    failures, latency, and the dispatcher thread's CPU per call.
+//!
+//! Every row also carries what each stage cost per call: the generator's CPU and syscalls (its
+//! `summary.json`), the processors' CPU (their threads in `/proc`), the whole box's busy CPU
+//! (`/proc/stat`) and the processors' parks and syscalls where they report them.
 //!
 //! Everything lands in `target/bench/<timestamp>/` (one folder per stage with the generator's
 //! `.hgrm`, `summary.json`, `report.txt` and `latency.svg`; the dispatcher's exit counters; and

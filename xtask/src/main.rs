@@ -48,7 +48,8 @@ enum Cmd {
         capacity: u32,
     },
     /// The load benchmark: receive ceilings, Switchyard xdp and udp under blast, SIP and MGCP
-    /// calls; prints one table of rates, latency, dispatcher CPU per call and ratios.
+    /// calls; prints one table of rates, latency, CPU per call (generator, dispatcher,
+    /// processors, whole box), syscalls and parks per call, and ratios.
     Bench {
         /// Short run for CI (~2 minutes; asserts only that every stage produced numbers).
         #[arg(long)]
