@@ -81,6 +81,12 @@ impl Latency {
     pub fn hgrm(&self) -> String {
         write_hgrm(&self.hist, 5, NS_PER_US)
     }
+
+    /// Adds every sample of `o` (another generator thread's histogram of the same name).
+    /// Both have the same bounds ([`Latency::new`]), so this cannot fail; values saturate.
+    pub fn merge(&mut self, o: &Latency) {
+        let _ = self.hist.add(&o.hist);
+    }
 }
 
 /// Latency numbers in microseconds.
@@ -242,6 +248,20 @@ pub fn parse_hgrm(text: &str) -> Result<Hgrm, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merged_histograms_hold_both_sets_of_samples() {
+        let mut a = Latency::new("x", "x");
+        let mut b = Latency::new("x", "x");
+        for v in [1_000, 2_000] {
+            a.record(v);
+        }
+        b.record(1_000_000);
+        a.merge(&b);
+        assert_eq!(a.hist.len(), 3);
+        assert_eq!(a.summary().max_us.round(), 1000.0);
+        assert_eq!(a.summary().min_us.round(), 1.0);
+    }
+
     use super::*;
 
     fn sample() -> Latency {

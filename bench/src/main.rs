@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use bench::{
-    engine::{run_loop, Engine, LoopConfig},
+    engine::{run_loop, Engine, LoopConfig, LoopResult, Share},
     hist::{parse_hgrm, Latency},
     mgcp::{MgcpCa, MgcpConfig},
     net::{Outbox, Sockets},
@@ -84,12 +84,18 @@ struct Common {
     /// First local port (sockets use consecutive ports); 0 picks ephemeral ports.
     #[arg(long, default_value_t = 0)]
     local_port: u16,
-    /// Number of source sockets (ports); calls are spread over them round-robin.
+    /// Number of source sockets (ports) per generator thread; calls are spread over them
+    /// round-robin.
     #[arg(long, default_value_t = 4)]
     sockets: usize,
-    /// Pin the generator thread to this CPU core.
-    #[arg(long)]
-    core: Option<usize>,
+    /// Generator threads, each with its own sockets and engine: thread i starts calls i,
+    /// i + N, ... of the one schedule, so together they offer more than one core can send.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Pin the generator threads to these CPU cores (comma-separated; thread i takes the
+    /// i-th, round-robin).
+    #[arg(long, value_delimiter = ',')]
+    core: Vec<usize>,
     /// Output directory for the report files (default: target/bench/<timestamp>[-label]/).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -238,7 +244,18 @@ fn pin(core: Option<usize>) -> anyhow::Result<()> {
 
 struct Prepared {
     schedule: Schedule,
-    socks: Sockets,
+    /// One set of sockets per generator thread.
+    socks: Vec<Sockets>,
+}
+
+impl Prepared {
+    /// Every thread's local addresses, in thread order.
+    fn locals(&self) -> Vec<SocketAddr> {
+        self.socks
+            .iter()
+            .flat_map(|s| s.locals().iter().copied())
+            .collect()
+    }
 }
 
 fn prepare(c: &Common) -> anyhow::Result<Prepared> {
@@ -256,6 +273,12 @@ fn prepare(c: &Common) -> anyhow::Result<Prepared> {
     if c.sockets == 0 || c.sockets > 1024 {
         bail!("--sockets must be 1..=1024");
     }
+    if c.threads == 0 || c.threads > 64 {
+        bail!("--threads must be 1..=64");
+    }
+    if c.local_port != 0 && usize::from(c.local_port) + c.threads * c.sockets > 65_536 {
+        bail!("--local-port + --threads x --sockets runs past port 65535");
+    }
     let d = secs_ns(c.duration, "--duration")?;
     let schedule = Schedule::ramp(c.rate, c.ramp_to.unwrap_or(c.rate), d);
     let ip = c.local_ip.unwrap_or(match c.target {
@@ -268,83 +291,176 @@ fn prepare(c: &Common) -> anyhow::Result<Prepared> {
             c.target
         );
     }
-    let socks = Sockets::bind(SocketAddr::new(ip, c.local_port), c.sockets, 16384)
-        .with_context(|| format!("binding {} UDP sockets on {ip}", c.sockets))?;
-    pin(c.core)?;
+    let mut socks = Vec::with_capacity(c.threads);
+    for t in 0..c.threads {
+        let port = if c.local_port == 0 {
+            0
+        } else {
+            c.local_port + (t * c.sockets) as u16
+        };
+        socks.push(
+            Sockets::bind(SocketAddr::new(ip, port), c.sockets, 16384)
+                .with_context(|| format!("binding {} UDP sockets on {ip}", c.sockets))?,
+        );
+    }
+    // Checked before the run: a bad --core fails at once, not inside a thread.
+    for t in 0..c.threads {
+        check_core(core_of(&c.core, t))?;
+    }
     Ok(Prepared { schedule, socks })
 }
 
-fn common_json(c: &Common, socks: &Sockets) -> serde_json::Value {
+/// The core generator thread `t` is pinned to: the `t`-th of `cores`, round-robin.
+fn core_of(cores: &[usize], t: usize) -> Option<usize> {
+    (!cores.is_empty()).then(|| cores[t % cores.len()])
+}
+
+fn check_core(core: Option<usize>) -> anyhow::Result<()> {
+    if let Some(id) = core {
+        let ids = core_affinity::get_core_ids().unwrap_or_default();
+        if !ids.iter().any(|c| c.id == id) {
+            bail!(
+                "--core {id}: no such CPU (available: {:?})",
+                ids.iter().map(|c| c.id).collect::<Vec<_>>()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn common_json(c: &Common, p: &Prepared) -> serde_json::Value {
     json!({
         "target": c.target.to_string(),
         "rate": c.rate,
         "ramp_to": c.ramp_to,
         "duration_s": c.duration,
-        "sockets": socks.locals().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "sockets": p.locals().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "threads": c.threads,
         "core": c.core,
     })
 }
 
+/// What `extract` reads from an engine: completed, failed, failures, retransmissions,
+/// counters.
+type Extracted = (
+    u64,
+    u64,
+    serde_json::Value,
+    serde_json::Value,
+    serde_json::Value,
+);
+
+/// What one generator thread hands back.
+struct ThreadRun<E> {
+    engine: E,
+    result: LoopResult,
+    lag: Latency,
+}
+
+/// Runs one engine per generator thread (`engines[t]` over `p.socks[t]`, calls `t`, `t + N`,
+/// ... of the schedule), merges what they measured and writes the report.
 #[allow(clippy::too_many_arguments)]
-fn drive<E: Engine>(
+fn drive<E: Engine + Send>(
     kind: &'static str,
     c: &Common,
-    engine: &mut E,
-    mut p: Prepared,
+    engines: Vec<E>,
+    p: Prepared,
     msg_cap: usize,
     drain_ns: u64,
     mut config: serde_json::Value,
-    extract: impl Fn(
-        &E,
-    ) -> (
-        u64,
-        u64,
-        serde_json::Value,
-        serde_json::Value,
-        serde_json::Value,
-    ),
+    extract: impl Fn(&E) -> Extracted,
 ) -> anyhow::Result<()> {
     let dir = out_dir(c.out.as_deref(), c.label.as_deref());
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("creating output directory {}", dir.display()))?;
-    let mut out = Outbox::new(512, msg_cap);
-    let mut lag = Latency::new("send_lag", "start lag");
-    let cfg = LoopConfig {
-        schedule: p.schedule,
-        drain_ns,
-        progress: !c.quiet,
-    };
+    let n = p.socks.len();
+    if engines.len() != n {
+        bail!("internal: {} engines for {n} socket sets", engines.len());
+    }
     if !c.quiet {
         eprintln!(
-            "switchyard-bench {kind}: {} calls to {} from {} socket(s), {:.0} -> {:.0}/s over {:.1} s",
+            "switchyard-bench {kind}: {} calls to {} from {n} thread(s) x {} socket(s), {:.0} -> {:.0}/s over {:.1} s",
             p.schedule.total(),
             c.target,
-            p.socks.len(),
+            c.sockets,
             p.schedule.rate,
             p.schedule.ramp_to,
             c.duration
         );
     }
-    let result = run_loop(engine, &mut p.socks, &mut out, &cfg, &mut lag);
     if let Some(o) = config.as_object_mut() {
-        if let Some(cj) = common_json(c, &p.socks).as_object() {
+        if let Some(cj) = common_json(c, &p).as_object() {
             o.extend(cj.clone());
         }
     }
-    let (completed, failed, failures, retransmissions, counters) = extract(engine);
+    let schedule = p.schedule;
+    let epoch = std::time::Instant::now();
+    let runs: Vec<anyhow::Result<ThreadRun<E>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = engines
+            .into_iter()
+            .zip(p.socks)
+            .enumerate()
+            .map(|(t, (mut engine, mut socks))| {
+                let cfg = LoopConfig {
+                    schedule,
+                    drain_ns,
+                    // One progress line per run, from thread 0.
+                    progress: !c.quiet && t == 0,
+                    share: Share::of(t, n),
+                };
+                let core = core_of(&c.core, t);
+                std::thread::Builder::new()
+                    .name(format!("gen-{t}"))
+                    .spawn_scoped(scope, move || -> anyhow::Result<ThreadRun<E>> {
+                        pin(core)?;
+                        let mut out = Outbox::new(512, msg_cap);
+                        let mut lag = Latency::new("send_lag", "start lag");
+                        let result =
+                            run_loop(&mut engine, &mut socks, &mut out, &cfg, &mut lag, epoch);
+                        Ok(ThreadRun {
+                            engine,
+                            result,
+                            lag,
+                        })
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a generator thread panicked"))),
+                Err(e) => Err(anyhow::Error::new(e).context("starting a generator thread")),
+            })
+            .collect()
+    });
+    let runs: Vec<ThreadRun<E>> = runs.into_iter().collect::<anyhow::Result<_>>()?;
+    let merged = merge_runs(&runs, &extract);
+    let first = runs.first().context("no generator thread ran")?;
+    let mut hists: Vec<Latency> = first.engine.histograms().into_iter().cloned().collect();
+    let mut lag = first.lag.clone();
+    for r in &runs[1..] {
+        for (h, o) in hists.iter_mut().zip(r.engine.histograms()) {
+            h.merge(o);
+        }
+        lag.merge(&r.lag);
+    }
+    let (result, (completed, failed, failures, retransmissions, counters)) = merged;
     let rep = RunReport {
         kind,
         label: c.label.clone(),
         config,
-        schedule: p.schedule,
+        schedule,
         result,
         completed,
         failed,
         failures,
         retransmissions,
         counters,
-        hists: engine.histograms(),
+        hists: hists.iter().collect(),
         lag: &lag,
+        process_cpu_ns: process_cpu_ns(),
     };
     let table = rep.write(&dir)?;
     use std::io::Write as _;
@@ -355,12 +471,43 @@ fn drive<E: Engine>(
     Ok(())
 }
 
+/// Sums the threads' loop results and engine counters.
+fn merge_runs<E>(
+    runs: &[ThreadRun<E>],
+    extract: &impl Fn(&E) -> Extracted,
+) -> (LoopResult, Extracted) {
+    let mut result = LoopResult::default();
+    let mut acc: Extracted = (0, 0, json!({}), json!({}), json!({}));
+    for r in runs {
+        result.merge(&r.result);
+        let (c, f, fl, rt, ct) = extract(&r.engine);
+        acc.0 += c;
+        acc.1 += f;
+        bench::report::sum_json(&mut acc.2, &fl);
+        bench::report::sum_json(&mut acc.3, &rt);
+        bench::report::sum_json(&mut acc.4, &ct);
+    }
+    (result, acc)
+}
+
+/// This process's CPU time so far (user + system, every thread; `getrusage(RUSAGE_SELF)`).
+fn process_cpu_ns() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, exclusively borrowed rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    ns(ru.ru_utime) + ns(ru.ru_stime)
+}
+
 fn run_sip(a: SipArgs) -> anyhow::Result<()> {
     let p = prepare(&a.common)?;
     if a.timeout_ms == 0 || a.t1_ms == 0 {
         bail!("--timeout-ms and --t1-ms must be above 0");
     }
-    let mut cfg = SipConfig::new(a.common.target, p.socks.locals().to_vec());
+    let mut cfg = SipConfig::new(a.common.target, Vec::new());
     cfg.ack_bye_to = a.ack_bye_to;
     cfg.hold_ns = a.hold_ms * 1_000_000;
     cfg.sdp_bytes = a.sdp_bytes;
@@ -368,15 +515,22 @@ fn run_sip(a: SipArgs) -> anyhow::Result<()> {
     cfg.max_calls = a.max_calls.max(1);
     cfg.timeout_ns = a.timeout_ms * 1_000_000;
     cfg.t1_ns = a.t1_ms * 1_000_000;
-    let mut uac = SipUac::new(cfg);
-    let cap = uac.msg_cap();
+    let uacs = per_thread(&p, |locals, step| {
+        let mut c = cfg.clone();
+        c.locals = locals;
+        c.index_step = step;
+        // The slots are split too: --max-calls bounds the calls in flight of the run.
+        c.max_calls = (cfg.max_calls / step as u32).max(1);
+        SipUac::new(c)
+    });
+    let cap = uacs[0].msg_cap();
     let drain = (2 * a.timeout_ms + a.hold_ms + 1000) * 1_000_000;
     let config = json!({
         "hold_ms": a.hold_ms, "ack_bye_to": a.ack_bye_to, "sdp_bytes": a.sdp_bytes,
         "session_size": a.session_size, "max_calls": a.max_calls, "timeout_ms": a.timeout_ms,
         "t1_ms": a.t1_ms,
     });
-    drive("sip", &a.common, &mut uac, p, cap, drain, config, |u| {
+    drive("sip", &a.common, uacs, p, cap, drain, config, |u| {
         let c = &u.counters;
         (
             c.completed,
@@ -393,7 +547,7 @@ fn run_mgcp(a: MgcpArgs) -> anyhow::Result<()> {
     if a.timeout_ms == 0 || a.rto_ms == 0 {
         bail!("--timeout-ms and --rto-ms must be above 0");
     }
-    let mut cfg = MgcpConfig::new(a.common.target, p.socks.locals().to_vec());
+    let mut cfg = MgcpConfig::new(a.common.target, Vec::new());
     cfg.endpoint = a.endpoint.clone();
     cfg.hold_ns = a.hold_ms * 1_000_000;
     cfg.sdp_bytes = a.sdp_bytes;
@@ -401,15 +555,21 @@ fn run_mgcp(a: MgcpArgs) -> anyhow::Result<()> {
     cfg.max_calls = a.max_calls.max(1);
     cfg.timeout_ns = a.timeout_ms * 1_000_000;
     cfg.rto_ns = a.rto_ms * 1_000_000;
-    let mut ca = MgcpCa::new(cfg);
-    let cap = ca.msg_cap();
+    let cas = per_thread(&p, |locals, step| {
+        let mut c = cfg.clone();
+        c.locals = locals;
+        c.index_step = step;
+        c.max_calls = (cfg.max_calls / step as u32).max(1);
+        MgcpCa::new(c)
+    });
+    let cap = cas[0].msg_cap();
     let drain = (3 * a.timeout_ms + a.hold_ms + 1000) * 1_000_000;
     let config = json!({
         "hold_ms": a.hold_ms, "endpoint": a.endpoint, "sdp_bytes": a.sdp_bytes,
         "session_size": a.session_size, "max_calls": a.max_calls, "timeout_ms": a.timeout_ms,
         "rto_ms": a.rto_ms,
     });
-    drive("mgcp", &a.common, &mut ca, p, cap, drain, config, |u| {
+    drive("mgcp", &a.common, cas, p, cap, drain, config, |u| {
         let c = &u.counters;
         (
             c.completed,
@@ -423,7 +583,7 @@ fn run_mgcp(a: MgcpArgs) -> anyhow::Result<()> {
 
 fn run_blast(a: BlastArgs) -> anyhow::Result<()> {
     let p = prepare(&a.common)?;
-    let mut cfg = SipConfig::new(a.common.target, p.socks.locals().to_vec());
+    let mut cfg = SipConfig::new(a.common.target, p.socks[0].locals().to_vec());
     cfg.blast = true;
     cfg.sdp_bytes = Some(0);
     let bare = SipUac::new(cfg.clone());
@@ -443,10 +603,15 @@ fn run_blast(a: BlastArgs) -> anyhow::Result<()> {
             cfg.pad_bytes = want - base;
         }
     }
-    let mut uac = SipUac::new(cfg);
-    let cap = uac.msg_cap();
+    let uacs = per_thread(&p, |locals, step| {
+        let mut c = cfg.clone();
+        c.locals = locals;
+        c.index_step = step;
+        SipUac::new(c)
+    });
+    let cap = uacs[0].msg_cap();
     let config = json!({ "bytes": base + uac_pad(&a, base) });
-    drive("blast", &a.common, &mut uac, p, cap, 0, config, |u| {
+    drive("blast", &a.common, uacs, p, cap, 0, config, |u| {
         let c = &u.counters;
         (
             c.completed,
@@ -456,6 +621,15 @@ fn run_blast(a: BlastArgs) -> anyhow::Result<()> {
             serde_json::to_value(c).unwrap_or_default(),
         )
     })
+}
+
+/// One engine per generator thread, made by `make(its local addresses, threads in all)`.
+fn per_thread<E>(p: &Prepared, make: impl Fn(Vec<SocketAddr>, u64) -> E) -> Vec<E> {
+    let step = p.socks.len() as u64;
+    p.socks
+        .iter()
+        .map(|s| make(s.locals().to_vec(), step))
+        .collect()
 }
 
 fn uac_pad(a: &BlastArgs, base: usize) -> usize {

@@ -135,8 +135,34 @@ pub struct IoStats {
     pub send_calls: u64,
     /// `recvmmsg` calls that returned data.
     pub recv_calls: u64,
+    /// Every `recvmmsg` call, including those that found nothing (`EAGAIN`).
+    pub recv_syscalls: u64,
+    /// `ppoll` calls (the loop's waits).
+    pub poll_calls: u64,
     /// Received datagrams truncated to the receive buffer.
     pub truncated: u64,
+}
+
+impl IoStats {
+    /// Adds another set of sockets' counters (generator threads merged).
+    pub fn merge(&mut self, o: &IoStats) {
+        self.datagrams_sent += o.datagrams_sent;
+        self.bytes_sent += o.bytes_sent;
+        self.datagrams_received += o.datagrams_received;
+        self.bytes_received += o.bytes_received;
+        self.send_errors += o.send_errors;
+        self.send_calls += o.send_calls;
+        self.recv_calls += o.recv_calls;
+        self.recv_syscalls += o.recv_syscalls;
+        self.poll_calls += o.poll_calls;
+        self.truncated += o.truncated;
+    }
+
+    /// Syscalls the loop made: `sendmmsg` + `recvmmsg` + `ppoll` (the `poll`s a full send
+    /// buffer makes `sendmmsg` wait in are not counted).
+    pub fn syscalls(&self) -> u64 {
+        self.send_calls + self.recv_syscalls + self.poll_calls
+    }
 }
 
 /// K sockets with preallocated `sendmmsg`/`recvmmsg` state.
@@ -218,6 +244,7 @@ impl Sockets {
     /// Returns the number received (0 when nothing was waiting).
     pub fn recv_batch(&mut self, s: usize, mut f: impl FnMut(SocketAddr, &[u8])) -> usize {
         // Err: an ICMP error reported on the socket; like EAGAIN, nothing to read.
+        self.stats.recv_syscalls += 1;
         let n = self.recv.recv(&self.socks[s]).unwrap_or(0);
         if n == 0 {
             return 0;

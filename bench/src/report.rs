@@ -125,11 +125,100 @@ pub struct RunReport<'a> {
     pub hists: Vec<&'a Latency>,
     /// Start lag histogram.
     pub lag: &'a Latency,
+    /// The whole generator process's CPU time at the end of the run (set-up included), ns.
+    pub process_cpu_ns: u64,
+}
+
+/// Adds the numbers of `add` into `acc` key by key (objects recursively; a key only in `add`
+/// is copied): how the counters of several generator threads become one report. Non-numeric
+/// leaves keep `acc`'s value.
+pub fn sum_json(acc: &mut Value, add: &Value) {
+    match (acc, add) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(x) => sum_json(x, v),
+                    None => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (a @ Value::Number(_), Value::Number(b)) => {
+            if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+                *a = json!(x.saturating_add(y));
+            } else if let (Some(x), Some(y)) = (a.as_f64(), b.as_f64()) {
+                *a = json!(x + y);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The generator's own cost: CPU time and syscalls per call (per datagram for blast).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GeneratorCost {
+    /// Generator threads.
+    pub threads: u64,
+    /// Calls (blast: datagrams) the per-call figures divide by.
+    pub calls: u64,
+    /// CPU time of the generator threads over their loops (ns).
+    pub loop_cpu_ns: u64,
+    /// `loop_cpu_ns / calls`.
+    pub cpu_ns_per_call: f64,
+    /// The whole process's CPU (set-up and report included), ns.
+    pub process_cpu_ns: u64,
+    /// Loop rounds (each but the last ends in one `ppoll`).
+    pub rounds: u64,
+    /// `sendmmsg` calls.
+    pub sendmmsg: u64,
+    /// `recvmmsg` calls (including those that found nothing).
+    pub recvmmsg: u64,
+    /// `ppoll` calls.
+    pub ppoll: u64,
+    /// All three.
+    pub syscalls: u64,
+    /// `sendmmsg / calls`.
+    pub sendmmsg_per_call: f64,
+    /// `recvmmsg / calls`.
+    pub recvmmsg_per_call: f64,
+    /// `ppoll / calls`.
+    pub ppoll_per_call: f64,
+    /// `syscalls / calls`.
+    pub syscalls_per_call: f64,
 }
 
 impl RunReport<'_> {
     fn duration_s(&self) -> f64 {
         self.schedule.duration_ns as f64 / 1e9
+    }
+
+    /// The generator's cost per call: per completed call, or per datagram sent for blast
+    /// (which completes nothing).
+    pub fn cost(&self) -> GeneratorCost {
+        let r = &self.result;
+        let calls = if self.kind == "blast" {
+            r.offered
+        } else {
+            self.completed
+        };
+        let per = |x: u64| x as f64 / calls.max(1) as f64;
+        GeneratorCost {
+            threads: r.threads,
+            calls,
+            loop_cpu_ns: r.cpu_ns,
+            cpu_ns_per_call: per(r.cpu_ns),
+            process_cpu_ns: self.process_cpu_ns,
+            rounds: r.rounds,
+            sendmmsg: r.io.send_calls,
+            recvmmsg: r.io.recv_syscalls,
+            ppoll: r.io.poll_calls,
+            syscalls: r.io.syscalls(),
+            sendmmsg_per_call: per(r.io.send_calls),
+            recvmmsg_per_call: per(r.io.recv_syscalls),
+            ppoll_per_call: per(r.io.poll_calls),
+            syscalls_per_call: per(r.io.syscalls()),
+        }
     }
 
     /// The JSON summary (every number).
@@ -169,6 +258,7 @@ impl RunReport<'_> {
             "send_lag_us": self.lag.summary(),
             "io": r.io,
             "outbox_overflow": r.outbox_overflow,
+            "generator": self.cost(),
             "counters": self.counters,
             "files": files,
         })
@@ -239,6 +329,21 @@ impl RunReport<'_> {
             "io         sent {} datagrams ({} errors), received {} ({} truncated)",
             r.io.datagrams_sent, r.io.send_errors, r.io.datagrams_received, r.io.truncated
         );
+        let g = self.cost();
+        let unit = if self.kind == "blast" {
+            "datagram"
+        } else {
+            "call"
+        };
+        let _ = writeln!(
+            s,
+            "generator  {} thread(s), {:.2} µs CPU per {unit}; per {unit}: sendmmsg {:.2} recvmmsg {:.2} ppoll {:.2}",
+            g.threads,
+            g.cpu_ns_per_call / 1000.0,
+            g.sendmmsg_per_call,
+            g.recvmmsg_per_call,
+            g.ppoll_per_call
+        );
         let _ = writeln!(
             s,
             "\n{:<14} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -297,6 +402,20 @@ impl RunReport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_counters_of_threads_sum_key_by_key() {
+        let mut a = json!({"completed": 3, "failures": {"timeout": 1}, "name": "x", "r": 0.5});
+        let b = json!({"completed": 4, "failures": {"timeout": 2, "status_503": 1}, "name": "y", "r": 0.25});
+        sum_json(&mut a, &b);
+        assert_eq!(
+            a,
+            json!({"completed": 7, "failures": {"timeout": 3, "status_503": 1}, "name": "x", "r": 0.75})
+        );
+        let mut empty = json!({});
+        sum_json(&mut empty, &b);
+        assert_eq!(empty, b);
+    }
 
     #[test]
     fn plot_titles_name_the_parameters() {

@@ -226,8 +226,16 @@ fn mgcp_call_agent_against_loopback_gateway() {
         schedule: Schedule::constant(100.0, 1_000_000_000),
         drain_ns: 5_000_000_000,
         progress: false,
+        share: bench::engine::Share::ALL,
     };
-    let r = run_loop(&mut ca, &mut socks, &mut out, &cfg, &mut lag);
+    let r = run_loop(
+        &mut ca,
+        &mut socks,
+        &mut out,
+        &cfg,
+        &mut lag,
+        std::time::Instant::now(),
+    );
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();

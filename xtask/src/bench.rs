@@ -1,13 +1,18 @@
 //! `cargo xtask bench`: every stage of the load benchmark in one invocation, on the veth
 //! testbed, so that the numbers that matter are ratios measured side by side in one run:
 //!
-//! 1. receive ceilings: a raw AF_XDP loop and a raw `recvmmsg` loop that only count, fed by the
-//!    generator's `blast` at the offered rate;
+//! 1. receive ceilings: a raw AF_XDP loop and a raw `recvmmsg` loop that only count, busy-
+//!    polling, fed by the generator's `blast` at the offered rate from two threads (one sending
+//!    thread limited the old ceiling below the dispatcher it was meant to bound);
 //! 2. Switchyard (`--backend xdp`, then `--backend udp`) fed the same blast: how many datagrams
 //!    per second the dispatcher receives and decides (every one a new INVITE dialog);
 //! 3. Switchyard on each backend under full SIP calls (INVITE → 100 → 200 → ACK → BYE → 200,
 //!    ACK/BYE to the processor's Contact) and under MGCP CRCX → MDCX → DLCX: achieved rate,
 //!    failures, latency, and the dispatcher thread's CPU per call.
+//!
+//! Every row also carries what each stage cost per call: the generator's CPU and syscalls (its
+//! `summary.json`), the processors' CPU (their threads in `/proc`), the whole box's busy CPU
+//! (`/proc/stat`) and the processors' parks and syscalls where they report them.
 //!
 //! Everything lands in `target/bench/<timestamp>/` (one folder per stage with the generator's
 //! `.hgrm`, `summary.json`, `report.txt` and `latency.svg`; the dispatcher's exit counters; and
@@ -56,6 +61,29 @@ pub struct BenchConfig {
     pub peer_rate: u64,
     /// Seconds of the peer stage (each of its runs).
     pub peer_seconds: u64,
+    /// Generator threads in the call stages; the blasts of the ceiling and blast stages use
+    /// at least [`BLAST_THREADS`].
+    pub gen_threads: usize,
+}
+
+/// Generator threads at least in the blasts that feed the ceiling and blast stages: one
+/// thread's `sendmmsg` (which on a veth also does the receiver's softirq work) is what limited
+/// the old "ceiling", so the raw loop never ran out of work and the ratio against it exceeded 1.
+pub const BLAST_THREADS: usize = 2;
+
+/// `--threads` and `--core` arguments of a generator with `threads` threads: thread 0 on core
+/// 0 (the generator's), further threads round-robin over cores 0 and 1, i.e. also on the
+/// dispatcher side's core: a 2-core box has no third one, and offering more than the box can
+/// take is the point.
+pub fn gen_thread_args(threads: usize) -> Vec<String> {
+    let threads = threads.max(1);
+    let cores = if threads == 1 { "0" } else { "0,1" };
+    vec![
+        "--threads".into(),
+        threads.to_string(),
+        "--core".into(),
+        cores.into(),
+    ]
 }
 
 /// Another SIP dispatcher, run in front of the same processors in the same run.
@@ -78,6 +106,11 @@ impl Drop for Killer {
 }
 
 impl Killer {
+    /// The child's PID while it runs.
+    fn pid(&self) -> Option<u32> {
+        self.0.as_ref().map(Child::id)
+    }
+
     /// SIGINT and wait (bounded): the clean stop that makes Switchyard write its counters.
     fn stop(mut self) -> anyhow::Result<()> {
         let Some(mut c) = self.0.take() else {
@@ -214,25 +247,23 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     // The generator runs on core 0, everything on the dispatcher side on core 1.
     let blast_from = |dir: &Path, target: &str, from: &str| -> anyhow::Result<Command> {
         let mut c = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
-        c.args([
-            "blast",
-            "--target",
-            target,
-            "--local-ip",
-            from,
-            "--core",
-            "0",
-            "--quiet",
-        ])
-        .args([
-            "--rate",
-            &cfg.blast_rate.to_string(),
-            "--duration",
-            &secs.to_string(),
-        ])
-        .arg("--out")
-        .arg(dir)
-        .stdout(Stdio::null());
+        // The flood source stays one thread: it is background, not the measured load.
+        let threads = if from == testbed::APP_V4 {
+            cfg.gen_threads.max(BLAST_THREADS)
+        } else {
+            1
+        };
+        c.args(["blast", "--target", target, "--local-ip", from, "--quiet"])
+            .args(gen_thread_args(threads))
+            .args([
+                "--rate",
+                &cfg.blast_rate.to_string(),
+                "--duration",
+                &secs.to_string(),
+            ])
+            .arg("--out")
+            .arg(dir)
+            .stdout(Stdio::null());
         Ok(c)
     };
     let blast = |dir: &Path, target: &str| -> anyhow::Result<()> {
@@ -253,10 +284,14 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         std::fs::create_dir_all(&dir)?;
         let json_path = dir.join("sink.json");
         let mut sink = Testbed::exec(&tb.disp_ns, gen.to_str().unwrap_or_default());
+        // Busy-polling (`--idle spin`): a receive ceiling must not pay for wake-ups the loop
+        // under test may avoid.
         sink.args([
             "sink",
             "--backend",
             backend,
+            "--idle",
+            "spin",
             "--core",
             "1",
             "--duration",
@@ -272,18 +307,29 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }
         let mut child = sink.spawn().context("starting the sink")?;
         std::thread::sleep(Duration::from_millis(1500));
+        let c0 = CpuSample::now(None, &[]);
         blast(&dir, &disp_sip)?;
+        let c1 = CpuSample::now(None, &[]);
         let st = child.wait()?;
         if !st.success() {
             bail!("sink ({backend}) failed: {st}");
         }
         let j = read_json(&json_path)?;
-        rows.push(json!({
+        let g = read_json(&dir.join("summary.json")).ok();
+        let mut row = json!({
             "stage": format!("ceiling {backend}"),
-            "offered": cfg.blast_rate,
-            "received_per_s": num(&j, &["datagrams"]) / secs as f64,
+            "offered": blast_offered(g.as_ref(), cfg.blast_rate),
+            "received_per_s": num(&j, &["datagrams"]) / blast_span(g.as_ref(), secs),
             "raw": j,
-        }));
+        });
+        add_costs(
+            &mut row,
+            num(&j, &["datagrams"]),
+            g.as_ref(),
+            c1.since(&c0),
+            None,
+        );
+        rows.push(row);
     }
 
     // `processors`: in-chassis processor threads (0 with `--remote-processor`s in `extra`).
@@ -329,20 +375,32 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         let dir = out.join(format!("route-{backend}"));
         std::fs::create_dir_all(&dir)?;
         let k = start_switchyard(backend, &dir)?;
+        let pid = k.pid();
+        let c0 = CpuSample::now(pid, &[]);
         blast(&dir, &disp_sip)?;
+        let c1 = CpuSample::now(pid, &[]);
         std::thread::sleep(Duration::from_millis(500));
         k.stop()?;
         let s = read_json(&dir.join("switchyard.json"))?;
+        let g = read_json(&dir.join("summary.json")).ok();
         let handled = num(&s, &["router", "sip"]);
-        rows.push(json!({
+        let mut row = json!({
             "stage": format!("switchyard {backend} (blast)"),
-            "offered": cfg.blast_rate,
-            "received_per_s": handled / secs as f64,
+            "offered": blast_offered(g.as_ref(), cfg.blast_rate),
+            "received_per_s": handled / blast_span(g.as_ref(), secs),
             "forwarded": num(&s, &["router", "new_dialogs"]),
             "overload_503": num(&s, &["router", "overload"]),
             "dispatcher_cpu_ns_per_msg": num(&s, &["dispatcher_cpu_ns"]) / handled.max(1.0),
             "raw": s,
-        }));
+        });
+        add_costs(
+            &mut row,
+            handled,
+            g.as_ref(),
+            c1.since(&c0),
+            Some(&in_chassis(&s)),
+        );
+        rows.push(row);
     }
 
     let calls_at =
@@ -354,10 +412,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 target,
                 "--local-ip",
                 testbed::APP_V4,
-                "--core",
-                "0",
                 "--quiet",
             ])
+            .args(gen_thread_args(cfg.gen_threads))
             .args(["--rate", &rate.to_string(), "--duration", &secs.to_string()])
             .args(["--hold-ms", "0", "--timeout-ms", "4000", "--label", label])
             .arg("--out")
@@ -379,11 +436,14 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             let dir = out.join(format!("{kind}-{backend}"));
             std::fs::create_dir_all(&dir)?;
             let k = start_switchyard(backend, &dir)?;
+            let pid = k.pid();
             let mut g = calls(kind, proto_target, &format!("{kind}-{backend}"), &dir);
             if kind == "sip" {
                 invite_hgrms.push((backend, dir.join("invite_200.hgrm")));
             }
+            let c0 = CpuSample::now(pid, &[]);
             let st = g.status()?;
+            let c1 = CpuSample::now(pid, &[]);
             if !st.success() {
                 bail!("generator ({kind}, {backend}) failed: {st}");
             }
@@ -396,7 +456,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 "crcx_200"
             };
             let calls = num(&s, &["router", "new_dialogs"]).max(1.0);
-            rows.push(json!({
+            let mut row = json!({
                 "stage": format!("switchyard {backend} ({kind} calls)"),
                 "offered": num(&g, &["offered_cps"]),
                 "achieved_per_s": num(&g, &["achieved_cps"]),
@@ -406,7 +466,16 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 "dispatcher_cpu_ns_per_call": num(&s, &["dispatcher_cpu_ns"]) / calls,
                 "generator": g,
                 "switchyard": s,
-            }));
+            });
+            let done = num(&g, &["completed_calls"]);
+            add_costs(
+                &mut row,
+                done,
+                Some(&g),
+                c1.since(&c0),
+                Some(&in_chassis(&s)),
+            );
+            rows.push(row);
         }
     }
     // 4. SIP calls from an exempt source while another source floods the well-known port at
@@ -432,10 +501,13 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             &dir,
             &["--source-rate", &limit, "--rate-exempt", testbed::APP_V4],
         )?;
+        let pid = k.pid();
         let mut flood = blast_from(&flood_dir, &disp_sip, FLOOD_V4)?
             .spawn()
             .context("starting the flood")?;
+        let c0 = CpuSample::now(pid, &[]);
         let st = calls("sip", &disp_sip, "sip-xdp-flood", &dir).status()?;
+        let c1 = CpuSample::now(pid, &[]);
         let fst = flood.wait()?;
         if !st.success() || !fst.success() {
             bail!("generator under flood failed: calls {st}, flood {fst}");
@@ -444,7 +516,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         let s = read_json(&dir.join("switchyard.json"))?;
         let g = read_json(&dir.join("summary.json"))?;
         let calls_n = num(&s, &["router", "new_dialogs"]).max(1.0);
-        rows.push(json!({
+        let mut row = json!({
             "stage": "switchyard xdp (sip + flood)",
             "offered": num(&g, &["offered_cps"]),
             "achieved_per_s": num(&g, &["achieved_cps"]),
@@ -456,7 +528,16 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             "flood_dropped_in_xdp_per_s": num(&s, &["xdp", "dropped_rate"]) / secs as f64,
             "generator": g,
             "switchyard": s,
-        }));
+        });
+        let done = num(&g, &["completed_calls"]);
+        add_costs(
+            &mut row,
+            done,
+            Some(&g),
+            c1.since(&c0),
+            Some(&in_chassis(&s)),
+        );
+        rows.push(row);
         invite_hgrms.push(("xdp + flood", dir.join("invite_200.hgrm")));
     }
 
@@ -474,9 +555,12 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 let dir = out.join(format!("ladder-{backend}-{rate}"));
                 std::fs::create_dir_all(&dir)?;
                 let k = start_switchyard(backend, &dir)?;
+                let pid = k.pid();
                 let label = format!("ladder-{backend}-{rate}");
+                let c0 = CpuSample::now(pid, &[]);
                 let st =
                     calls_at("sip", &disp_sip, &label, &dir, rate, cfg.ladder_seconds).status()?;
+                let c1 = CpuSample::now(pid, &[]);
                 if !st.success() {
                     bail!("generator (ladder {backend} {rate}/s) failed: {st}");
                 }
@@ -484,6 +568,14 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 let s = read_json(&dir.join("switchyard.json"))?;
                 let g = read_json(&dir.join("summary.json"))?;
                 let mut row = call_row(&format!("ladder {backend} {rate}/s (sip calls)"), &g, &s);
+                let done = num(&g, &["completed_calls"]);
+                add_costs(
+                    &mut row,
+                    done,
+                    Some(&g),
+                    c1.since(&c0),
+                    Some(&in_chassis(&s)),
+                );
                 let (failed, p99) = (num(&row, &["failed"]), num(&row, &["p99_us"]));
                 let pass = step_passes(failed, p99, cfg.p99_ms);
                 row["ladder_rate"] = json!(rate);
@@ -573,9 +665,12 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             extra.extend(["--report-listen", &report, "--report-key-file", &key_s]);
             let k = start_switchyard_in(backend, &dir, 0, &extra)?;
             let pid = k.0.as_ref().map_or(0, Child::id);
+            let remote = pids(&ps);
             let cpu0 = group_cpu_ns(pid, false);
+            let c0 = CpuSample::now(None, &remote);
             let label = format!("peer-switchyard-{backend}");
             let st = calls_at("sip", &disp_sip, &label, &dir, rate, psecs).status()?;
+            let c1 = CpuSample::now(None, &remote);
             let cpu1 = group_cpu_ns(pid, false);
             if !st.success() {
                 bail!("generator (peer stage, switchyard {backend}) failed: {st}");
@@ -592,6 +687,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             row["process_cpu_ns_per_call"] =
                 json!(cpu1.saturating_sub(cpu0) as f64 / num(&g, &["completed_calls"]).max(1.0));
             row["remote_processors"] = json!(n);
+            let done = num(&g, &["completed_calls"]);
+            let remote_stats = remote_stats(&dir, n);
+            add_costs(&mut row, done, Some(&g), c1.since(&c0), Some(&remote_stats));
             rows.push(row);
         }
         {
@@ -616,8 +714,11 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             )?;
             let ps = start_processors(&dir, &key)?;
             let kam = Kamailio::start(&tb.disp_ns, &kamailio, &dir, &cfg_path)?;
+            let remote = pids(&ps);
             let cpu0 = group_cpu_ns(kam.pid, true);
+            let c0 = CpuSample::now(None, &remote);
             let st = calls_at("sip", &listen, "peer-kamailio", &dir, rate, psecs).status()?;
+            let c1 = CpuSample::now(None, &remote);
             let cpu1 = group_cpu_ns(kam.pid, true);
             let procs = group_pids(kam.pid).len();
             kam.stop()?;
@@ -628,7 +729,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             let g = read_json(&dir.join("summary.json"))?;
             let completed = num(&g, &["completed_calls"]).max(1.0);
             let per_call = cpu1.saturating_sub(cpu0) as f64 / completed;
-            rows.push(json!({
+            let mut row = json!({
                 "stage": "kamailio (sip calls)",
                 "offered": num(&g, &["offered_cps"]),
                 "achieved_per_s": num(&g, &["achieved_cps"]),
@@ -642,7 +743,11 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 "kamailio_version": version,
                 "remote_processors": n,
                 "generator": g,
-            }));
+            });
+            let remote_stats = remote_stats(&dir, n);
+            let done = num(&g, &["completed_calls"]);
+            add_costs(&mut row, done, Some(&g), c1.since(&c0), Some(&remote_stats));
+            rows.push(row);
         }
     }
     drop(tb);
@@ -722,6 +827,27 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }
     }
     Ok(BenchRun { dir: out, files })
+}
+
+/// What a blast actually offered per second (`offered_cps` of its `summary.json`: below
+/// `--blast-rate` when the generator fell behind its schedule), else the rate asked for.
+fn blast_offered(g: Option<&Value>, asked: u64) -> f64 {
+    g.map(|g| num(g, &["offered_cps"]))
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .unwrap_or(asked as f64)
+}
+
+/// The seconds a blast's datagrams were sent over: the stage length, or the generator's send
+/// span when it fell behind and sent for longer. Rates received are divided by this, so that a
+/// late generator does not make a receiver look faster than what it was sent.
+pub fn blast_span(g: Option<&Value>, secs: u64) -> f64 {
+    let span = g.map_or(0.0, |g| num(g, &["send_span_s"]));
+    let secs = secs as f64;
+    if span.is_finite() && span > secs {
+        span
+    } else {
+        secs
+    }
 }
 
 /// A call stage's row from the generator's `summary.json` and Switchyard's exit counters.
@@ -1004,16 +1130,20 @@ fn group_pids(pgid: u32) -> Vec<u32> {
 /// CPU time (ns) used so far by every thread of process `pid` (user + system): each thread's
 /// `schedstat` run time, else its `stat` utime + stime in clock ticks.
 fn process_cpu_ns(pid: u32) -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let tick = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
-        t if t > 0 => t as u64,
-        _ => 100,
-    };
+    let tick = clock_tick();
+    threads_cpu_ns(pid, |_| true, tick)
+}
+
+/// CPU time (ns) of the threads of process `pid` whose name (`comm`) `keep` accepts.
+fn threads_cpu_ns(pid: u32, keep: impl Fn(&str) -> bool, tick: u64) -> u64 {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
     tasks
         .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| keep(c.trim_end()))
+        })
         .map(|t| {
             let p = t.path();
             if let Some(ns) = std::fs::read_to_string(p.join("schedstat"))
@@ -1034,6 +1164,140 @@ fn process_cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+fn clock_tick() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        t if t > 0 => t as u64,
+        _ => 100,
+    }
+}
+
+/// Busy time (ns) of all CPUs together from `/proc/stat`'s first line: user, nice, system,
+/// irq, softirq and steal (not idle or iowait; guest time is already in user). None when the
+/// line is not there.
+pub fn box_busy_ns(proc_stat: &str, tick: u64) -> Option<u64> {
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    if f.len() < 4 {
+        return None;
+    }
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    Some(busy * 1_000_000_000 / tick.max(1))
+}
+
+/// CPU counters read at the start and at the end of a stage's measured period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuSample {
+    /// All CPUs' busy time (`/proc/stat`), ns.
+    pub box_ns: u64,
+    /// The processors' CPU time: in-chassis `processor-*` threads of Switchyard plus every
+    /// thread of the remote `switchyard-processor` processes, ns.
+    pub processors_ns: u64,
+}
+
+impl CpuSample {
+    /// Reads the counters now: `switchyard` is the dispatcher process whose `processor-*`
+    /// threads count, `remote` the PIDs of remote processor processes.
+    fn now(switchyard: Option<u32>, remote: &[u32]) -> Self {
+        let tick = clock_tick();
+        let box_ns = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| box_busy_ns(&s, tick))
+            .unwrap_or(0);
+        let inside = switchyard.map_or(0, |p| {
+            threads_cpu_ns(p, |c| c.starts_with("processor-"), tick)
+        });
+        let outside: u64 = remote.iter().map(|&p| process_cpu_ns(p)).sum();
+        CpuSample {
+            box_ns,
+            processors_ns: inside + outside,
+        }
+    }
+
+    /// What was used between `start` and this sample.
+    pub fn since(&self, start: &CpuSample) -> CpuSample {
+        CpuSample {
+            box_ns: self.box_ns.saturating_sub(start.box_ns),
+            processors_ns: self.processors_ns.saturating_sub(start.processors_ns),
+        }
+    }
+}
+
+/// The PIDs of running children.
+fn pids(ks: &[Killer]) -> Vec<u32> {
+    ks.iter().filter_map(Killer::pid).collect()
+}
+
+/// The in-chassis processors' stats objects from Switchyard's exit counters.
+fn in_chassis(sy: &Value) -> Vec<Value> {
+    sy["processors"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p["stats"].clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The remote processors' exit counters (`processor-<i>.json`, flattened stats) in `dir`; a
+/// missing file leaves its processor out (its counters are then unknown, see
+/// [`sum_counter`]).
+fn remote_stats(dir: &Path, n: u16) -> Vec<Value> {
+    (0..n)
+        .map(|i| read_json(&dir.join(format!("processor-{i}.json"))).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// The sum of counter `key` over `stats`; None (unknown, not 0) when there are none or any of
+/// them lacks it (a processor binary older than the counter).
+pub fn sum_counter(stats: &[Value], key: &str) -> Option<f64> {
+    if stats.is_empty() {
+        return None;
+    }
+    stats.iter().map(|s| s.get(key)?.as_f64()).sum()
+}
+
+/// Adds the per-call cost columns to a stage's row: the generator's CPU and syscalls (from
+/// its `summary.json`), the processors' and the whole box's CPU over the stage, and the
+/// processors' parks, wake-ups and syscalls where they report them; each divided by `calls`
+/// (completed calls, or datagrams for the blast and ceiling stages). An unknown figure is
+/// left out (shown `-`), never 0.
+fn add_costs(
+    row: &mut Value,
+    calls: f64,
+    gen: Option<&Value>,
+    cpu: CpuSample,
+    processors: Option<&[Value]>,
+) {
+    let calls = if calls.is_finite() && calls > 0.0 {
+        calls
+    } else {
+        return;
+    };
+    let per = |x: f64| json!(x / calls);
+    if let Some(g) = gen {
+        let cost = &g["generator"];
+        if let (Some(cpu), Some(n)) = (cost["loop_cpu_ns"].as_f64(), cost["calls"].as_f64()) {
+            row["generator_cpu_ns_per_call"] = json!(cpu / n.max(1.0));
+        }
+        if let (Some(sc), Some(n)) = (cost["syscalls"].as_f64(), cost["calls"].as_f64()) {
+            row["generator_syscalls_per_call"] = json!(sc / n.max(1.0));
+        }
+    }
+    row["box_cpu_ns_per_call"] = per(cpu.box_ns as f64);
+    if let Some(ps) = processors {
+        if !ps.is_empty() {
+            row["processors_cpu_ns_per_call"] = per(cpu.processors_ns as f64);
+        }
+        for key in ["parks", "wakeups", "syscalls"] {
+            if let Some(x) = sum_counter(ps, key) {
+                row[format!("processor_{key}_per_call")] = per(x);
+            }
+        }
+    }
+}
+
 /// CPU time (ns) of process `pid`, and with `group` of every process in its process group
 /// (Kamailio's main process and the workers and timers it forks).
 fn group_cpu_ns(pid: u32, group: bool) -> u64 {
@@ -1044,41 +1308,65 @@ fn group_cpu_ns(pid: u32, group: bool) -> u64 {
     }
 }
 
+/// The table's columns after the stage name: header, width, the row key(s) read (first
+/// present wins), scale and decimals.
+const COLUMNS: &[(&str, usize, &[&str], f64, usize)] = &[
+    ("offered/s", 10, &["offered"], 1.0, 0),
+    (
+        "achieved/s",
+        11,
+        &["achieved_per_s", "received_per_s"],
+        1.0,
+        0,
+    ),
+    ("failed", 7, &["failed"], 1.0, 0),
+    ("p50 µs", 8, &["p50_us"], 1.0, 0),
+    ("p99 µs", 8, &["p99_us"], 1.0, 0),
+    ("gen", 7, &["generator_cpu_ns_per_call"], 1e-3, 1),
+    (
+        "disp",
+        7,
+        &["dispatcher_cpu_ns_per_call", "dispatcher_cpu_ns_per_msg"],
+        1e-3,
+        2,
+    ),
+    ("procs", 7, &["processors_cpu_ns_per_call"], 1e-3, 1),
+    ("box", 7, &["box_cpu_ns_per_call"], 1e-3, 1),
+    ("sy proc", 8, &["process_cpu_ns_per_call"], 1e-3, 2),
+    ("gen sc", 7, &["generator_syscalls_per_call"], 1.0, 2),
+    ("parks", 6, &["processor_parks_per_call"], 1.0, 2),
+    ("proc sc", 7, &["processor_syscalls_per_call"], 1.0, 2),
+];
+
 fn render(rows: &[Value], ratios: &Value) -> String {
     let mut t = String::new();
-    t.push_str(&format!(
-        "{:<48} {:>10} {:>12} {:>8} {:>10} {:>10} {:>14} {:>14}\n",
-        "stage",
-        "offered/s",
-        "achieved/s",
-        "failed",
-        "p50 µs",
-        "p99 µs",
-        "disp CPU/call",
-        "proc CPU/call"
-    ));
-    for r in rows {
-        let f = |k: &str| r.get(k).and_then(Value::as_f64);
-        let cell = |v: Option<f64>, prec: usize| {
-            v.filter(|x| x.is_finite())
-                .map_or("-".to_owned(), |x| format!("{x:.prec$}"))
+    t.push_str(&format!("{:<48}", ""));
+    for (h, w, _, _, _) in COLUMNS {
+        let label = match *h {
+            "gen" => "CPU µs",
+            "disp" => "per call",
+            "gen sc" => "per call",
+            _ => "",
         };
-        let achieved = f("achieved_per_s").or(f("received_per_s"));
-        let cpu = f("dispatcher_cpu_ns_per_call")
-            .or(f("dispatcher_cpu_ns_per_msg"))
-            .map(|ns| ns / 1000.0);
-        let proc_cpu = f("process_cpu_ns_per_call").map(|ns| ns / 1000.0);
-        t.push_str(&format!(
-            "{:<48} {:>10} {:>12} {:>8} {:>10} {:>10} {:>12} µs {:>11} µs\n",
-            r["stage"].as_str().unwrap_or("?"),
-            cell(f("offered"), 0),
-            cell(achieved, 0),
-            cell(f("failed"), 0),
-            cell(f("p50_us"), 0),
-            cell(f("p99_us"), 0),
-            cell(cpu, 2),
-            cell(proc_cpu, 2),
-        ));
+        t.push_str(&format!(" {label:>w$}"));
+    }
+    t.push('\n');
+    t.push_str(&format!("{:<48}", "stage"));
+    for (h, w, _, _, _) in COLUMNS {
+        t.push_str(&format!(" {h:>w$}"));
+    }
+    t.push('\n');
+    for r in rows {
+        t.push_str(&format!("{:<48}", r["stage"].as_str().unwrap_or("?")));
+        for (_, w, keys, scale, prec) in COLUMNS {
+            let v = keys
+                .iter()
+                .find_map(|k| r.get(*k).and_then(Value::as_f64))
+                .filter(|x| x.is_finite());
+            let cell = v.map_or("-".to_owned(), |x| format!("{:.prec$}", x * scale));
+            t.push_str(&format!(" {cell:>w$}"));
+        }
+        t.push('\n');
     }
     t.push_str("\nratios (side by side, same run):\n");
     if let Some(m) = ratios.as_object() {
@@ -1147,6 +1435,113 @@ mod tests {
         assert_eq!(f[2], "4240");
         assert_eq!((f[11], f[12]), ("17", "5"));
         assert!(stat_fields("garbage").is_empty());
+    }
+
+    #[test]
+    fn box_busy_time_counts_everything_but_idle_and_iowait() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let stat = "cpu  100 2 30 5000 40 1 7 3 9 0\ncpu0 50 1 15 2500 20 0 3 1 0 0\nintr 1\n";
+        assert_eq!(box_busy_ns(stat, 100), Some(143 * 10_000_000));
+        assert_eq!(box_busy_ns("cpu0 1 2 3 4\n", 100), None);
+        assert_eq!(box_busy_ns("", 100), None);
+        let here = std::fs::read_to_string("/proc/stat").unwrap();
+        assert!(box_busy_ns(&here, clock_tick()).unwrap() > 0);
+    }
+
+    #[test]
+    fn a_counter_one_processor_lacks_is_unknown_not_zero() {
+        let new = json!({"parks": 10, "syscalls": 40});
+        let old = json!({"sent": 5});
+        assert_eq!(
+            sum_counter(&[new.clone(), new.clone()], "parks"),
+            Some(20.0)
+        );
+        assert_eq!(sum_counter(&[new.clone(), old], "parks"), None);
+        assert_eq!(sum_counter(&[], "parks"), None);
+        let mut row = json!({"stage": "x"});
+        let cpu = CpuSample {
+            box_ns: 3_000_000,
+            processors_ns: 1_000_000,
+        };
+        let g = json!({"generator": {"loop_cpu_ns": 500_000.0, "calls": 100, "syscalls": 700}});
+        add_costs(&mut row, 100.0, Some(&g), cpu, Some(&[new.clone(), new]));
+        assert_eq!(row["box_cpu_ns_per_call"], json!(30_000.0));
+        assert_eq!(row["processors_cpu_ns_per_call"], json!(10_000.0));
+        assert_eq!(row["generator_cpu_ns_per_call"], json!(5_000.0));
+        assert_eq!(row["generator_syscalls_per_call"], json!(7.0));
+        assert_eq!(row["processor_parks_per_call"], json!(0.2));
+        assert!(row.get("processor_wakeups_per_call").is_none());
+        let table = render(&[row], &json!({}));
+        let line = table.lines().nth(2).unwrap();
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        // stage, offered, achieved, failed, p50, p99, gen, disp, procs, box, sy proc, gen sc,
+        // parks, proc sc.
+        assert_eq!(
+            cells,
+            [
+                "x", "-", "-", "-", "-", "-", "5.0", "-", "10.0", "30.0", "-", "7.00", "0.20",
+                "0.80"
+            ]
+        );
+        let mut none = json!({"stage": "y"});
+        add_costs(&mut none, 0.0, None, cpu, None);
+        assert!(none.get("box_cpu_ns_per_call").is_none());
+    }
+
+    #[test]
+    fn processor_stats_come_from_switchyard_or_the_remote_files() {
+        let sy = json!({"processors": [
+            {"id": 0, "stats": {"parks": 3, "sent": 9}},
+            {"id": 1, "stats": {"parks": 4, "sent": 1}},
+        ]});
+        let ps = in_chassis(&sy);
+        assert_eq!(sum_counter(&ps, "parks"), Some(7.0));
+        assert!(in_chassis(&json!({})).is_empty());
+        let dir = std::env::temp_dir().join(format!("xtask-remote-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("processor-0.json"),
+            r#"{"reports": 1, "parks": 5}"#,
+        )
+        .unwrap();
+        // processor-1.json is missing: the sum over both is unknown.
+        let rs = remote_stats(&dir, 2);
+        assert_eq!(rs.len(), 2);
+        assert_eq!(sum_counter(&rs[..1], "parks"), Some(5.0));
+        assert_eq!(sum_counter(&rs, "parks"), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_late_blast_divides_by_its_send_span() {
+        let late = json!({"send_span_s": 4.5, "offered_cps": 200_000.0});
+        assert_eq!(blast_span(Some(&late), 3), 4.5);
+        assert_eq!(blast_span(Some(&json!({"send_span_s": 2.99})), 3), 3.0);
+        assert_eq!(blast_span(None, 3), 3.0);
+        assert_eq!(blast_offered(Some(&late), 300_000), 200_000.0);
+        assert_eq!(blast_offered(None, 300_000), 300_000.0);
+    }
+
+    #[test]
+    fn blast_threads_spread_over_both_cores() {
+        assert_eq!(gen_thread_args(1), ["--threads", "1", "--core", "0"]);
+        assert_eq!(gen_thread_args(0), ["--threads", "1", "--core", "0"]);
+        assert_eq!(gen_thread_args(2), ["--threads", "2", "--core", "0,1"]);
+        let a = CpuSample {
+            box_ns: 10,
+            processors_ns: 4,
+        };
+        let b = CpuSample {
+            box_ns: 25,
+            processors_ns: 3,
+        };
+        assert_eq!(
+            b.since(&a),
+            CpuSample {
+                box_ns: 15,
+                processors_ns: 0
+            }
+        );
     }
 
     #[test]

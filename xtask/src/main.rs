@@ -48,7 +48,8 @@ enum Cmd {
         capacity: u32,
     },
     /// The load benchmark: receive ceilings, Switchyard xdp and udp under blast, SIP and MGCP
-    /// calls; prints one table of rates, latency, dispatcher CPU per call and ratios.
+    /// calls; prints one table of rates, latency, CPU per call (generator, dispatcher,
+    /// processors, whole box), syscalls and parks per call, and ratios.
     Bench {
         /// Short run for CI (~2 minutes; asserts only that every stage produced numbers).
         #[arg(long)]
@@ -81,6 +82,12 @@ enum Cmd {
         /// calls/s for 2 s) with --quick.
         #[arg(long, value_enum)]
         peer: Option<PeerArg>,
+        /// Generator threads in the call stages (`switchyard-bench --threads`; thread 0 on
+        /// core 0, the others round-robin over cores 0 and 1). The blasts feeding the ceiling
+        /// and blast stages always use at least 2, so the raw receive loop gets more than one
+        /// sending core can offer.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        gen_threads: u16,
     },
     /// Build the release binaries (XDP program embedded) and a Debian package:
     /// target/debian/switchyard_<version>_<arch>.deb.
@@ -124,6 +131,7 @@ struct BenchArgs {
     ladder: Vec<u64>,
     p99_ms: f64,
     peer: Option<PeerArg>,
+    gen_threads: u16,
 }
 
 impl BenchArgs {
@@ -139,6 +147,7 @@ impl BenchArgs {
             ladder: Vec::new(),
             p99_ms: 4.0,
             peer: None,
+            gen_threads: 1,
         }
     }
 }
@@ -197,6 +206,7 @@ fn main() -> anyhow::Result<()> {
             ladder,
             p99_ms,
             peer,
+            gen_threads,
         } => {
             setup::all(true)?;
             bench(BenchArgs {
@@ -209,6 +219,7 @@ fn main() -> anyhow::Result<()> {
                 ladder,
                 p99_ms,
                 peer,
+                gen_threads,
             })
         }
         Cmd::Run {
@@ -373,6 +384,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         peer,
         peer_rate: if quick { 200 } else { call_rate },
         peer_seconds: if quick { 2 } else { seconds },
+        gen_threads: usize::from(a.gen_threads),
     })?;
     println!("bench artefacts: {}", run.dir.display());
     for f in &run.files {

@@ -59,6 +59,10 @@ pub struct MgcpConfig {
     pub rto_ns: u64,
     /// Largest retransmission interval.
     pub rto_max_ns: u64,
+    /// Call indices this engine sees step by this much (generator threads in all: thread i
+    /// starts calls i, i + N, ...), so that source sockets are chosen by `index / step` and
+    /// every socket is used whatever N is.
+    pub index_step: u64,
 }
 
 impl MgcpConfig {
@@ -75,6 +79,7 @@ impl MgcpConfig {
             timeout_ns: 32_000_000_000,
             rto_ns: RTO_INIT_NS,
             rto_max_ns: RTO_MAX_NS,
+            index_step: 1,
         }
     }
 }
@@ -280,7 +285,7 @@ impl MgcpCa {
     }
 
     fn sock_of(&self, seq: u64) -> usize {
-        (seq % self.cfg.locals.len().max(1) as u64) as usize
+        (seq / self.cfg.index_step.max(1) % self.cfg.locals.len().max(1) as u64) as usize
     }
 
     /// A transaction id for `slot`'s next command. RFC 3435 §3.2.1.2: an id must not repeat

@@ -79,6 +79,10 @@ pub struct SipConfig {
     pub blast: bool,
     /// Extra bytes appended to each INVITE as an `X-Pad` header (`blast --bytes`).
     pub pad_bytes: usize,
+    /// Call indices this engine sees step by this much (generator threads in all: thread i
+    /// starts calls i, i + N, ...), so that source sockets are chosen by `index / step` and
+    /// every socket is used whatever N is.
+    pub index_step: u64,
 }
 
 impl SipConfig {
@@ -97,6 +101,7 @@ impl SipConfig {
             t2_ns: T2_NS,
             blast: false,
             pad_bytes: 0,
+            index_step: 1,
         }
     }
 }
@@ -342,7 +347,7 @@ impl SipUac {
     }
 
     fn sock_of(&self, seq: u64) -> usize {
-        (seq % self.cfg.locals.len().max(1) as u64) as usize
+        (seq / self.cfg.index_step.max(1) % self.cfg.locals.len().max(1) as u64) as usize
     }
 
     fn dialog_dst(&self, slot: u32) -> SocketAddr {
