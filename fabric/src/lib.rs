@@ -26,6 +26,8 @@ use std::{
     },
 };
 
+pub mod idle;
+
 /// Largest message a slot holds. AF_XDP frames are 2 KiB, and RFC 3261 §18.1.1 asks senders to
 /// keep UDP requests under ~1300 bytes; larger datagrams are answered 513 by the dispatcher.
 pub const SLOT_BYTES: usize = 4000;
@@ -139,6 +141,7 @@ pub fn channel(capacity: usize) -> std::io::Result<(Producer, Consumer)> {
             ring: Arc::clone(&ring),
             tail: 0,
             head_cache: 0,
+            wakes: 0,
         },
         Consumer {
             ring,
@@ -154,6 +157,8 @@ pub struct Producer {
     /// Local tail: slots written but maybe not yet published.
     tail: usize,
     head_cache: usize,
+    /// Eventfd writes made (wake-ups this producer caused), for per-call accounting.
+    wakes: u64,
 }
 
 impl Producer {
@@ -186,6 +191,7 @@ impl Producer {
         // Pairs with the consumer's SeqCst store of `parked` before its final emptiness check.
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.ring.parked.load(Ordering::Relaxed) {
+            self.wakes += 1;
             let one: u64 = 1;
             // SAFETY: writing 8 bytes to our eventfd. EAGAIN (counter saturated) is harmless.
             unsafe {
@@ -207,6 +213,12 @@ impl Producer {
     /// Slots in the queue.
     pub fn capacity(&self) -> usize {
         self.ring.mask + 1
+    }
+
+    /// Eventfd writes [`Producer::commit`] made so far: the wake-ups (syscalls) this producer
+    /// caused, so a dispatcher can report them per call.
+    pub fn wakes_sent(&self) -> u64 {
+        self.wakes
     }
 }
 
