@@ -95,6 +95,8 @@ pub struct SpinPolicy {
     since_probe: u32,
     /// Spin phases that ended because work arrived.
     spins_found: u64,
+    /// Time spent spinning, ns (found work or not): what the spins cost.
+    spun_ns: u64,
 }
 
 /// EWMA weight of a new sample: 1/2^WEIGHT_SHIFT.
@@ -120,6 +122,7 @@ impl SpinPolicy {
             wake_ns: wake,
             since_probe: 0,
             spins_found: 0,
+            spun_ns: 0,
         }
     }
 
@@ -136,6 +139,11 @@ impl SpinPolicy {
     /// Spin phases that ended because work arrived (each one a park/wake cycle saved).
     pub fn spins_found(&self) -> u64 {
         self.spins_found
+    }
+
+    /// Time spent spinning so far, ns (spins that found work and spins that ran out).
+    pub fn spun_ns(&self) -> u64 {
+        self.spun_ns
     }
 
     /// Whether the thread is spinning right now (between an [`Idle::Spin`] and the next work).
@@ -165,8 +173,9 @@ impl SpinPolicy {
             State::Busy => {}
             State::Spinning { since, .. } => {
                 // Exact: the spin was polling when the work showed up.
-                let gap = now_ns.saturating_sub(since).min(self.gap_cap());
-                self.gap_ns = ewma(self.gap_ns, gap);
+                let spun = now_ns.saturating_sub(since);
+                self.spun_ns = self.spun_ns.saturating_add(spun);
+                self.gap_ns = ewma(self.gap_ns, spun.min(self.gap_cap()));
                 self.spins_found += 1;
             }
             State::Parked { spun, .. } => {
@@ -218,10 +227,9 @@ impl SpinPolicy {
                 if now_ns < until {
                     Idle::Spin
                 } else {
-                    self.state = State::Parked {
-                        since,
-                        spun: until.saturating_sub(since).max(1),
-                    };
+                    let spun = until.saturating_sub(since).max(1);
+                    self.spun_ns = self.spun_ns.saturating_add(spun);
+                    self.state = State::Parked { since, spun };
                     Idle::Park
                 }
             }
@@ -328,7 +336,13 @@ mod tests {
         }
         assert_eq!(p.on_empty(t), Idle::Spin);
         assert_eq!(p.on_empty(t + WAKE - 1), Idle::Spin);
+        let before = p.spun_ns();
         assert_eq!(p.on_empty(t + WAKE), Idle::Park, "budget is the wake cost");
+        assert_eq!(
+            p.spun_ns() - before,
+            WAKE,
+            "a spin that ran out cost its budget"
+        );
         assert_eq!(p.on_empty(t + 10 * WAKE), Idle::Park);
     }
 

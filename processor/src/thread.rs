@@ -193,6 +193,13 @@ pub struct ProcessorStats {
     /// Spin phases that found work before their budget ran out (a park/wake cycle saved each).
     #[serde(default)]
     pub spins: u64,
+    /// Time spent spinning before parking, ns (spins that found work and spins that ran out):
+    /// what the spin policy cost.
+    #[serde(default)]
+    pub spin_ns: u64,
+    /// The spin policy's averaged park/wake cost when the counters were taken, ns (a gauge).
+    #[serde(default)]
+    pub wake_cost_ns: u64,
     /// Every syscall the thread made: `recvmmsg`, `sendmmsg`, `ppoll`, eventfd reads and the
     /// CPU-clock reads that measure the wake cost.
     #[serde(default)]
@@ -342,6 +349,8 @@ fn run(
                 st.sip = *uas.stats();
                 st.mgcp = *gw.stats();
                 st.spins = policy.spins_found();
+                st.spin_ns = policy.spun_ns();
+                st.wake_cost_ns = policy.wake_cost_ns();
                 if cell.try_publish(st) {
                     live_at = now + live_every;
                 }
@@ -420,6 +429,8 @@ fn run(
         }
     }
     st.spins = policy.spins_found();
+    st.spin_ns = policy.spun_ns();
+    st.wake_cost_ns = policy.wake_cost_ns();
     st.sip = *uas.stats();
     st.mgcp = *gw.stats();
     if let Some(cell) = &live {
@@ -693,7 +704,14 @@ mod tests {
         })
         .unwrap();
         let m = v.as_object_mut().unwrap();
-        for k in ["parks", "wakeups", "spins", "syscalls"] {
+        for k in [
+            "parks",
+            "wakeups",
+            "spins",
+            "spin_ns",
+            "wake_cost_ns",
+            "syscalls",
+        ] {
             assert!(m.remove(k).is_some(), "{k} is serialised");
         }
         let st: ProcessorStats = serde_json::from_value(v).unwrap();
