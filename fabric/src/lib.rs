@@ -28,6 +28,8 @@ use std::{
     },
 };
 
+pub mod idle;
+
 /// Largest message a slot holds. AF_XDP frames are 2 KiB, and RFC 3261 §18.1.1 asks senders to
 /// keep UDP requests under ~1300 bytes; larger datagrams are answered 513 by the dispatcher.
 pub const SLOT_BYTES: usize = 4000;
@@ -192,6 +194,7 @@ pub fn channel(capacity: usize) -> std::io::Result<(Producer, Consumer)> {
             tail: 0,
             head_cache: 0,
             data_tail: 0,
+            wakes: 0,
         },
         Consumer {
             ring,
@@ -209,6 +212,8 @@ pub struct Producer {
     head_cache: usize,
     /// Where the next message's bytes go in the arena (an offset, `< arena length`).
     data_tail: usize,
+    /// Eventfd writes made (wake-ups this producer caused), for per-call accounting.
+    wakes: u64,
 }
 
 impl Producer {
@@ -249,6 +254,7 @@ impl Producer {
         // Pairs with the consumer's SeqCst store of `parked` before its final emptiness check.
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.ring.parked.load(Ordering::Relaxed) {
+            self.wakes += 1;
             let one: u64 = 1;
             // SAFETY: writing 8 bytes to our eventfd. EAGAIN (counter saturated) is harmless.
             unsafe {
@@ -270,6 +276,12 @@ impl Producer {
     /// Slots in the queue.
     pub fn capacity(&self) -> usize {
         self.ring.mask + 1
+    }
+
+    /// Eventfd writes [`Producer::commit`] made so far: the wake-ups (syscalls) this producer
+    /// caused, so a dispatcher can report them per call.
+    pub fn wakes_sent(&self) -> u64 {
+        self.wakes
     }
 }
 
