@@ -631,6 +631,7 @@ impl Effective {
                 report_listen: self.report_listen,
                 report_key_file: self.report_key_file.clone(),
                 probe_interval: Duration::from_millis(self.probe_interval_ms),
+                coalesce_ns: self.coalesce_us.saturating_mul(1_000),
             },
             ctl_socket: self.ctl_socket.clone(),
             metrics_listen: self.metrics_listen,

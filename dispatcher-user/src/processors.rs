@@ -57,6 +57,9 @@ pub struct ProcessorsConfig {
     pub report_key_file: Option<PathBuf>,
     /// OPTIONS probe interval for `health=options` processors.
     pub probe_interval: Duration,
+    /// Coalescing delay of the processor threads under load, ns (0: off); see
+    /// [`fabric::coalesce`].
+    pub coalesce_ns: u64,
 }
 
 /// The running processor threads, and the listener for processors on other hosts.
@@ -128,6 +131,7 @@ impl Processors {
             let mut pc = deployment.processor(id, addr, media);
             pc.sip.capacity_units = e.capacity;
             pc.mgcp.capacity_units = e.capacity;
+            pc.coalesce_ns = cfg.coalesce_ns;
             pc.core = (!cfg.cores.is_empty()).then(|| cfg.cores[usize::from(k) % cfg.cores.len()]);
             let handle = processor::thread::try_spawn(
                 pc,

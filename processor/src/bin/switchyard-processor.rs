@@ -76,6 +76,10 @@ struct Args {
     /// INVITE beyond it is answered 503 with Retry-After (0: unlimited). [default: 8192]
     #[arg(long)]
     max_pending_invites: Option<u32>,
+    /// Under load, sleep this many µs between rounds instead of parking until woken, so one
+    /// wake-up serves a batch (0: park and be woken per datagram). [default: 100]
+    #[arg(long)]
+    coalesce_us: Option<u64>,
     /// RTP ports, half for SIP and half for MGCP. [default: 20000-59999]
     #[arg(long)]
     #[serde(default, deserialize_with = "de_parse")]
@@ -131,6 +135,7 @@ struct Settings {
     relays: Vec<IpAddr>,
     capacity: u32,
     max_pending_invites: u32,
+    coalesce_us: u64,
     media_ports: PortRange,
     tag_key_file: Option<PathBuf>,
     tag_key_previous_file: Option<PathBuf>,
@@ -186,6 +191,10 @@ impl Args {
                 .max_pending_invites
                 .or(file.max_pending_invites)
                 .unwrap_or(processor::sip::DEFAULT_MAX_PENDING_INVITES),
+            coalesce_us: f
+                .coalesce_us
+                .or(file.coalesce_us)
+                .unwrap_or(fabric::coalesce::DEFAULT_DELAY_NS / 1_000),
             media_ports: f
                 .media_ports
                 .or(file.media_ports)
@@ -282,6 +291,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut cfg = deployment.processor(a.id, a.listen, a.media_ports);
     cfg.core = a.core;
+    cfg.coalesce_ns = a.coalesce_us.saturating_mul(1_000);
     cfg.relays = if a.relays.is_empty() {
         a.report_to.iter().map(SocketAddr::ip).collect()
     } else {
