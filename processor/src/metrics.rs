@@ -296,7 +296,7 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
         e.counter(name, help, v);
     }
     let sip = &st.sip;
-    let sip_counters: [(&str, &str, u64); 14] = [
+    let sip_counters: [(&str, &str, u64); 16] = [
         (
             "processor_sip_dialogs_started",
             "INVITEs accepted (dialog created)",
@@ -367,12 +367,22 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
             "SIP responses that did not fit the output buffer",
             sip.write_errors,
         ),
+        (
+            "processor_sip_table_full_503",
+            "SIP requests answered 503 because the fixed-size transaction or dialog table was full",
+            sip.table_full_503,
+        ),
+        (
+            "processor_sip_table_full_dropped",
+            "SIP state not kept because its fixed-size table was full (lingering INVITE transaction ended early, non-INVITE answer not cached)",
+            sip.table_full_dropped,
+        ),
     ];
     for (name, help, v) in sip_counters {
         e.counter(name, help, v);
     }
     let m = &st.mgcp;
-    let mgcp_counters: [(&str, &str, u64); 11] = [
+    let mgcp_counters: [(&str, &str, u64); 13] = [
         (
             "processor_mgcp_commands",
             "MGCP commands executed (retransmissions excluded)",
@@ -428,6 +438,16 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
             "MGCP responses that did not fit the output buffer",
             m.write_errors,
         ),
+        (
+            "processor_mgcp_history_full",
+            "MGCP commands answered 409 without being executed because the fixed-size transaction history was full",
+            m.history_full,
+        ),
+        (
+            "processor_mgcp_connections_full",
+            "MGCP CRCXs answered 502 because the fixed-size connection table was full",
+            m.connections_full,
+        ),
     ];
     for (name, help, v) in mgcp_counters {
         e.counter(name, help, v);
@@ -476,11 +496,19 @@ mod tests {
         };
         s.stats.sip.dialogs_started = 40;
         s.stats.mgcp.commands = 8;
+        s.stats.sip.table_full_503 = 6;
+        s.stats.sip.table_full_dropped = 7;
+        s.stats.mgcp.history_full = 4;
+        s.stats.mgcp.connections_full = 1;
         s.stats.sent = 100;
         let t = render_processor(&s);
         for line in [
             "switchyard_processor_sip_dialogs_started_total{processor=\"3\"} 40",
             "switchyard_processor_mgcp_commands_total{processor=\"3\"} 8",
+            "switchyard_processor_sip_table_full_503_total{processor=\"3\"} 6",
+            "switchyard_processor_sip_table_full_dropped_total{processor=\"3\"} 7",
+            "switchyard_processor_mgcp_history_full_total{processor=\"3\"} 4",
+            "switchyard_processor_mgcp_connections_full_total{processor=\"3\"} 1",
             "switchyard_processor_sent_total{processor=\"3\"} 100",
             "switchyard_processor_reports_sent_total{processor=\"3\"} 12",
             "switchyard_processor_active_dialogs{processor=\"3\"} 5",

@@ -20,9 +20,22 @@
 //! [`HISTORY_PER_PORT`] × the media ports (the command rate × T-HIST it must hold); when it is
 //! full a new command is answered `409` (internal overload) without being executed, so a
 //! retransmission of it is answered the same way and nothing runs twice.
+//!
+//! Connections live the same way: a [`Slab`] of `Conn` slots whose byte buffers (connection
+//! id, call id, endpoint name, notified entity, remote SDP) are reused, not reallocated, found
+//! through two [`Table`]s keyed by keyed hashes: connection id → slot, and call id → the first
+//! of that call's connections (the rest are chained through the slots, so a call needs no
+//! list of its own). A hash only finds a slot: the stored bytes are then compared exactly
+//! (ids and call ids are case-insensitive, so both sides are lowercased first), and a lookup
+//! that hashes alike but names something else is answered as unknown. The capacity is the
+//! number of media ports, allocated once at start: every connection holds one port, so port
+//! exhaustion (`502`) always comes first and the table adds no limit of its own; should it
+//! ever be full it gives the same `502` and counts it in
+//! [`GatewayStats::connections_full`]. Answers are built from parameter values written into
+//! one reused buffer, so a steady-state call (CRCX → MDCX → DLCX) allocates nothing.
 mod options;
 
-use std::{collections::HashMap, fmt::Write as _, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tracing::{debug, trace};
 use wire::{
@@ -39,7 +52,7 @@ use crate::{
     media::PortPool,
     outbox::Outbox,
     sdp::{write_sdp, SdpParams},
-    table::{KeyHasher, Slab, Table},
+    table::{Key, KeyHasher, Slab, Table},
     wheel::{TimerId, Wheel},
 };
 use options::{k_list, local_options, mode, sdp_direction};
@@ -55,6 +68,9 @@ const RETX_MAX_NS: u64 = 4_000_000_000;
 pub const HISTORY_PER_PORT: usize = 64;
 /// Smallest history, for small port ranges.
 pub const MIN_HISTORY: usize = 4096;
+/// Bytes a history slot's response buffer gets the first time it is used: more than a CRCX
+/// answer with its SDP (a few hundred bytes), so a reused slot does not grow again.
+const RESPONSE_RESERVE: usize = 512;
 /// Connection parameters reported on deletion: this processor does not count RTP itself.
 const CONN_PARAMS: &[u8] = b"PS=0, OS=0, PR=0, OR=0, PL=0, JI=0, LA=0";
 /// Capabilities reported by AUEP `F: A`.
@@ -133,11 +149,26 @@ pub struct GatewayStats {
     /// (fixed size, see the module docs) was full.
     #[serde(default)]
     pub history_full: u64,
+    /// CRCXs answered `502` because the connection table (one slot per media port, see the
+    /// module docs) was full; port exhaustion normally answers first.
+    #[serde(default)]
+    pub connections_full: u64,
 }
 
+/// No slot (end of a call's chain).
+const NIL: u32 = u32::MAX;
+
+/// One connection: a reused slab slot whose buffers keep their capacity when it is freed, so
+/// a steady state of calls does not allocate for them.
 #[derive(Debug)]
 struct Conn {
+    /// Live (else a free slot keeping its buffers).
+    in_use: bool,
+    /// The connection id as minted (lowercase hex), compared exactly on lookup.
+    id: Vec<u8>,
+    /// The call id, lowercased.
     call_id: Vec<u8>,
+    /// The endpoint's local name (`$` resolved), lowercased.
     endpoint: Vec<u8>,
     mode: &'static str,
     port: u16,
@@ -145,10 +176,45 @@ struct Conn {
     notified: Vec<u8>,
     codec: (&'static str, u8),
     ptime: Option<u32>,
-    remote_sdp: Option<Vec<u8>>,
+    /// The call agent's SDP, valid when `has_remote`.
+    remote_sdp: Vec<u8>,
+    has_remote: bool,
     session_id: u64,
     sdp_version: u64,
+    /// In its call's chain (false only when another call id took the same call-index key,
+    /// probability 2⁻¹²⁸: the connection is then reached by its id and endpoint only).
+    linked: bool,
+    /// Neighbours in its call's chain, or [`NIL`].
+    call_prev: u32,
+    call_next: u32,
 }
+
+impl Default for Conn {
+    fn default() -> Self {
+        Conn {
+            in_use: false,
+            id: Vec::new(),
+            call_id: Vec::new(),
+            endpoint: Vec::new(),
+            mode: "inactive",
+            port: 0,
+            units: 0,
+            notified: Vec::new(),
+            codec: ("PCMU", 0),
+            ptime: None,
+            remote_sdp: Vec::new(),
+            has_remote: false,
+            session_id: 0,
+            sdp_version: 0,
+            linked: false,
+            call_prev: NIL,
+            call_next: NIL,
+        }
+    }
+}
+
+/// Most parameters one answer carries (AUCX with every `F:` code has 5; more are dropped).
+const MAX_PARAMS: usize = 8;
 
 /// One command transaction in the history (a reused slab slot).
 #[derive(Debug)]
@@ -200,11 +266,13 @@ impl Txn {
 
 type TxnKey = (SocketAddr, u32);
 
-/// The outcome of executing one command.
+/// The outcome of executing one command. Parameter values are ranges of the gateway's
+/// reused parameter buffer, so building an answer does not allocate.
 struct Answer {
     code: u16,
     commentary: &'static str,
-    params: Vec<(&'static [u8], Vec<u8>)>,
+    params: [(&'static [u8], usize, usize); MAX_PARAMS],
+    n: usize,
     sdp: bool,
 }
 
@@ -213,10 +281,60 @@ impl Answer {
         Self {
             code,
             commentary,
-            params: Vec::new(),
+            params: [(b"", 0, 0); MAX_PARAMS],
+            n: 0,
             sdp: false,
         }
     }
+
+    fn ok(sdp: bool) -> Self {
+        Self {
+            sdp,
+            ..Self::code(200, "OK")
+        }
+    }
+
+    /// Adds parameter `name` whose value is `pbuf[start..]` (dropped beyond [`MAX_PARAMS`]).
+    fn param_from(&mut self, name: &'static [u8], pbuf: &[u8], start: usize) {
+        if self.n < MAX_PARAMS {
+            self.params[self.n] = (name, start, pbuf.len());
+            self.n += 1;
+        }
+    }
+
+    /// Adds parameter `name` with value `v`, copied into `pbuf`.
+    fn param(&mut self, name: &'static [u8], pbuf: &mut Vec<u8>, v: &[u8]) {
+        let start = pbuf.len();
+        pbuf.extend_from_slice(v);
+        self.param_from(name, pbuf, start);
+    }
+}
+
+/// Appends `n` in decimal.
+fn put_dec(out: &mut Vec<u8>, n: u64) {
+    let mut d = [0u8; 20];
+    let mut i = d.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        d[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&d[i..]);
+}
+
+/// `v` lowercased into `buf` (cleared first).
+fn lower_into(buf: &mut Vec<u8>, v: &[u8]) {
+    buf.clear();
+    buf.extend(v.iter().map(u8::to_ascii_lowercase));
+}
+
+/// Keyed hash of a connection id or call id (already lowercased).
+fn id_key(h: &KeyHasher, v: &[u8]) -> Key {
+    h.key_of(v)
 }
 
 /// The MGCP endpoints of one processor. See the module docs.
@@ -228,8 +346,20 @@ pub struct Gateway {
     load: LoadAccount,
     ports: PortPool,
     stats: GatewayStats,
-    conns: HashMap<Vec<u8>, Conn>,
-    by_call: HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    /// Connection slots; capacity = media ports (see the module docs).
+    conns: Slab<Conn>,
+    /// Connection id → slot.
+    conn_index: Table,
+    /// Call id → first slot of the call's chain.
+    call_index: Table,
+    /// Lowercased id or call id of the command being handled (reused).
+    key_buf: Vec<u8>,
+    /// Parameter values of the answer being built (reused, cleared per command).
+    pbuf: Vec<u8>,
+    /// Slots being listed by AUEP `F: I` (reused).
+    listed: Vec<u32>,
+    /// `@[ip]:port`: the domain of every specific endpoint this gateway names.
+    domain: Vec<u8>,
     hasher: KeyHasher,
     history_index: Table,
     history: Slab<Txn>,
@@ -248,8 +378,13 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn lower(v: &[u8]) -> Vec<u8> {
-    v.to_ascii_lowercase()
+/// The requested-info codes of `F:` (`C,N,L,M,LC,P`), trimmed (compared case-insensitively).
+fn requested<'m>(msg: &Message<'m>) -> impl Iterator<Item = &'m [u8]> {
+    msg.param(b'F')
+        .unwrap_or_default()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|x| !x.is_empty())
 }
 
 /// Whether endpoint local name `local` is addressed by `pattern` (`*` = all of, trailing).
@@ -275,6 +410,12 @@ impl Gateway {
         let ports = PortPool::new(cfg.media_ports.0, cfg.media_ports.1);
         let history = (HISTORY_PER_PORT * ports.capacity()).max(MIN_HISTORY);
         let seed = h.finish();
+        let conns = ports.capacity();
+        let mut domain = Vec::with_capacity(64);
+        domain.extend_from_slice(b"@[");
+        domain.extend_from_slice(cfg.addr.ip().to_string().as_bytes());
+        domain.extend_from_slice(b"]:");
+        put_dec(&mut domain, u64::from(cfg.addr.port()));
         Self {
             limits: Limits::default(),
             t_hist: ns(cfg.t_hist),
@@ -282,8 +423,13 @@ impl Gateway {
             load: LoadAccount::new(load),
             ports,
             stats: GatewayStats::default(),
-            conns: HashMap::new(),
-            by_call: HashMap::new(),
+            conns: Slab::with_capacity(conns),
+            conn_index: Table::with_capacity(conns),
+            call_index: Table::with_capacity(conns),
+            key_buf: Vec::with_capacity(64),
+            pbuf: Vec::with_capacity(512),
+            listed: Vec::new(),
+            domain,
             hasher: KeyHasher::new([mix(seed ^ 1), mix(seed ^ 2)]),
             history_index: Table::with_capacity(history),
             history: Slab::with_capacity(history),
@@ -480,6 +626,7 @@ impl Gateway {
             return;
         }
         self.stats.commands += 1;
+        self.pbuf.clear();
         if (version.major, version.minor) != (1, 0) {
             self.stats.malformed += 1;
             let ans = Answer::code(528, "Incompatible protocol version");
@@ -495,7 +642,8 @@ impl Gateway {
             Verb::Auep => self.auep(&msg, local),
             Verb::Rqnt | Verb::Epcf => {
                 if let Some(n) = msg.param(b'N') {
-                    self.notified = n.to_vec();
+                    self.notified.clear();
+                    self.notified.extend_from_slice(n);
                 }
                 Answer::code(200, "OK")
             }
@@ -559,20 +707,27 @@ impl Gateway {
         if ans.code >= 400 {
             self.stats.errors += 1;
         }
-        let mut params: Vec<(&[u8], &[u8])> =
-            ans.params.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let pbuf = std::mem::take(&mut self.pbuf);
+        let mut params: [(&[u8], &[u8]); MAX_PARAMS + 1] = [(b"", b""); MAX_PARAMS + 1];
+        let mut np = 0;
+        for &(name, a, b) in &ans.params[..ans.n] {
+            params[np] = (name, pbuf.get(a..b).unwrap_or_default());
+            np += 1;
+        }
         if delayed {
-            params.push((b"K", b""));
+            params[np] = (b"K", b"");
+            np += 1;
         }
         let sdp = std::mem::take(&mut self.sdp_buf);
         let n = self.write(
             ans.code,
             tid,
             ans.commentary.as_bytes(),
-            &params,
+            &params[..np],
             ans.sdp.then_some(sdp.as_slice()),
         );
         self.sdp_buf = sdp;
+        self.pbuf = pbuf;
         let Some(n) = n else { return };
         let key = (src, tid);
         let Some(i) = self.history.alloc() else {
@@ -593,6 +748,9 @@ impl Gateway {
         txn.timer = None;
         txn.dst = src;
         txn.response.clear();
+        // At least RESPONSE_RESERVE at once: a slot serves CRCX, MDCX and DLCX answers in
+        // turn, and growing it to each new largest size would allocate long into a run.
+        txn.response.reserve(n.max(RESPONSE_RESERVE));
         txn.response.extend_from_slice(&self.resp_buf[..n]);
         txn.provisional.clear();
         txn.final_at = None;
@@ -662,32 +820,32 @@ impl Gateway {
         self.due = due;
     }
 
-    fn new_conn_id(&mut self) -> Vec<u8> {
+    /// A fresh connection id (lowercase hex) into `id`.
+    fn new_conn_id(&mut self, id: &mut [u8; wire::tag::TAG_LEN]) -> usize {
         self.counter += 1;
-        let mut buf = [0u8; wire::tag::TAG_LEN];
         // A counter from a random start: the tag keeps 48 bits of it, unique for 2^48 ids
         // (a mixed counter would collide, by the birthday bound, once live ids reach ~2^24).
         let nonce = mix(self.id_seed).wrapping_add(self.counter);
-        match wire::tag::encode(&self.cfg.tag_key, self.cfg.id, nonce, &mut buf) {
-            Ok(n) => buf[..n].to_vec(),
-            Err(_) => format!("{nonce:x}").into_bytes(),
+        match wire::tag::encode(&self.cfg.tag_key, self.cfg.id, nonce, id) {
+            Ok(n) => n,
+            Err(_) => {
+                // Plain hex of the nonce (16 digits fit the 32-byte buffer).
+                let mut o = Out::new(id);
+                let _ = o.put_hex(nonce, 16);
+                let hex = o.len();
+                // Without leading zeros, as `{:x}` wrote it before.
+                let zeros = id[..hex.saturating_sub(1)]
+                    .iter()
+                    .take_while(|&&b| b == b'0')
+                    .count();
+                id.copy_within(zeros..hex, 0);
+                hex - zeros
+            }
         }
     }
 
-    /// `name@[ip]:port`: the specific endpoint, in this processor's own domain.
-    fn specific_endpoint(&self, local: &[u8]) -> Vec<u8> {
-        let mut v = local.to_vec();
-        let _ = write!(
-            Wr(&mut v),
-            "@[{}]:{}",
-            self.cfg.addr.ip(),
-            self.cfg.addr.port()
-        );
-        v
-    }
-
-    fn conn_sdp(&mut self, conn_id: &[u8]) {
-        let Some(c) = self.conns.get(conn_id) else {
+    fn conn_sdp(&mut self, slot: u32) {
+        let Some(c) = self.conns.get(slot).filter(|c| c.in_use) else {
             return;
         };
         let params = SdpParams {
@@ -699,7 +857,17 @@ impl Gateway {
             ptime: c.ptime,
             direction: Some(sdp_direction(c.mode)),
         };
-        write_sdp(&mut self.sdp_buf, c.remote_sdp.as_deref(), &params);
+        let offer = c.has_remote.then_some(c.remote_sdp.as_slice());
+        write_sdp(&mut self.sdp_buf, offer, &params);
+    }
+
+    /// The slot of the call whose (lowercased) id is in `key_buf`: the head of its chain.
+    fn call_head(&self) -> Option<u32> {
+        let head = self.call_index.get(&id_key(&self.hasher, &self.key_buf))?;
+        self.conns
+            .get(head)
+            .filter(|c| c.in_use && c.linked && c.call_id == self.key_buf)
+            .map(|_| head)
     }
 
     fn crcx(&mut self, msg: &Message<'_>, local: &[u8]) -> Answer {
@@ -727,77 +895,128 @@ impl Gateway {
         if local.contains(&b'*') {
             return reject(self, 510, "All-of wildcard not allowed in CRCX");
         }
+        if self.conns.is_full() || self.conn_index.is_full() || self.call_index.is_full() {
+            self.stats.connections_full += 1;
+            debug!("MGCP connection table full: 502");
+            return reject(self, 502, "Insufficient resources");
+        }
         let Some(port) = self.ports.alloc() else {
             debug!("MGCP media ports exhausted: 502");
             return reject(self, 502, "Insufficient resources");
         };
-        let conn_id = self.new_conn_id();
-        let endpoint = match local.iter().position(|&b| b == b'$') {
-            Some(i) => {
-                let mut v = local[..i].to_vec();
-                let _ = write!(Wr(&mut v), "{}", self.counter);
-                v.extend_from_slice(&local[i + 1..]);
-                v
-            }
-            None => local.to_vec(),
+        let Some(slot) = self.conns.alloc() else {
+            // Checked above; unreachable, but the port goes back.
+            self.ports.free(port);
+            self.stats.connections_full += 1;
+            return reject(self, 502, "Insufficient resources");
         };
-        let call = lower(call);
-        if let Some(n) = msg.param(b'N') {
-            self.notified = n.to_vec();
+        let mut id = [0u8; wire::tag::TAG_LEN];
+        let id_len = self.new_conn_id(&mut id);
+        let id = &id[..id_len];
+        if self
+            .conn_index
+            .insert(id_key(&self.hasher, id), slot)
+            .is_err()
+        {
+            self.conns.free(slot);
+            self.ports.free(port);
+            self.stats.connections_full += 1;
+            return reject(self, 502, "Insufficient resources");
         }
-        self.conns.insert(
-            conn_id.clone(),
-            Conn {
-                call_id: call.clone(),
-                endpoint: lower(&endpoint),
-                mode,
-                port,
-                units,
-                notified: msg.param(b'N').unwrap_or_default().to_vec(),
-                codec: lo.codec.unwrap_or(("PCMU", 0)),
-                ptime: lo.ptime,
-                remote_sdp: msg
-                    .sdp()
-                    .filter(|s| !s.trim_ascii().is_empty())
-                    .map(<[u8]>::to_vec),
-                session_id: self.counter,
-                sdp_version: 1,
-            },
+        // The answer's I: and Z: (the endpoint in its own case, `$` resolved).
+        let mut ans = Answer::ok(true);
+        ans.param(b"I", &mut self.pbuf, id);
+        let z = self.pbuf.len();
+        match local.iter().position(|&b| b == b'$') {
+            Some(i) => {
+                self.pbuf.extend_from_slice(&local[..i]);
+                put_dec(&mut self.pbuf, self.counter);
+                self.pbuf.extend_from_slice(&local[i + 1..]);
+            }
+            None => self.pbuf.extend_from_slice(local),
+        }
+        let endpoint_end = self.pbuf.len();
+        lower_into(&mut self.key_buf, call);
+        let call_key = id_key(&self.hasher, &self.key_buf);
+        let head = self.call_head();
+        let collides = head.is_none() && self.call_index.contains(&call_key);
+        let Some(c) = self.conns.get_mut(slot) else {
+            return reject(self, 502, "Insufficient resources");
+        };
+        c.in_use = true;
+        c.id.clear();
+        c.id.extend_from_slice(id);
+        c.call_id.clear();
+        c.call_id.extend_from_slice(&self.key_buf);
+        lower_into(
+            &mut c.endpoint,
+            self.pbuf.get(z..endpoint_end).unwrap_or_default(),
         );
-        self.by_call.entry(call).or_default().push(conn_id.clone());
+        c.mode = mode;
+        c.port = port;
+        c.units = units;
+        c.notified.clear();
+        c.notified
+            .extend_from_slice(msg.param(b'N').unwrap_or_default());
+        c.codec = lo.codec.unwrap_or(("PCMU", 0));
+        c.ptime = lo.ptime;
+        c.remote_sdp.clear();
+        c.has_remote = false;
+        if let Some(sdp) = msg.sdp().filter(|s| !s.trim_ascii().is_empty()) {
+            c.remote_sdp.extend_from_slice(sdp);
+            c.has_remote = true;
+        }
+        c.session_id = self.counter;
+        c.sdp_version = 1;
+        c.call_prev = NIL;
+        c.call_next = head.unwrap_or(NIL);
+        // A different call id under the same key (2⁻¹²⁸): reachable by id and endpoint only.
+        c.linked = !collides;
+        if !collides {
+            if let Some(h) = head.and_then(|h| self.conns.get_mut(h)) {
+                h.call_prev = slot;
+            }
+            // Never full here: checked above, and replacing the head adds no entry.
+            let _ = self.call_index.insert(call_key, slot);
+        }
+        self.pbuf.extend_from_slice(&self.domain);
+        ans.param_from(b"Z", &self.pbuf, z);
+        if let Some(n) = msg.param(b'N') {
+            self.notified.clear();
+            self.notified.extend_from_slice(n);
+        }
         self.load.started(units);
         self.stats.connections_created += 1;
-        self.conn_sdp(&conn_id);
-        let z = self.specific_endpoint(&endpoint);
-        Answer {
-            code: 200,
-            commentary: "OK",
-            params: vec![(b"I", conn_id), (b"Z", z)],
-            sdp: true,
-        }
+        self.conn_sdp(slot);
+        ans
     }
 
     /// The connection named by `I:` (and consistent with `C:`), or the error answer.
-    fn find_conn(&self, msg: &Message<'_>) -> Result<Vec<u8>, Answer> {
+    fn find_conn(&mut self, msg: &Message<'_>) -> Result<u32, (u16, &'static str)> {
         let Some(i) = msg.param(b'I') else {
-            return Err(Answer::code(515, "Missing ConnectionId"));
+            return Err((515, "Missing ConnectionId"));
         };
-        let id = lower(i);
-        let Some(c) = self.conns.get(&id) else {
-            return Err(Answer::code(515, "Incorrect connection-id"));
+        lower_into(&mut self.key_buf, i);
+        let c = self
+            .conn_index
+            .get(&id_key(&self.hasher, &self.key_buf))
+            .and_then(|s| self.conns.get(s).map(|c| (s, c)))
+            .filter(|(_, c)| c.in_use && c.id == self.key_buf);
+        let Some((slot, c)) = c else {
+            return Err((515, "Incorrect connection-id"));
         };
         if let Some(call) = msg.param(b'C') {
             if !call.eq_ignore_ascii_case(&c.call_id) {
-                return Err(Answer::code(516, "Unknown or illegal call-id"));
+                return Err((516, "Unknown or illegal call-id"));
             }
         }
-        Ok(id)
+        Ok(slot)
     }
 
     fn mdcx(&mut self, msg: &Message<'_>) -> Answer {
-        let id = match self.find_conn(msg) {
-            Ok(id) => id,
-            Err(a) => return a,
+        let slot = match self.find_conn(msg) {
+            Ok(s) => s,
+            Err((code, text)) => return Answer::code(code, text),
         };
         let new_mode = match msg.param(b'M').map(mode) {
             Some(None) => return Answer::code(517, "Unsupported mode"),
@@ -808,7 +1027,7 @@ impl Gateway {
             Ok(lo) => lo,
             Err(e) => return Answer::code(e.0, e.1),
         };
-        let Some(c) = self.conns.get_mut(&id) else {
+        let Some(c) = self.conns.get_mut(slot) else {
             return Answer::code(515, "Incorrect connection-id");
         };
         if let Some(m) = new_mode {
@@ -823,180 +1042,169 @@ impl Gateway {
             }
         }
         if let Some(n) = msg.param(b'N') {
-            c.notified = n.to_vec();
+            c.notified.clear();
+            c.notified.extend_from_slice(n);
         }
         if let Some(sdp) = msg.sdp().filter(|s| !s.trim_ascii().is_empty()) {
-            c.remote_sdp = Some(sdp.to_vec());
+            c.remote_sdp.clear();
+            c.remote_sdp.extend_from_slice(sdp);
+            c.has_remote = true;
         }
         c.sdp_version += 1;
-        self.conn_sdp(&id);
-        Answer {
-            code: 200,
-            commentary: "OK",
-            params: Vec::new(),
-            sdp: true,
-        }
+        self.conn_sdp(slot);
+        Answer::ok(true)
     }
 
-    fn delete(&mut self, id: &[u8]) -> bool {
-        let Some(c) = self.conns.remove(id) else {
+    /// Deletes the live connection in `slot`: out of its call's chain and the id index, its
+    /// port and units released, the slot (and its buffers) kept for the next CRCX.
+    fn delete(&mut self, slot: u32) -> bool {
+        let Some(c) = self.conns.get_mut(slot).filter(|c| c.in_use) else {
             return false;
         };
-        if let Some(v) = self.by_call.get_mut(&c.call_id) {
-            v.retain(|x| x != id);
-            if v.is_empty() {
-                self.by_call.remove(&c.call_id);
+        c.in_use = false;
+        let (prev, next, linked, port, units) =
+            (c.call_prev, c.call_next, c.linked, c.port, c.units);
+        c.call_prev = NIL;
+        c.call_next = NIL;
+        let id_k = id_key(&self.hasher, &c.id);
+        let call_k = id_key(&self.hasher, &c.call_id);
+        if self.conn_index.get(&id_k) == Some(slot) {
+            self.conn_index.remove(&id_k);
+        }
+        if linked {
+            if let Some(p) = self.conns.get_mut(prev) {
+                p.call_next = next;
+            } else if next == NIL {
+                self.call_index.remove(&call_k);
+            } else {
+                // It was the head: the next connection of the call heads the chain now.
+                let _ = self.call_index.insert(call_k, next);
+            }
+            if let Some(n) = self.conns.get_mut(next) {
+                n.call_prev = prev;
             }
         }
-        self.ports.free(c.port);
-        self.load.ended(c.units);
+        self.conns.free(slot);
+        self.ports.free(port);
+        self.load.ended(units);
         self.stats.connections_deleted += 1;
         true
     }
 
     fn dlcx(&mut self, msg: &Message<'_>, local: &[u8]) -> Answer {
+        let mut deleted = 0usize;
         if msg.param(b'I').is_some() {
-            let id = match self.find_conn(msg) {
-                Ok(id) => id,
-                Err(a) => return a,
+            let slot = match self.find_conn(msg) {
+                Ok(s) => s,
+                Err((code, text)) => return Answer::code(code, text),
             };
-            self.delete(&id);
-            return Answer {
-                code: 250,
-                commentary: "Connection was deleted",
-                params: vec![(b"P", CONN_PARAMS.to_vec())],
-                sdp: false,
+            self.delete(slot);
+            deleted = 1;
+        } else if let Some(call) = msg.param(b'C') {
+            lower_into(&mut self.key_buf, call);
+            let Some(mut s) = self.call_head() else {
+                return Answer::code(516, "Unknown or illegal call-id");
             };
-        }
-        let victims: Vec<Vec<u8>> = match msg.param(b'C') {
-            Some(call) => {
-                let Some(ids) = self.by_call.get(&lower(call)) else {
-                    return Answer::code(516, "Unknown or illegal call-id");
-                };
-                ids.iter()
-                    .filter(|id| {
-                        self.conns
-                            .get(*id)
-                            .is_some_and(|c| endpoint_matches(local, &c.endpoint))
-                    })
-                    .cloned()
-                    .collect()
+            while let Some(c) = self.conns.get(s) {
+                let next = c.call_next;
+                if endpoint_matches(local, &c.endpoint) && self.delete(s) {
+                    deleted += 1;
+                }
+                s = next;
             }
-            None => self
-                .conns
-                .iter()
-                .filter(|(_, c)| endpoint_matches(local, &c.endpoint))
-                .map(|(id, _)| id.clone())
-                .collect(),
-        };
-        let single = victims.len() == 1;
-        for id in &victims {
-            self.delete(id);
+        } else {
+            let slots = u32::try_from(self.conns.slots()).unwrap_or(u32::MAX);
+            for s in 0..slots {
+                let hit = self
+                    .conns
+                    .get(s)
+                    .is_some_and(|c| c.in_use && endpoint_matches(local, &c.endpoint));
+                if hit && self.delete(s) {
+                    deleted += 1;
+                }
+            }
         }
-        Answer {
-            code: 250,
-            commentary: "Connection was deleted",
-            params: if single {
-                vec![(b"P", CONN_PARAMS.to_vec())]
-            } else {
-                Vec::new()
-            },
-            sdp: false,
+        let mut ans = Answer::code(250, "Connection was deleted");
+        if deleted == 1 {
+            ans.param(b"P", &mut self.pbuf, CONN_PARAMS);
         }
-    }
-
-    /// The requested-info codes of `F:` (`C,N,L,M,LC,P`), trimmed and uppercased.
-    fn requested(msg: &Message<'_>) -> Vec<Vec<u8>> {
-        msg.param(b'F')
-            .map(|f| {
-                f.split(|&b| b == b',')
-                    .map(|x| x.trim_ascii().to_ascii_uppercase())
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        ans
     }
 
     fn aucx(&mut self, msg: &Message<'_>) -> Answer {
-        let id = match self.find_conn(msg) {
-            Ok(id) => id,
-            Err(a) => return a,
+        let slot = match self.find_conn(msg) {
+            Ok(s) => s,
+            Err((code, text)) => return Answer::code(code, text),
         };
-        let Some(c) = self.conns.get(&id) else {
+        let Some(c) = self.conns.get(slot) else {
             return Answer::code(515, "Incorrect connection-id");
         };
-        let mut params: Vec<(&'static [u8], Vec<u8>)> = Vec::new();
-        let mut sdp = false;
-        for f in Self::requested(msg) {
-            match f.as_slice() {
-                b"C" => params.push((b"C", c.call_id.clone())),
-                b"N" => params.push((b"N", c.notified.clone())),
-                b"M" => params.push((b"M", c.mode.as_bytes().to_vec())),
-                b"L" => {
-                    let mut v = format!("a:{}", c.codec.0);
-                    if let Some(p) = c.ptime {
-                        let _ = write!(v, ", p:{p}");
-                    }
-                    params.push((b"L", v.into_bytes()));
+        let mut ans = Answer::ok(false);
+        let pbuf = &mut self.pbuf;
+        for f in requested(msg) {
+            let is = |code: &[u8]| f.eq_ignore_ascii_case(code);
+            if is(b"C") {
+                ans.param(b"C", pbuf, &c.call_id);
+            } else if is(b"N") {
+                ans.param(b"N", pbuf, &c.notified);
+            } else if is(b"M") {
+                ans.param(b"M", pbuf, c.mode.as_bytes());
+            } else if is(b"L") {
+                let start = pbuf.len();
+                pbuf.extend_from_slice(b"a:");
+                pbuf.extend_from_slice(c.codec.0.as_bytes());
+                if let Some(p) = c.ptime {
+                    pbuf.extend_from_slice(b", p:");
+                    put_dec(pbuf, u64::from(p));
                 }
-                b"P" => params.push((b"P", CONN_PARAMS.to_vec())),
-                b"LC" => sdp = true,
-                _ => {}
+                ans.param_from(b"L", pbuf, start);
+            } else if is(b"P") {
+                ans.param(b"P", pbuf, CONN_PARAMS);
+            } else if is(b"LC") {
+                ans.sdp = true;
             }
         }
-        if sdp {
-            self.conn_sdp(&id);
+        if ans.sdp {
+            self.conn_sdp(slot);
         }
-        Answer {
-            code: 200,
-            commentary: "OK",
-            params,
-            sdp,
-        }
+        ans
     }
 
     fn auep(&mut self, msg: &Message<'_>, local: &[u8]) -> Answer {
-        let mut params: Vec<(&'static [u8], Vec<u8>)> = Vec::new();
-        for f in Self::requested(msg) {
-            match f.as_slice() {
-                b"I" => {
-                    let mut ids: Vec<&Vec<u8>> = self
+        let mut ans = Answer::ok(false);
+        for f in requested(msg) {
+            if f.eq_ignore_ascii_case(b"I") {
+                self.listed.clear();
+                let slots = u32::try_from(self.conns.slots()).unwrap_or(u32::MAX);
+                for s in 0..slots {
+                    if self
                         .conns
-                        .iter()
-                        .filter(|(_, c)| endpoint_matches(local, &c.endpoint))
-                        .map(|(id, _)| id)
-                        .collect();
-                    ids.sort();
-                    let v = ids
-                        .iter()
-                        .map(|i| String::from_utf8_lossy(i).into_owned())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if !v.is_empty() {
-                        params.push((b"I", v.into_bytes()));
+                        .get(s)
+                        .is_some_and(|c| c.in_use && endpoint_matches(local, &c.endpoint))
+                    {
+                        self.listed.push(s);
                     }
                 }
-                b"N" => params.push((b"N", self.notified.clone())),
-                b"A" => params.push((b"A", CAPABILITIES.to_vec())),
-                _ => {}
+                let conns = &self.conns;
+                let id = |s: &u32| conns.get(*s).map(|c| c.id.as_slice()).unwrap_or_default();
+                self.listed.sort_by(|a, b| id(a).cmp(id(b)));
+                let start = self.pbuf.len();
+                for (k, s) in self.listed.iter().enumerate() {
+                    if k > 0 {
+                        self.pbuf.extend_from_slice(b", ");
+                    }
+                    self.pbuf.extend_from_slice(id(s));
+                }
+                if self.pbuf.len() > start {
+                    ans.param_from(b"I", &self.pbuf, start);
+                }
+            } else if f.eq_ignore_ascii_case(b"N") {
+                ans.param(b"N", &mut self.pbuf, &self.notified);
+            } else if f.eq_ignore_ascii_case(b"A") {
+                ans.param(b"A", &mut self.pbuf, CAPABILITIES);
             }
         }
-        Answer {
-            code: 200,
-            commentary: "OK",
-            params,
-            sdp: false,
-        }
-    }
-}
-
-/// `fmt::Write` into a byte vector.
-struct Wr<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Wr<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+        ans
     }
 }
 

@@ -504,3 +504,97 @@ fn delayed_final_retransmits_doubling_until_000() {
     gw.on_timer(10_000 * MS, &mut out);
     assert!(out.is_empty(), "acknowledged: no more retransmissions");
 }
+
+#[test]
+fn a_call_with_several_connections_keeps_its_chain_through_deletions() {
+    let mut c = cfg();
+    c.media_ports = (30000, 30019);
+    let mut gw = Gateway::new(c);
+    let (a, z) = open(&mut gw, 1, "X1");
+    let (b, _) = open(&mut gw, 2, "x1");
+    let (d, _) = open(&mut gw, 3, "X1");
+    let (y, zy) = open(&mut gw, 4, "Y1");
+    assert_eq!(gw.active_connections(), 4);
+    // The middle of X1's chain (b), by id; then the rest of X1 by call id.
+    let r = one(
+        &mut gw,
+        &format!("DLCX 5 {z} MGCP 1.0\r\nC: X1\r\nI: {b}\r\n"),
+    );
+    assert_eq!(r.code(), 250);
+    let r = one(&mut gw, "DLCX 6 aaln/*@gw MGCP 1.0\r\nC: x1\r\n");
+    assert_eq!(r.code(), 250);
+    assert_eq!(r.param("P"), None, "two deleted: no connection parameters");
+    assert_eq!(gw.active_connections(), 1);
+    for (tid, id) in [(7, &a), (8, &d)] {
+        let r = one(&mut gw, &format!("MDCX {tid} {z} MGCP 1.0\r\nI: {id}\r\n"));
+        assert_eq!(r.code(), 515, "deleted");
+    }
+    assert_eq!(
+        one(&mut gw, "DLCX 9 aaln/*@gw MGCP 1.0\r\nC: X1\r\n").code(),
+        516,
+        "the call is gone"
+    );
+    // Y1 is untouched and still found by call id, and listed alone by AUEP.
+    let r = one(&mut gw, &format!("AUEP 10 {zy} MGCP 1.0\r\nF: I\r\n"));
+    assert_eq!(r.param("I"), Some(y.as_str()));
+    let r = one(&mut gw, "DLCX 11 aaln/*@gw MGCP 1.0\r\nC: Y1\r\n");
+    assert_eq!((r.code(), r.param("P").is_some()), (250, true));
+    assert_eq!(gw.active_connections(), 0);
+    // Deleting the head first leaves the tail reachable by call id.
+    let (h1, zh) = open(&mut gw, 12, "H");
+    let (h2, _) = open(&mut gw, 13, "H");
+    let newest = one(&mut gw, &format!("DLCX 14 {zh} MGCP 1.0\r\nI: {h2}\r\n"));
+    assert_eq!(newest.code(), 250);
+    let r = one(&mut gw, "DLCX 15 aaln/*@gw MGCP 1.0\r\nC: H\r\n");
+    assert_eq!((r.code(), r.param("P").is_some()), (250, true));
+    assert_eq!(
+        one(&mut gw, &format!("AUCX 16 {zh} MGCP 1.0\r\nI: {h1}\r\n")).code(),
+        515
+    );
+    assert_eq!(gw.stats().connections_deleted, 6);
+}
+
+#[test]
+fn a_full_connection_table_answers_502_and_counts_it() {
+    let mut c = cfg();
+    c.media_ports = (30000, 30019);
+    let mut gw = Gateway::new(c);
+    // A table smaller than the port range (capacity is normally the port count).
+    gw.conns = Slab::with_capacity(1);
+    gw.conn_index = Table::with_capacity(1);
+    let (i, z) = open(&mut gw, 1, "c1");
+    let r = one(&mut gw, &crcx(2, "c2"));
+    assert_eq!(r.code(), 502, "{}", r.text);
+    assert_eq!(gw.stats().connections_full, 1);
+    assert_eq!(gw.ports.available(), 9, "no port taken by the refused CRCX");
+    one(&mut gw, &format!("DLCX 3 {z} MGCP 1.0\r\nI: {i}\r\n"));
+    assert_eq!(open(&mut gw, 4, "c2").0.len(), i.len(), "room again");
+}
+
+#[test]
+fn ids_that_hash_alike_must_also_match_exactly() {
+    let mut gw = Gateway::new(cfg());
+    let (i, z) = open(&mut gw, 1, "c1");
+    // Point another id's key at the live slot: the stored id still has to match.
+    let slot = gw
+        .conn_index
+        .get(&id_key(&gw.hasher, i.as_bytes()))
+        .unwrap();
+    gw.conn_index
+        .insert(id_key(&gw.hasher, b"0123"), slot)
+        .unwrap();
+    assert_eq!(
+        one(&mut gw, &format!("MDCX 2 {z} MGCP 1.0\r\nI: 0123\r\n")).code(),
+        515
+    );
+    // Same for a call id.
+    let head = gw.call_index.get(&id_key(&gw.hasher, b"c1")).unwrap();
+    gw.call_index
+        .insert(id_key(&gw.hasher, b"other"), head)
+        .unwrap();
+    assert_eq!(
+        one(&mut gw, "DLCX 3 aaln/*@gw MGCP 1.0\r\nC: other\r\n").code(),
+        516
+    );
+    assert_eq!(gw.active_connections(), 1);
+}
