@@ -96,7 +96,7 @@ pub struct RunArgs {
     pub idle: Option<Idle>,
     /// Under load, sleep this many µs between looks at the rings instead of waking for every
     /// datagram, so one wake-up serves a batch (0: always wake per datagram; see the README's
-    /// "Wake-ups"). [default: 100]
+    /// "Wake-ups"). [default: 250]
     #[arg(long)]
     pub coalesce_us: Option<u64>,
     /// Stop after this many seconds (default: run until signalled).

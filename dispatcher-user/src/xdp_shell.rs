@@ -10,7 +10,10 @@ use std::{
 };
 
 use dispatcher_common::PortProto;
-use fabric::coalesce::{Coalescer, Wait};
+use fabric::{
+    coalesce::{Coalescer, Wait},
+    idle::{Idle as SpinOrPark, SpinPolicy},
+};
 
 use xdp_io::{
     frame::{self, FrameAddr},
@@ -49,7 +52,18 @@ pub struct XdpShellStats {
     /// Timed coalescing sleeps under load (see [`fabric::coalesce`]).
     #[serde(default)]
     pub coalesced_sleeps: u64,
+    /// Idle periods the spin policy spun through until a frame came (a sleep saved each;
+    /// see [`fabric::idle`]).
+    #[serde(default)]
+    pub spins: u64,
+    /// The spin policy's averaged sleep/wake cost when the thread stopped, ns.
+    #[serde(default)]
+    pub wake_cost_ns: u64,
 }
+
+/// One sleep in this many has its CPU cost measured for the spin policy (two
+/// `CLOCK_THREAD_CPUTIME_ID` reads).
+const WAKE_SAMPLE_EVERY: u64 = 16;
 
 /// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
 #[derive(Debug, Clone)]
@@ -87,7 +101,8 @@ pub fn run(
             revents: 0,
         })
         .collect();
-    let mut empty_rounds = 0u32;
+    let mut policy = SpinPolicy::default();
+    let mut sleeps = 0u64;
     let mut coalescer = Coalescer::new(coalesce_ns);
     if idle == Idle::Poll && coalesce_ns > 0 {
         fabric::coalesce::set_timer_slack(1_000);
@@ -133,28 +148,50 @@ pub fn run(
         }
         if got > 0 {
             coalescer.record(now_ns, got as usize);
-            empty_rounds = 0;
+            policy.on_work(now_ns);
             continue;
         }
-        empty_rounds = empty_rounds.saturating_add(1);
         for q in queues.iter_mut() {
             q.idle_maintenance();
         }
-        if idle == Idle::Poll && empty_rounds > 64 {
-            match coalescer.wait(now_ns) {
-                Wait::Sleep(ns) => {
-                    stats.coalesced_sleeps += 1;
-                    fabric::coalesce::sleep_ns(ns);
-                }
-                Wait::Event => {
-                    stats.polls += 1;
-                    // SAFETY: pfds is a valid pollfd array for the call.
-                    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+        // Spin only while frames are expected sooner than a sleep/wake costs (see
+        // `fabric::idle`); then sleep for the coalescing delay under load, or until a frame.
+        if idle == Idle::Spin || policy.on_empty(now_ns) == SpinOrPark::Spin {
+            std::hint::spin_loop();
+            continue;
+        }
+        sleeps += 1;
+        let sample = sleeps.is_multiple_of(WAKE_SAMPLE_EVERY);
+        let cpu_before = if sample {
+            crate::stats::thread_cpu_ns()
+        } else {
+            0
+        };
+        // What one wake-up costs: the sleeper's share, doubled for the waker's after a poll
+        // (as the processor threads count it); a timed sleep has no waker.
+        let share = match coalescer.wait(now_ns) {
+            Wait::Sleep(ns) => {
+                stats.coalesced_sleeps += 1;
+                fabric::coalesce::sleep_ns(ns);
+                1
+            }
+            Wait::Event => {
+                stats.polls += 1;
+                // SAFETY: pfds is a valid pollfd array for the call.
+                let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 100) };
+                if rc > 0 {
+                    2
+                } else {
+                    0
                 }
             }
-        } else {
-            std::hint::spin_loop();
+        };
+        if sample && share > 0 {
+            let cost = crate::stats::thread_cpu_ns().saturating_sub(cpu_before);
+            policy.add_wake_cost(cost.saturating_mul(share));
         }
     }
+    stats.spins = policy.spins_found();
+    stats.wake_cost_ns = policy.wake_cost_ns();
     core.publish(fabric::monotonic_ns(), rx_total(queues), published);
 }

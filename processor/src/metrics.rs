@@ -264,7 +264,7 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
         s.report_send_errors,
     );
     let st = &s.stats;
-    let io: [(&str, &str, u64); 6] = [
+    let io: [(&str, &str, u64); 10] = [
         (
             "processor_queue_messages",
             "Messages taken from the fabric queue (in-chassis handoffs)",
@@ -290,6 +290,26 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
             "processor_sleeps",
             "Times the processor thread went idle and slept",
             st.sleeps,
+        ),
+        (
+            "processor_parks",
+            "Times the processor thread parked in ppoll until woken (the same as sleeps)",
+            st.parks,
+        ),
+        (
+            "processor_wakeups",
+            "Parks ended by work (the queue's eventfd or the socket), not by a timeout",
+            st.wakeups,
+        ),
+        (
+            "processor_coalesced_sleeps",
+            "Timed sleeps taken under load instead of a park (--coalesce-us)",
+            st.coalesced_sleeps,
+        ),
+        (
+            "processor_syscalls",
+            "System calls the processor thread made",
+            st.syscalls,
         ),
     ];
     for (name, help, v) in io {
@@ -497,6 +517,7 @@ mod tests {
         s.stats.sip.dialogs_started = 40;
         s.stats.mgcp.commands = 8;
         s.stats.sip.table_full_503 = 6;
+        s.stats.coalesced_sleeps = 11;
         s.stats.sip.table_full_dropped = 7;
         s.stats.mgcp.history_full = 4;
         s.stats.mgcp.connections_full = 1;
@@ -506,6 +527,7 @@ mod tests {
             "switchyard_processor_sip_dialogs_started_total{processor=\"3\"} 40",
             "switchyard_processor_mgcp_commands_total{processor=\"3\"} 8",
             "switchyard_processor_sip_table_full_503_total{processor=\"3\"} 6",
+            "switchyard_processor_coalesced_sleeps_total{processor=\"3\"} 11",
             "switchyard_processor_sip_table_full_dropped_total{processor=\"3\"} 7",
             "switchyard_processor_mgcp_history_full_total{processor=\"3\"} 4",
             "switchyard_processor_mgcp_connections_full_total{processor=\"3\"} 1",

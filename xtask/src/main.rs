@@ -46,6 +46,9 @@ enum Cmd {
         /// calls fail with 503 / 403, to see what a failed run reports.
         #[arg(long, default_value_t = 0)]
         capacity: u32,
+        /// Further `switchyard run` flags, after `--` (e.g. `-- --coalesce-us 250`).
+        #[arg(last = true)]
+        switchyard_args: Vec<String>,
     },
     /// The load benchmark: receive ceilings, Switchyard xdp and udp under blast, SIP and MGCP
     /// calls; prints one table of rates, latency, CPU per call (generator, dispatcher,
@@ -229,6 +232,7 @@ fn main() -> anyhow::Result<()> {
             keep,
             name,
             capacity,
+            switchyard_args,
         } => run(xtask::run::RunConfig {
             backend,
             seconds,
@@ -236,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             name,
             capacity,
             keep,
+            switchyard_args,
             bin_dir: workspace_root().join("target/release"),
             out_dir: workspace_root().join(format!(
                 "target/bench/run-{}-{}",

@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub capacity: u32,
     /// Keep the testbed afterwards.
     pub keep: bool,
+    /// Further flags for `switchyard run` (after the ones this sets).
+    pub switchyard_args: Vec<String>,
     /// Where `switchyard` and `switchyard-bench` are.
     pub bin_dir: PathBuf,
     /// Where this run's files go.
@@ -293,6 +295,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<String> {
         .args(["--stats-interval", "1"])
         .arg("--stats-json")
         .arg(&sy_json)
+        .args(&cfg.switchyard_args)
         .stdin(Stdio::null());
     let sy = Child(sw.spawn().context("starting switchyard")?);
     std::thread::sleep(Duration::from_secs(1));
@@ -392,6 +395,7 @@ mod tests {
             name: "t".into(),
             capacity: 0,
             keep: false,
+            switchyard_args: Vec::new(),
             bin_dir: PathBuf::new(),
             out_dir: PathBuf::from("/out"),
         }

@@ -77,7 +77,7 @@ struct Args {
     #[arg(long)]
     max_pending_invites: Option<u32>,
     /// Under load, sleep this many µs between rounds instead of parking until woken, so one
-    /// wake-up serves a batch (0: park and be woken per datagram). [default: 100]
+    /// wake-up serves a batch (0: park and be woken per datagram). [default: 250]
     #[arg(long)]
     coalesce_us: Option<u64>,
     /// RTP ports, half for SIP and half for MGCP. [default: 20000-59999]
