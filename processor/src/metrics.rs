@@ -402,7 +402,7 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
         e.counter(name, help, v);
     }
     let m = &st.mgcp;
-    let mgcp_counters: [(&str, &str, u64); 13] = [
+    let mgcp_counters: [(&str, &str, u64); 14] = [
         (
             "processor_mgcp_commands",
             "MGCP commands executed (retransmissions excluded)",
@@ -460,8 +460,13 @@ pub fn render_processor(s: &ProcessorSnapshot) -> String {
         ),
         (
             "processor_mgcp_history_full",
-            "MGCP commands answered 409 without being executed because the fixed-size transaction history was full",
+            "MGCP commands answered 409 without being executed: the fixed-size transaction history was full and nothing could be evicted",
             m.history_full,
+        ),
+        (
+            "processor_mgcp_history_evicted",
+            "MGCP history entries evicted, oldest first, before T-HIST to make room for a new command",
+            m.history_evicted,
         ),
         (
             "processor_mgcp_connections_full",

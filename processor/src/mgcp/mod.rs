@@ -17,9 +17,14 @@
 //! [`Slab`] slot whose response buffers are reused, with its T-HIST expiry and retransmissions
 //! on a [`Wheel`]: it never rehashes mid-run (the std map's doubling stalled a message for
 //! milliseconds) and a steady state does not allocate for it. Its capacity is
-//! [`HISTORY_PER_PORT`] × the media ports (the command rate × T-HIST it must hold); when it is
-//! full a new command is answered `409` (internal overload) without being executed, so a
-//! retransmission of it is answered the same way and nothing runs twice.
+//! [`HISTORY_PER_PORT`] × the media ports (the command rate × T-HIST it must hold). When it is
+//! full the oldest entry is evicted (counted in `history_evicted`), like the dispatcher's
+//! affinity table: entries expire in the order they were made (T-HIST is one constant), so
+//! the oldest is the one closest to expiry, and under a command rate above what the history
+//! holds for T-HIST the effective history just gets shorter. A retransmission of an evicted
+//! command, which would have to come later than every newer command's first copy, is
+//! executed again. A new command is refused (`409`, `history_full`) only if nothing can be
+//! evicted (not expected: every slot in use is in the eviction order).
 //!
 //! Connections live the same way: a [`Slab`] of `Conn` slots whose byte buffers (connection
 //! id, call id, endpoint name, notified entity, remote SDP) are reused, not reallocated, found
@@ -146,9 +151,13 @@ pub struct GatewayStats {
     /// Responses that did not fit the output buffer.
     pub write_errors: u64,
     /// Commands answered `409` without being executed because the transaction history
-    /// (fixed size, see the module docs) was full.
+    /// (fixed size, see the module docs) was full and nothing could be evicted.
     #[serde(default)]
     pub history_full: u64,
+    /// History entries evicted, oldest first, to make room for a new command before T-HIST
+    /// (the command rate is above what the history holds for T-HIST).
+    #[serde(default)]
+    pub history_evicted: u64,
     /// CRCXs answered `502` because the connection table (one slot per media port, see the
     /// module docs) was full; port exhaustion normally answers first.
     #[serde(default)]
@@ -223,6 +232,8 @@ struct Txn {
     key: TxnKey,
     /// Live (else a free slot keeping its buffers).
     in_use: bool,
+    /// When it was made, in commands: names this use of the slot in the eviction order.
+    seq: u64,
     timer: Option<TimerId>,
     dst: SocketAddr,
     provisional: Vec<u8>,
@@ -242,6 +253,7 @@ impl Default for Txn {
         Txn {
             key: (zero, 0),
             in_use: false,
+            seq: 0,
             timer: None,
             dst: zero,
             provisional: Vec::new(),
@@ -363,6 +375,12 @@ pub struct Gateway {
     hasher: KeyHasher,
     history_index: Table,
     history: Slab<Txn>,
+    /// History slots in the order they were filled, `(slot, seq)`: a ring of twice the
+    /// history's capacity, entries whose slot was freed or reused since being stale.
+    order: Vec<(u32, u64)>,
+    order_head: usize,
+    order_len: usize,
+    seq: u64,
     wheel: Wheel,
     due: Vec<u64>,
     /// Session size the dispatcher computed for the datagram being handled (its first CRCX).
@@ -433,6 +451,10 @@ impl Gateway {
             hasher: KeyHasher::new([mix(seed ^ 1), mix(seed ^ 2)]),
             history_index: Table::with_capacity(history),
             history: Slab::with_capacity(history),
+            order: vec![(0, 0); 2 * history],
+            order_head: 0,
+            order_len: 0,
+            seq: 0,
             wheel: Wheel::with_capacity(history),
             due: Vec::with_capacity(64),
             units_hint: None,
@@ -502,6 +524,57 @@ impl Gateway {
             self.history_index.remove(&tk);
         }
         self.history.free(i);
+    }
+
+    /// Whether the eviction-order entry `(i, seq)` still names a live history entry.
+    fn order_live(&self, (i, seq): (u32, u64)) -> bool {
+        self.history
+            .get(i)
+            .is_some_and(|t| t.in_use && t.seq == seq)
+    }
+
+    /// Removes the oldest eviction-order entry.
+    fn order_pop(&mut self) -> Option<(u32, u64)> {
+        if self.order_len == 0 {
+            return None;
+        }
+        let e = self.order[self.order_head];
+        self.order_head = (self.order_head + 1) % self.order.len();
+        self.order_len -= 1;
+        Some(e)
+    }
+
+    /// Appends history slot `i`'s new use to the eviction order, first dropping stale entries
+    /// at its head (freed by T-HIST or `K:`: usually all the oldest ones, in order).
+    fn order_push(&mut self, i: u32, seq: u64) {
+        while self.order_len > 0 && !self.order_live(self.order[self.order_head]) {
+            self.order_pop();
+        }
+        if self.order_len == self.order.len() {
+            // Only stale entries behind a live head can fill it (twice the slots): drop the
+            // head, evicting it.
+            if let Some(e) = self.order_pop() {
+                if self.order_live(e) {
+                    self.forget(e.0);
+                    self.stats.history_evicted += 1;
+                }
+            }
+        }
+        let at = (self.order_head + self.order_len) % self.order.len();
+        self.order[at] = (i, seq);
+        self.order_len += 1;
+    }
+
+    /// Evicts the oldest live history entry; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some(e) = self.order_pop() {
+            if self.order_live(e) {
+                self.forget(e.0);
+                self.stats.history_evicted += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// (Re)arms the wheel timer of history slot `i` for its next deadline.
@@ -617,6 +690,7 @@ impl Gateway {
             out.push(t.dst, bytes);
             return;
         }
+        while (self.history.is_full() || self.history_index.is_full()) && self.evict_oldest() {}
         if self.history.is_full() || self.history_index.is_full() {
             // No room to remember the answer: refuse without executing, so that a
             // retransmission is refused too and nothing runs twice.
@@ -743,8 +817,11 @@ impl Gateway {
         let Some(txn) = self.history.get_mut(i) else {
             return;
         };
+        self.seq += 1;
+        let seq = self.seq;
         txn.key = key;
         txn.in_use = true;
+        txn.seq = seq;
         txn.timer = None;
         txn.dst = src;
         txn.response.clear();
@@ -776,6 +853,7 @@ impl Gateway {
             out.push(src, &txn.response);
         }
         self.schedule(i);
+        self.order_push(i, seq);
     }
 
     /// Runs due timers: held final responses, their retransmissions, history expiry.

@@ -446,7 +446,7 @@ fn arbitrary_bytes_never_panic() {
 }
 
 #[test]
-fn a_full_history_answers_409_without_executing() {
+fn a_full_history_evicts_its_oldest_entries_first() {
     // 4 ports: the history is its minimum size.
     let mut gw = Gateway::new(cfg());
     let n = MIN_HISTORY as u32;
@@ -458,21 +458,42 @@ fn a_full_history_answers_409_without_executing() {
         );
         assert_eq!(r[0].code(), 200);
     }
+    // Full: a new command runs, and the oldest entry (tid 1) makes room.
     let r = one(&mut gw, &crcx(n + 1, "c1"));
-    assert_eq!((r.code(), r.tid()), (409, n + 1));
-    assert_eq!(gw.active_connections(), 0, "not executed");
-    assert_eq!(gw.stats().history_full, 1);
-    // Old entries still answer from the history.
+    assert_eq!((r.code(), r.tid()), (200, n + 1), "{}", r.text);
+    assert_eq!(gw.active_connections(), 1);
+    assert_eq!(gw.stats().history_evicted, 1);
+    assert_eq!(gw.stats().history_full, 0);
+    // Newer entries still answer from the history; the evicted one is executed again.
+    let commands = gw.stats().commands;
     let again = one(&mut gw, "RQNT 7 aaln/1@gw MGCP 1.0\r\nX: 1\r\n");
     assert_eq!(again.code(), 200);
     assert_eq!(gw.stats().retransmissions_absorbed, 1);
-    // K: frees room (a wide range: the slot scan), and the CRCX then runs.
-    one(
-        &mut gw,
-        &format!("RQNT 1 aaln/1@gw MGCP 1.0\r\nK: 1-{}\r\nX: 1\r\n", n),
+    assert_eq!(gw.stats().commands, commands, "answered from the history");
+    let first = one(&mut gw, "RQNT 1 aaln/1@gw MGCP 1.0\r\nX: 1\r\n");
+    assert_eq!(first.code(), 200);
+    assert_eq!(gw.stats().commands, commands + 1, "evicted: executed again");
+    assert_eq!(
+        gw.stats().history_evicted,
+        2,
+        "and it evicted tid 2 in turn"
     );
-    let r = one(&mut gw, &crcx(n + 2, "c1"));
-    assert_eq!(r.code(), 200, "{}", r.text);
+    // Entries freed by K: are skipped in the eviction order: after releasing 3..=10 (room for
+    // eight), seven more commands fit with at most one eviction (for the K: command's own).
+    one(&mut gw, "RQNT 3 aaln/1@gw MGCP 1.0\r\nK: 3-10\r\nX: 1\r\n");
+    let evicted = gw.stats().history_evicted;
+    for tid in 0..7 {
+        let r = one(
+            &mut gw,
+            &format!("RQNT {} aaln/1@gw MGCP 1.0\r\nX: 1\r\n", n + 10 + tid),
+        );
+        assert_eq!(r.code(), 200);
+    }
+    assert!(
+        gw.stats().history_evicted <= evicted + 1,
+        "{:?}",
+        gw.stats()
+    );
     // T-HIST expiry empties it entirely.
     let mut out = Outbox::new();
     gw.on_timer(31_000 * MS, &mut out);
