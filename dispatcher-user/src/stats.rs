@@ -142,17 +142,9 @@ impl Snapshot {
     }
 }
 
-/// CPU time the calling thread has used, ns (`CLOCK_THREAD_CPUTIME_ID`): the dispatcher's own
-/// cost, published and reported at exit so CPU per call can be computed without sampling.
-pub fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// CPU time the calling thread has used, ns: the dispatcher's own cost, published and
+/// reported at exit so CPU per call can be computed without sampling.
+pub use fabric::idle::thread_cpu_ns;
 
 #[cfg(test)]
 mod tests {

@@ -92,7 +92,7 @@ pub fn run(
         .collect();
     let mut coalescer = fabric::coalesce::Coalescer::new(coalesce_ns);
     if coalesce_ns > 0 {
-        fabric::coalesce::set_timer_slack(1_000);
+        fabric::coalesce::set_timer_slack(fabric::coalesce::TIMER_SLACK_NS);
     }
     while !stop.load(Ordering::Relaxed) {
         let now_ns = fabric::monotonic_ns();

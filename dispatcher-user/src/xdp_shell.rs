@@ -12,7 +12,7 @@ use std::{
 use dispatcher_common::PortProto;
 use fabric::{
     coalesce::{Coalescer, Wait},
-    idle::{Idle as SpinOrPark, SpinPolicy},
+    idle::{Idle as SpinOrPark, SpinPolicy, WAKE_SAMPLE_EVERY},
 };
 
 use xdp_io::{
@@ -61,10 +61,6 @@ pub struct XdpShellStats {
     pub wake_cost_ns: u64,
 }
 
-/// One sleep in this many has its CPU cost measured for the spin policy (two
-/// `CLOCK_THREAD_CPUTIME_ID` reads).
-const WAKE_SAMPLE_EVERY: u64 = 16;
-
 /// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
 #[derive(Debug, Clone)]
 pub struct PortTable(pub Vec<(u16, PortProto)>);
@@ -105,7 +101,7 @@ pub fn run(
     let mut sleeps = 0u64;
     let mut coalescer = Coalescer::new(coalesce_ns);
     if idle == Idle::Poll && coalesce_ns > 0 {
-        fabric::coalesce::set_timer_slack(1_000);
+        fabric::coalesce::set_timer_slack(fabric::coalesce::TIMER_SLACK_NS);
     }
     while !stop.load(Ordering::Relaxed) {
         let mut got = 0;

@@ -110,6 +110,9 @@ pub fn sleep_ns(ns: u64) {
     unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, 0, &ts, std::ptr::null_mut()) };
 }
 
+/// Timer slack the coalescing threads ask for (1 µs).
+pub const TIMER_SLACK_NS: u64 = 1_000;
+
 /// Sets the calling thread's timer slack to `ns` (the kernel's default is 50 µs, which would
 /// half again every coalescing sleep). Best effort: an error leaves the default.
 pub fn set_timer_slack(ns: u64) {
@@ -183,7 +186,7 @@ mod tests {
     #[test]
     fn timed_sleep_returns() {
         let t = std::time::Instant::now();
-        set_timer_slack(1_000);
+        set_timer_slack(TIMER_SLACK_NS);
         sleep_ns(200 * US);
         let e = t.elapsed();
         assert!(e >= std::time::Duration::from_micros(200), "{e:?}");

@@ -46,6 +46,22 @@
 //! deterministic and tested with a fake clock. It is generic over what "work" and "park" mean
 //! (the dispatcher shells can use it as well as the processor thread).
 
+/// One sleep in this many (among those ended by work) has its CPU cost measured for a
+/// [`SpinPolicy`]: a measurement costs two [`thread_cpu_ns`] reads, which are syscalls.
+pub const WAKE_SAMPLE_EVERY: u64 = 16;
+
+/// The calling thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`: a syscall, not served by
+/// the vDSO): what the wake cost is measured with, and what the shells report per call.
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 /// Tuning of a [`SpinPolicy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpinConfig {

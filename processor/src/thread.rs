@@ -38,7 +38,7 @@ use tracing::{debug, warn};
 
 use fabric::{
     coalesce::{Coalescer, Wait},
-    idle::{Idle, SpinConfig, SpinPolicy},
+    idle::{thread_cpu_ns, Idle, SpinConfig, SpinPolicy, WAKE_SAMPLE_EVERY},
     Consumer, LoadReport, Proto,
 };
 use udp_batch::{Busy, RecvBatch, SendBatch};
@@ -100,10 +100,6 @@ const SEND_CHUNK: usize = 256;
 
 /// Datagrams per `sendmmsg` call.
 const SEND_BATCH: usize = 64;
-
-/// One park in this many (among those woken by work) has its CPU cost measured for the
-/// [`SpinPolicy`]: measuring costs two `clock_gettime(CLOCK_THREAD_CPUTIME_ID)` syscalls.
-const WAKE_SAMPLE_EVERY: u64 = 16;
 
 /// How often a running processor thread copies its counters into [`ProcessorConfig::live`].
 pub const LIVE_EVERY: Duration = Duration::from_millis(100);
@@ -291,7 +287,7 @@ fn run(
     let mut policy = SpinPolicy::new(cfg.spin);
     let mut coalescer = Coalescer::new(cfg.coalesce_ns);
     if cfg.coalesce_ns > 0 {
-        fabric::coalesce::set_timer_slack(1_000);
+        fabric::coalesce::set_timer_slack(fabric::coalesce::TIMER_SLACK_NS);
     }
     let mut out = Outbox::new();
     let mut rx = RecvBatch::new(batch.min(64), RECV_DATAGRAM_BYTES);
@@ -465,17 +461,6 @@ fn run(
     }
     debug!(?st, "processor thread stopped");
     st
-}
-
-/// This thread's CPU time, ns (`CLOCK_THREAD_CPUTIME_ID`: a syscall, not served by the vDSO).
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -160,13 +160,7 @@ impl Uas {
         let request = std::mem::take(&mut tx.request);
         tx.last.clear();
         if let Ok(inv) = Message::parse(&request, &self.limits) {
-            let spec = ResponseSpec {
-                code: 487,
-                reason: b"",
-                to_tag: Some(tx.tag.as_bytes()),
-                headers: &[],
-                body: None,
-            };
+            let spec = ResponseSpec::tagged(487, tx.tag.as_bytes());
             if let Some(b) = Self::respond(&mut self.stats, &inv, &spec, tx.dst, out) {
                 tx.last.extend_from_slice(b);
             }

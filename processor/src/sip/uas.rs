@@ -804,13 +804,7 @@ impl Uas {
             None => {
                 self.stats.not_found_481 += 1;
                 let tag = self.new_tag();
-                let spec = ResponseSpec {
-                    code: 481,
-                    reason: b"",
-                    to_tag: Some(tag.as_bytes()),
-                    headers: &[],
-                    body: None,
-                };
+                let spec = ResponseSpec::tagged(481, tag.as_bytes());
                 if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
                     self.cache_non_invite(now, ckey, dst, b);
                 }
@@ -826,13 +820,7 @@ impl Uas {
             },
         };
         // §9.2: the CANCEL's 200 carries the same To-tag as the INVITE's responses.
-        let spec = ResponseSpec {
-            code: 200,
-            reason: b"",
-            to_tag: Some(tag.as_bytes()),
-            headers: &[],
-            body: None,
-        };
+        let spec = ResponseSpec::tagged(200, tag.as_bytes());
         if let Some(b) = Self::respond(&mut self.stats, msg, &spec, dst, out) {
             self.cache_non_invite(now, ckey, dst, b);
         }
@@ -942,10 +930,7 @@ impl Uas {
 /// The processor's `503` with `Retry-After` (media ports exhausted, or the pending-INVITE cap).
 fn retry_later(tag: &[u8]) -> ResponseSpec<'_> {
     ResponseSpec {
-        code: 503,
-        reason: b"",
-        to_tag: Some(tag),
         headers: &[RETRY_AFTER],
-        body: None,
+        ..ResponseSpec::tagged(503, tag)
     }
 }

@@ -43,6 +43,14 @@ impl<'r> ResponseSpec<'r> {
             body: None,
         }
     }
+
+    /// A response with the standard reason phrase and To-tag `tag`, no headers or body.
+    pub fn tagged(code: u16, tag: &'r [u8]) -> Self {
+        ResponseSpec {
+            to_tag: Some(tag),
+            ..Self::new(code)
+        }
+    }
 }
 
 /// Standard reason phrase for common codes, so callers need not carry strings around.
