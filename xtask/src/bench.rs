@@ -64,6 +64,71 @@ pub struct BenchConfig {
     /// Generator threads in the call stages; the blasts of the ceiling and blast stages use
     /// at least [`BLAST_THREADS`].
     pub gen_threads: usize,
+    /// Dispatcher thread counts of the threads stage (`--dispatcher-threads 1,2`): the blast
+    /// and the SIP call stage, each backend, once per count, on a testbed with as many rx
+    /// queues as the largest count. `[1]` (the default) runs no threads stage.
+    pub dispatcher_threads: Vec<usize>,
+    /// Seconds of each run of the threads stage.
+    pub threads_seconds: u64,
+}
+
+/// Source sockets per generator thread in the threads stage: enough source ports that the
+/// flow hash (veth tx queue, so rx queue; the reuseport program) spreads them evenly over the
+/// dispatcher threads (4, the generator's default, leaves a lopsided split likely).
+pub const THREADS_STAGE_SOCKETS: usize = 32;
+
+/// The cores of the threads stage's `n` dispatcher threads on a box of `ncpu` cores: thread
+/// 0 on core 1 (the dispatcher's core in every other stage), the next on core 0, and so on
+/// round-robin. On the 2-core box the second thread shares core 0 with the generator.
+pub fn dispatcher_cores(n: usize, ncpu: usize) -> Vec<usize> {
+    let ncpu = ncpu.max(1);
+    (0..n.max(1)).map(|i| (1 + i) % ncpu).collect()
+}
+
+/// The stage name of a threads-stage run: `2 dispatcher threads xdp (blast; cores 1,0,
+/// shared with the generator)`; `shared` when one of `cores` is also a generator core.
+pub fn threads_stage_name(
+    n: usize,
+    backend: &str,
+    what: &str,
+    cores: &[usize],
+    shared: bool,
+) -> String {
+    let cores_s = cores
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "{n} dispatcher thread{} {backend} ({what}; core{} {cores_s}{})",
+        if n == 1 { "" } else { "s" },
+        if cores.len() == 1 { "" } else { "s" },
+        if shared {
+            ", shared with the generator"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Per-thread figures of a threads-stage row from Switchyard's exit report
+/// (`dispatcher_threads`: index, core, queues, datagrams, cpu_ns, new_dialogs): each row with
+/// its CPU per datagram and its share of the datagrams added. Empty when the report has none.
+pub fn per_thread(sy: &Value) -> Vec<Value> {
+    let Some(threads) = sy["dispatcher_threads"].as_array() else {
+        return Vec::new();
+    };
+    let total: f64 = threads.iter().map(|t| num(t, &["datagrams"])).sum();
+    threads
+        .iter()
+        .map(|t| {
+            let d = num(t, &["datagrams"]);
+            let mut r = t.clone();
+            r["cpu_ns_per_datagram"] = json!(num(t, &["cpu_ns"]) / d.max(1.0));
+            r["share"] = json!(d / total.max(1.0));
+            r
+        })
+        .collect()
 }
 
 /// Generator threads at least in the blasts that feed the ceiling and blast stages: one
@@ -752,6 +817,13 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     }
     drop(tb);
 
+    // 7. Dispatcher threads: blast and SIP calls, each backend, once per thread count.
+    let thread_ratios = if cfg.dispatcher_threads.iter().any(|&n| n != 1) {
+        threads_stage(cfg, &out, &sy, &gen, &mut rows)?
+    } else {
+        serde_json::Map::new()
+    };
+
     let get = |stage: &str, key: &str| -> f64 {
         rows.iter()
             .find(|r| r["stage"] == stage)
@@ -770,6 +842,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     let mut ratios = ratios;
     if let Some(m) = ratios.as_object_mut() {
         m.extend(knees);
+        m.extend(thread_ratios);
         if cfg.peer.is_some() {
             let k = "kamailio (sip calls)";
             for b in ["xdp", "udp"] {
@@ -798,7 +871,8 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             m.insert("peer".into(), json!("not run (--peer kamailio)"));
         }
     }
-    let table = render(&rows, &ratios);
+    let mut table = render(&rows, &ratios);
+    table.push_str(&render_threads(&rows));
     println!("{table}");
     let mut files = vec![out.join("table.txt"), out.join("bench.json")];
     std::fs::write(&files[0], &table)?;
@@ -827,6 +901,235 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }
     }
     Ok(BenchRun { dir: out, files })
+}
+
+/// The threads stage: a testbed of its own with as many rx queues (and app-side tx queues,
+/// so flows spread by their hash) as the largest thread count; for each count N, the blast and
+/// the SIP call stage on each backend with `--dispatcher-threads N` and
+/// [`dispatcher_cores`]. Pushes its rows and returns its ratios: each count against the first,
+/// decided datagrams/s (calls/s) and dispatcher CPU per datagram (per call), plus a note that
+/// on a 2-core box the generator shares the cores.
+fn threads_stage(
+    cfg: &BenchConfig,
+    out: &Path,
+    sy: &Path,
+    gen: &Path,
+    rows: &mut Vec<Value>,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let counts = &cfg.dispatcher_threads;
+    let queues = counts.iter().copied().max().unwrap_or(1).max(2);
+    let tb = Testbed::up(&crate::testbed::unique_name("bt"), queues as u32)?;
+    let ncpu = std::thread::available_parallelism().map_or(2, usize::from);
+    let secs = cfg.threads_seconds.max(1);
+    let disp_sip = format!("{}:5060", testbed::DISP_V4);
+    let disp_mgcp = format!("{}:2427", testbed::DISP_V4);
+    let blast_threads = cfg.gen_threads.max(BLAST_THREADS);
+    let gen_cores = |threads: usize| -> Vec<usize> {
+        if threads <= 1 {
+            vec![0]
+        } else {
+            vec![0, 1]
+        }
+    };
+    let start = |backend: &str, dir: &Path, n: usize, cores: &[usize]| -> anyhow::Result<Killer> {
+        let cores_s = cores
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
+        c.args([
+            "run",
+            "--backend",
+            backend,
+            "--sip",
+            &disp_sip,
+            "--mgcp",
+            &disp_mgcp,
+        ])
+        .args([
+            "--processors",
+            &cfg.processors.to_string(),
+            "--policy",
+            &cfg.policy,
+        ])
+        .args([
+            "--dispatcher-threads",
+            &n.to_string(),
+            "--dispatcher-cores",
+            &cores_s,
+        ])
+        .args(["--log-level", "warn"])
+        .arg("--stats-json")
+        .arg(dir.join("switchyard.json"))
+        .stdout(Stdio::null());
+        if backend == "xdp" {
+            c.args(["--iface", &tb.disp_if]);
+        }
+        let child = c.spawn().context("starting switchyard")?;
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Killer(Some(child)))
+    };
+    let generator = |kind: &str, dir: &Path, threads: usize, rate: u64| -> Command {
+        let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
+        g.args([
+            kind,
+            "--target",
+            &disp_sip,
+            "--local-ip",
+            testbed::APP_V4,
+            "--quiet",
+        ])
+        .args(gen_thread_args(threads))
+        .args(["--sockets", &THREADS_STAGE_SOCKETS.to_string()])
+        .args(["--rate", &rate.to_string(), "--duration", &secs.to_string()])
+        .arg("--out")
+        .arg(dir)
+        .stdout(Stdio::null());
+        if kind == "sip" {
+            g.args(["--hold-ms", "0", "--timeout-ms", "4000"]);
+        }
+        g
+    };
+    for &n in counts {
+        let cores = dispatcher_cores(n, ncpu);
+        for (what, kind) in [("blast", "blast"), ("sip calls", "sip")] {
+            for backend in ["xdp", "udp"] {
+                let (threads, rate) = if kind == "blast" {
+                    (blast_threads, cfg.blast_rate)
+                } else {
+                    (cfg.gen_threads, cfg.call_rate)
+                };
+                let shared = cores.iter().any(|c| gen_cores(threads).contains(c));
+                let stage = threads_stage_name(n, backend, what, &cores, shared);
+                eprintln!("bench: {stage}, {rate}/s offered for {secs} s");
+                let dir = out.join(format!("threads-{n}-{kind}-{backend}"));
+                std::fs::create_dir_all(&dir)?;
+                let k = start(backend, &dir, n, &cores)?;
+                let pid = k.pid();
+                let c0 = CpuSample::now(pid, &[]);
+                let st = generator(kind, &dir, threads, rate).status()?;
+                let c1 = CpuSample::now(pid, &[]);
+                if !st.success() {
+                    bail!("generator ({stage}) failed: {st}");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                k.stop()?;
+                let s = read_json(&dir.join("switchyard.json"))?;
+                let g = read_json(&dir.join("summary.json")).ok();
+                let threads_rows = per_thread(&s);
+                if threads_rows.len() != n {
+                    bail!(
+                        "{stage}: switchyard reported {} dispatcher_threads rows for --dispatcher-threads {n} (a binary without per-thread counters?)",
+                        threads_rows.len()
+                    );
+                }
+                let procs = in_chassis(&s);
+                let mut row = if kind == "blast" {
+                    let handled = num(&s, &["router", "sip"]);
+                    let mut row = json!({
+                        "stage": stage,
+                        "offered": blast_offered(g.as_ref(), rate),
+                        "received_per_s": handled / blast_span(g.as_ref(), secs),
+                        "forwarded": num(&s, &["router", "new_dialogs"]),
+                        "overload_503": num(&s, &["router", "overload"]),
+                        "dispatcher_cpu_ns_per_msg": num(&s, &["dispatcher_cpu_ns"]) / handled.max(1.0),
+                        "raw": s,
+                    });
+                    add_costs(&mut row, handled, g.as_ref(), c1.since(&c0), Some(&procs));
+                    row
+                } else {
+                    let g = g.context("the generator wrote no summary.json")?;
+                    let mut row = call_row(&stage, &g, &s);
+                    let done = num(&g, &["completed_calls"]);
+                    add_costs(&mut row, done, Some(&g), c1.since(&c0), Some(&procs));
+                    row
+                };
+                row["dispatcher_threads"] = json!(n);
+                row["dispatcher_cores"] = json!(cores);
+                row["cores_shared_with_generator"] = json!(shared);
+                row["threads_kind"] = json!(kind);
+                row["threads_backend"] = json!(backend);
+                row["per_thread"] = json!(threads_rows);
+                rows.push(row);
+            }
+        }
+    }
+    drop(tb);
+    let find = |n: usize, kind: &str, backend: &str| {
+        rows.iter().find(|r| {
+            r["dispatcher_threads"] == json!(n)
+                && r["threads_kind"] == kind
+                && r["threads_backend"] == backend
+        })
+    };
+    let mut m = serde_json::Map::new();
+    let base = counts[0];
+    for &n in counts.iter().skip(1).filter(|&&n| n != base) {
+        for backend in ["xdp", "udp"] {
+            for (kind, rate_key, cpu_key, name) in [
+                (
+                    "blast",
+                    "received_per_s",
+                    "dispatcher_cpu_ns_per_msg",
+                    "blast_datagrams_per_s",
+                ),
+                (
+                    "sip",
+                    "achieved_per_s",
+                    "dispatcher_cpu_ns_per_call",
+                    "sip_calls_per_s",
+                ),
+            ] {
+                let (Some(a), Some(b)) = (find(n, kind, backend), find(base, kind, backend)) else {
+                    continue;
+                };
+                m.insert(
+                    format!("threads_{n}_over_{base}_{backend}_{name}"),
+                    json!(num(a, &[rate_key]) / num(b, &[rate_key])),
+                );
+                let per = if kind == "blast" { "datagram" } else { "call" };
+                m.insert(
+                    format!("threads_{n}_over_{base}_{backend}_{kind}_dispatcher_cpu_per_{per}"),
+                    json!(num(a, &[cpu_key]) / num(b, &[cpu_key])),
+                );
+            }
+        }
+    }
+    if ncpu <= 2 {
+        m.insert(
+            "threads_note".into(),
+            json!(format!(
+                "{ncpu} cores: the generator, the processors and the dispatcher threads share them, so the rate ratio is bound by the box; the per-thread CPU per datagram (below the table) is what predicts scaling on a bigger one"
+            )),
+        );
+    }
+    Ok(m)
+}
+
+/// The threads stage's per-thread lines under the table: for each of its rows, each thread's
+/// core, datagrams, share and CPU per datagram. Empty without a threads stage.
+fn render_threads(rows: &[Value]) -> String {
+    let mut t = String::new();
+    for r in rows.iter().filter(|r| r.get("per_thread").is_some()) {
+        if t.is_empty() {
+            t.push_str("\ndispatcher threads (CPU per datagram each thread decided):\n");
+        }
+        t.push_str(&format!("  {}\n", r["stage"].as_str().unwrap_or("?")));
+        for th in r["per_thread"].as_array().into_iter().flatten() {
+            let core = th["core"]
+                .as_u64()
+                .map_or("-".to_owned(), |c| c.to_string());
+            t.push_str(&format!(
+                "    thread {} core {core:>2}: {:>10.0} datagrams ({:>4.1} %), {:>7.2} µs CPU per datagram\n",
+                th["index"].as_u64().unwrap_or(0),
+                num(th, &["datagrams"]),
+                100.0 * num(th, &["share"]),
+                num(th, &["cpu_ns_per_datagram"]) * 1e-3,
+            ));
+        }
+    }
+    t
 }
 
 /// What a blast actually offered per second (`offered_cps` of its `summary.json`: below
@@ -1542,6 +1845,49 @@ mod tests {
                 processors_ns: 0
             }
         );
+    }
+
+    #[test]
+    fn threads_stage_cores_names_and_per_thread_rows() {
+        assert_eq!(dispatcher_cores(1, 2), [1]);
+        assert_eq!(dispatcher_cores(2, 2), [1, 0]);
+        assert_eq!(dispatcher_cores(3, 2), [1, 0, 1]);
+        assert_eq!(dispatcher_cores(2, 8), [1, 2]);
+        assert_eq!(dispatcher_cores(0, 0), [0]);
+        assert_eq!(
+            threads_stage_name(1, "xdp", "blast", &[1], false),
+            "1 dispatcher thread xdp (blast; core 1)"
+        );
+        assert_eq!(
+            threads_stage_name(2, "udp", "sip calls", &[1, 0], true),
+            "2 dispatcher threads udp (sip calls; cores 1,0, shared with the generator)"
+        );
+        let sy = json!({"dispatcher_threads": [
+            {"index": 0, "core": 1, "queues": [0], "datagrams": 300, "cpu_ns": 600_000, "new_dialogs": 300},
+            {"index": 1, "core": 0, "queues": [1], "datagrams": 100, "cpu_ns": 300_000, "new_dialogs": 100},
+        ]});
+        let rows = per_thread(&sy);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["cpu_ns_per_datagram"], json!(2_000.0));
+        assert_eq!(rows[1]["cpu_ns_per_datagram"], json!(3_000.0));
+        assert_eq!(rows[0]["share"], json!(0.75));
+        assert!(per_thread(&json!({})).is_empty());
+        let row =
+            json!({"stage": "2 dispatcher threads xdp (blast; cores 1,0)", "per_thread": rows});
+        let text = render_threads(&[json!({"stage": "other"}), row]);
+        assert!(
+            text.contains("dispatcher threads (CPU per datagram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("thread 0 core  1:        300 datagrams (75.0 %),    2.00 µs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("thread 1 core  0:        100 datagrams (25.0 %),    3.00 µs"),
+            "{text}"
+        );
+        assert!(render_threads(&[json!({"stage": "other"})]).is_empty());
     }
 
     #[test]

@@ -91,6 +91,13 @@ enum Cmd {
         /// sending core can offer.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
         gen_threads: u16,
+        /// Also run the blast and SIP call stages (each backend) once per dispatcher thread
+        /// count in this list (`switchyard run --dispatcher-threads N`), on a testbed with as
+        /// many rx queues as the largest, and report N against the first count. Default 1:
+        /// no such stage.
+        #[arg(long, value_delimiter = ',', value_name = "N1,N2,...", default_value = "1",
+              value_parser = clap::value_parser!(u16).range(1..=64))]
+        dispatcher_threads: Vec<u16>,
     },
     /// Build the release binaries (XDP program embedded) and a Debian package:
     /// target/debian/switchyard_<version>_<arch>.deb.
@@ -135,6 +142,7 @@ struct BenchArgs {
     p99_ms: f64,
     peer: Option<PeerArg>,
     gen_threads: u16,
+    dispatcher_threads: Vec<u16>,
 }
 
 impl BenchArgs {
@@ -151,6 +159,7 @@ impl BenchArgs {
             p99_ms: 4.0,
             peer: None,
             gen_threads: 1,
+            dispatcher_threads: vec![1],
         }
     }
 }
@@ -210,6 +219,7 @@ fn main() -> anyhow::Result<()> {
             p99_ms,
             peer,
             gen_threads,
+            dispatcher_threads,
         } => {
             setup::all(true)?;
             bench(BenchArgs {
@@ -223,6 +233,7 @@ fn main() -> anyhow::Result<()> {
                 p99_ms,
                 peer,
                 gen_threads,
+                dispatcher_threads,
             })
         }
         Cmd::Run {
@@ -390,6 +401,12 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         peer_rate: if quick { 200 } else { call_rate },
         peer_seconds: if quick { 2 } else { seconds },
         gen_threads: usize::from(a.gen_threads),
+        dispatcher_threads: a
+            .dispatcher_threads
+            .iter()
+            .map(|&n| usize::from(n))
+            .collect(),
+        threads_seconds: if quick { 2 } else { seconds },
     })?;
     println!("bench artefacts: {}", run.dir.display());
     for f in &run.files {

@@ -78,7 +78,16 @@ impl Testbed {
 
     /// Creates the namespaces, the veth pair and the addresses; needs root (CAP_NET_ADMIN).
     ///
-    /// `rx_queues` sets the dispatcher-side veth's number of rx queues (1 is the veth default).
+    /// `rx_queues` sets the dispatcher-side veth's number of rx queues (1 is the veth default)
+    /// and the app-side veth's number of tx queues to match.
+    ///
+    /// A veth hands a frame to the peer's rx queue numbered like the tx queue it was sent on
+    /// (`veth_xmit`: rx queue = the skb's queue mapping). With one app-side tx queue (what
+    /// veth sets up unless told otherwise, whatever its maximum) every datagram would land on
+    /// rx queue 0; with `rx_queues` tx queues and no XPS configured (the veth default) the
+    /// kernel picks the tx queue by the flow hash of (source ip, source port, destination ip,
+    /// destination port) (`skb_tx_hash`), so a source keeps one queue whatever CPU sends.
+    /// Setting `xps_cpus` on the app side would make it follow the sending CPU instead.
     pub fn up(name: &str, rx_queues: u32) -> anyhow::Result<Self> {
         if name.is_empty() || name.len() > 9 {
             bail!("testbed name must be 1..=9 characters (interface names are limited to 15)");
@@ -101,6 +110,8 @@ impl Testbed {
             &tb.app_ns,
             "numrxqueues",
             "1",
+            "numtxqueues",
+            &q,
             "type",
             "veth",
             "peer",
