@@ -323,6 +323,38 @@ pub fn dispatcher_threads(configured: usize, cores: &[usize], queues: Option<usi
     }
 }
 
+/// The cores the processor threads are pinned to: `--processor-cores` as given; else, when
+/// the dispatcher threads are pinned, every other core of the machine (so processors never
+/// share a dispatcher's core); else none (unpinned). When the dispatcher cores are all the
+/// machine has, the processors stay unpinned, with a warning.
+fn processor_cores(cfg: &ProcessorsConfig, dispatcher_cores: &[usize]) -> Vec<usize> {
+    if !cfg.cores.is_empty() || dispatcher_cores.is_empty() {
+        return cfg.cores.clone();
+    }
+    let all: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let rest: Vec<usize> = all
+        .into_iter()
+        .filter(|c| !dispatcher_cores.contains(c))
+        .collect();
+    if rest.is_empty() {
+        warn!("the dispatcher threads are pinned to every core: processor threads run unpinned");
+    } else {
+        info!(cores = ?rest, "processor threads pinned to the cores the dispatcher threads do not use");
+    }
+    rest
+}
+
+/// Starts the processors with their cores resolved ([`processor_cores`]).
+fn start_processors(cfg: &RunConfig, threads: usize) -> anyhow::Result<Processors> {
+    let mut pc = cfg.processors.clone();
+    pc.cores = processor_cores(&pc, &cfg.dispatcher_cores);
+    Processors::start(&pc, processor_ip(cfg), &cfg.router, threads)
+}
+
 /// The core dispatcher thread `index` is pinned to, if any.
 fn core_of(cores: &[usize], index: usize) -> Option<usize> {
     (!cores.is_empty()).then(|| cores[index % cores.len()])
@@ -379,7 +411,7 @@ fn run_udp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Res
         .with_context(|| format!("binding SIP socket {}", cfg.sip))?;
     let mgcp = Listener::group(cfg.mgcp, PortProto::Mgcp, threads)
         .with_context(|| format!("binding MGCP socket {}", cfg.mgcp))?;
-    let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router, threads)?;
+    let procs = start_processors(cfg, threads)?;
     info!(
         sip = %sip[0].local_addr(),
         mgcp = %mgcp[0].local_addr(),
@@ -518,7 +550,7 @@ fn run_xdp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Res
     }
     let nq = queues.len();
     let threads = dispatcher_threads(cfg.dispatcher_threads, &cfg.dispatcher_cores, Some(nq));
-    let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router, threads)?;
+    let procs = start_processors(cfg, threads)?;
     let (sender, status, cores) = dispatches(&procs, cfg, threads)?;
     let published = &Arc::new(Published::new(threads));
     let zc = queues.iter().all(XskQueue::zero_copy);
@@ -621,4 +653,25 @@ fn run_xdp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Res
         lan,
         dispatcher_threads: rows,
     })
+}
+
+#[cfg(test)]
+mod thread_tests {
+    use super::dispatcher_threads;
+
+    #[test]
+    fn auto_is_one_thread_per_queue_capped_by_the_cores_given() {
+        assert_eq!(dispatcher_threads(0, &[], Some(4)), 4);
+        assert_eq!(dispatcher_threads(0, &[2, 3], Some(4)), 2);
+        assert_eq!(dispatcher_threads(0, &[1, 2, 3], Some(2)), 2);
+        assert_eq!(dispatcher_threads(0, &[], None), 1, "udp: one unless asked");
+        assert_eq!(dispatcher_threads(0, &[], Some(0)), 1);
+    }
+
+    #[test]
+    fn an_explicit_count_holds_but_never_exceeds_the_queues() {
+        assert_eq!(dispatcher_threads(2, &[], Some(4)), 2);
+        assert_eq!(dispatcher_threads(3, &[], None), 3, "udp: one socket each");
+        assert_eq!(dispatcher_threads(4, &[], Some(2)), 2, "a thread without a queue idles");
+    }
 }
