@@ -74,9 +74,21 @@ pub struct RunArgs {
     /// Well-known MGCP address (gateway port, RFC 3435). [default: 0.0.0.0:2427]
     #[arg(long)]
     pub mgcp: Option<SocketAddr>,
-    /// CPU core to pin the dispatcher thread to.
+    /// CPU core to pin the dispatcher thread to (one thread; the same as
+    /// `--dispatcher-cores C`).
     #[arg(long)]
     pub core: Option<usize>,
+    /// Dispatcher threads, each serving its own share of the rx queues (xdp) or its own
+    /// SO_REUSEPORT socket per port (udp), with its own routing state (0: auto, one per served
+    /// queue for xdp, capped by the number of --dispatcher-cores when given; 1 for udp).
+    /// [default: 0]
+    #[arg(long)]
+    pub dispatcher_threads: Option<usize>,
+    /// CPU cores for the dispatcher threads, comma-separated: thread i is pinned to the i-th
+    /// (round-robin when fewer; default: unpinned, or --core).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub dispatcher_cores: Vec<usize>,
     /// XDP attach mode; native falls back to generic (with a warning) if the driver refuses.
     /// [default: native]
     #[arg(long, value_enum)]
@@ -419,6 +431,8 @@ pub struct Effective {
     pub sip: SocketAddr,
     pub mgcp: SocketAddr,
     pub core: Option<usize>,
+    pub dispatcher_threads: usize,
+    pub dispatcher_cores: Vec<usize>,
     #[serde(serialize_with = "ser_enum")]
     pub xdp_mode: AttachMode,
     #[serde(serialize_with = "ser_enum")]
@@ -573,6 +587,12 @@ impl Effective {
             self.tag_key_previous_file.as_deref(),
         )
         .map_err(|e| ConfigError::plain("tag-key-file", e))?;
+        if self.core.is_some() && !self.dispatcher_cores.is_empty() {
+            return Err(ConfigError::plain(
+                "dispatcher-cores",
+                "give --core (one dispatcher thread) or --dispatcher-cores, not both",
+            ));
+        }
         let guard = SourceGuard {
             allow: self.allow_source.clone(),
             rate: self.source_rate,
@@ -588,7 +608,11 @@ impl Effective {
             iface: self.iface.clone(),
             sip: self.sip,
             mgcp: self.mgcp,
-            core: self.core,
+            dispatcher_threads: self.dispatcher_threads,
+            dispatcher_cores: match (self.dispatcher_cores.is_empty(), self.core) {
+                (true, Some(c)) => vec![c],
+                _ => self.dispatcher_cores.clone(),
+            },
             xdp_mode: self.xdp_mode,
             zero_copy: self.zero_copy,
             queues: self.queues,
@@ -722,6 +746,12 @@ fn merge(
         sip,
         mgcp,
         core: pick!(core),
+        dispatcher_threads: pick!(dispatcher_threads, 0),
+        dispatcher_cores: if flags.dispatcher_cores.is_empty() {
+            file.dispatcher_cores.clone()
+        } else {
+            flags.dispatcher_cores.clone()
+        },
         xdp_mode: pick!(xdp_mode, AttachMode::Native),
         zero_copy: pick!(zero_copy, ZeroCopy::Auto),
         queues: pick!(queues),

@@ -21,7 +21,7 @@ use crate::{
     pool::{Admin, Kind},
     route::{local_alive, Inbound, MemberSpec, MemberView, Output, Router, RouterConfig, Snapshot},
     stats::Published,
-    status::{ProcessorStatus, Status, StatusCell},
+    status::{ProcessorStatus, Status, StatusBoard},
 };
 use dispatcher_common::PortProto;
 
@@ -44,6 +44,20 @@ pub struct LinkedMember {
 }
 
 impl LinkedMember {
+    /// The same member for another dispatcher thread: a processor on another host (its
+    /// address and load board are shared); `None` for an in-chassis one, whose queue
+    /// producer belongs to one thread (each thread gets its own from [`fabric::fan_in`]).
+    pub fn try_clone(&self) -> Option<Self> {
+        match &self.link {
+            Link::Remote(addr) => Some(Self {
+                spec: self.spec,
+                link: Link::Remote(*addr),
+                load: Arc::clone(&self.load),
+            }),
+            Link::Local(_) => None,
+        }
+    }
+
     /// An in-chassis member on `port`.
     pub fn local(port: u16, capacity: u32, producer: Producer, load: Arc<LoadReport>) -> Self {
         Self {
@@ -80,6 +94,15 @@ pub struct LinkStats {
     pub lan_sent: u64,
     /// Datagrams the kernel refused (counted; the sender retransmits).
     pub lan_errors: u64,
+}
+
+impl LinkStats {
+    /// Adds another dispatcher thread's counters.
+    pub fn add(&mut self, o: &Self) {
+        self.push_failed += o.push_failed;
+        self.lan_sent += o.lan_sent;
+        self.lan_errors += o.lan_errors;
+    }
 }
 
 /// Every processor's link (index = processor id; `None`: no processor has that id), and the
@@ -296,19 +319,57 @@ pub enum Command {
     Reconfigure(Box<RouterConfig>),
 }
 
-/// The control side's end: sends [`Command`]s to the dispatcher thread.
+impl Command {
+    /// The same command for another dispatcher thread (`None`: an in-chassis processor's
+    /// insertion, which the control side never sends; see [`LinkedMember::try_clone`]).
+    fn try_clone(&self) -> Option<Self> {
+        Some(match self {
+            Command::Insert { id, member, admin } => Command::Insert {
+                id: *id,
+                member: member.try_clone()?,
+                admin: *admin,
+            },
+            Command::SetSpec { id, spec } => Command::SetSpec {
+                id: *id,
+                spec: *spec,
+            },
+            Command::Remove { id } => Command::Remove { id: *id },
+            Command::SetAdmin { id, admin } => Command::SetAdmin {
+                id: *id,
+                admin: *admin,
+            },
+            Command::Reconfigure(cfg) => Command::Reconfigure(cfg.clone()),
+        })
+    }
+}
+
+/// The control side's end: sends [`Command`]s to every dispatcher thread.
 #[derive(Clone)]
 pub struct ControlSender {
-    tx: mpsc::Sender<Command>,
-    waiting: Arc<AtomicBool>,
+    threads: Vec<(mpsc::Sender<Command>, Arc<AtomicBool>)>,
 }
 
 impl ControlSender {
-    /// Queues `cmd`; the dispatcher thread applies it before its next batch (within
-    /// [`crate::stats::PUBLISH_EVERY_NS`] when idle). False when the thread has stopped.
+    /// Queues `cmd` for every dispatcher thread; each applies it before its next batch
+    /// (within [`crate::stats::PUBLISH_EVERY_NS`] when idle), so for a moment some threads
+    /// may decide with the old state and some with the new, never with half of a change.
+    /// False when a thread has stopped.
     pub fn send(&self, cmd: Command) -> bool {
-        let ok = self.tx.send(cmd).is_ok();
-        self.waiting.store(true, Release);
+        let mut ok = true;
+        for (tx, waiting) in self.threads.iter().skip(1) {
+            match cmd.try_clone() {
+                Some(c) => ok &= tx.send(c).is_ok(),
+                None => {
+                    tracing::warn!("an in-chassis processor cannot be inserted at runtime with several dispatcher threads");
+                    ok = false;
+                }
+            }
+            waiting.store(true, Release);
+        }
+        if let Some((tx, waiting)) = self.threads.first() {
+            ok &= tx.send(cmd).is_ok();
+            waiting.store(true, Release);
+        }
         ok
     }
 }
@@ -327,17 +388,23 @@ impl ControlInbox {
     }
 }
 
-/// A connected sender and inbox.
+/// A connected sender and inbox (one dispatcher thread).
 pub fn control_channel() -> (ControlSender, ControlInbox) {
-    let (tx, rx) = mpsc::channel();
-    let waiting = Arc::new(AtomicBool::new(false));
-    (
-        ControlSender {
-            tx,
-            waiting: Arc::clone(&waiting),
-        },
-        ControlInbox { rx, waiting },
-    )
+    let (sender, mut inboxes) = control_channels(1);
+    (sender, inboxes.remove(0))
+}
+
+/// A sender and one inbox per dispatcher thread (`threads` ≥ 1).
+pub fn control_channels(threads: usize) -> (ControlSender, Vec<ControlInbox>) {
+    let mut senders = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..threads.max(1) {
+        let (tx, rx) = mpsc::channel();
+        let waiting = Arc::new(AtomicBool::new(false));
+        senders.push((tx, Arc::clone(&waiting)));
+        inboxes.push(ControlInbox { rx, waiting });
+    }
+    (ControlSender { threads: senders }, inboxes)
 }
 
 /// The router and its links, as one dispatcher thread drives them: refresh the snapshot once
@@ -349,7 +416,9 @@ pub struct Dispatch {
     pub links: Links,
     out: Output,
     inbox: Option<ControlInbox>,
-    status: Option<Arc<StatusCell>>,
+    status: Option<Arc<StatusBoard>>,
+    /// Which dispatcher thread this is (its row in the status board and the counters).
+    thread: usize,
 }
 
 impl Dispatch {
@@ -361,12 +430,26 @@ impl Dispatch {
             out: Output::new(),
             inbox: None,
             status: None,
+            thread: 0,
         }
+    }
+
+    /// Makes this dispatcher thread `thread` of several: its processors share their
+    /// assigned units with the other threads' routers through their load boards (see
+    /// [`Router::share_units`]), and it publishes into row `thread`.
+    pub fn on_thread(mut self, thread: usize) -> Self {
+        self.thread = thread;
+        for (id, m) in self.links.members.iter().enumerate() {
+            if let Some(m) = m {
+                self.router.share_units(id as u16, Arc::clone(&m.load));
+            }
+        }
+        self
     }
 
     /// Takes pool and configuration changes from `inbox` and publishes its [`Status`] into
     /// `status` every [`crate::stats::PUBLISH_EVERY_NS`].
-    pub fn with_control(mut self, inbox: ControlInbox, status: Arc<StatusCell>) -> Self {
+    pub fn with_control(mut self, inbox: ControlInbox, status: Arc<StatusBoard>) -> Self {
         self.inbox = Some(inbox);
         self.status = Some(status);
         self
@@ -388,9 +471,10 @@ impl Dispatch {
         while let Ok(cmd) = inbox.rx.try_recv() {
             match cmd {
                 Command::Insert { id, member, admin } => {
-                    let spec = member.spec;
+                    let (spec, load) = (member.spec, Arc::clone(&member.load));
                     self.links.insert(id, member);
                     self.router.set_member(id, spec);
+                    self.router.share_units(id, load);
                     self.router.set_admin(id, admin);
                 }
                 Command::SetSpec { id, spec } => {
@@ -418,9 +502,9 @@ impl Dispatch {
     /// `rx` is what the shell received so far.
     pub fn publish(&mut self, now_ns: u64, rx: u64, published: &Published) {
         self.apply_commands();
-        published.store(&self.router.stats(), rx);
-        if let Some(cell) = self.status.clone() {
-            cell.try_publish(self.status(now_ns, rx));
+        published.store(self.thread, &self.router.stats(), rx);
+        if let Some(board) = self.status.clone() {
+            board.try_publish(self.thread, self.status(now_ns, rx));
         }
     }
 

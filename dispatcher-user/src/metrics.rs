@@ -127,6 +127,26 @@ pub fn render(s: &Status) -> String {
         s.dispatcher_cpu_ns as f64 / 1e9,
     );
     e.counters(
+        "dispatcher_thread_datagrams",
+        "Datagrams each dispatcher thread's router decided",
+        s.threads
+            .iter()
+            .map(|t| (label("thread", t.index), t.datagrams)),
+    );
+    e.counters_in(
+        "dispatcher_thread_cpu",
+        "CPU time of each dispatcher thread",
+        Unit::Seconds,
+        s.threads
+            .iter()
+            .map(|t| (label("thread", t.index), t.cpu_ns as f64 / 1e9)),
+    );
+    e.counter(
+        "capacity_raced",
+        "Times a processor lost its last free units to another dispatcher thread and the next candidate was tried",
+        s.router.capacity_raced,
+    );
+    e.counters(
         "router_decisions",
         "Routing decisions, one counter per decision",
         decisions(s)
@@ -335,8 +355,19 @@ mod tests {
             new_dialogs: 4,
             last_heard_ms: Some(250),
         });
+        for (index, datagrams) in [(0, 6), (1, 4)] {
+            s.threads.push(crate::status::ThreadStatus {
+                index,
+                datagrams,
+                cpu_ns: 500_000_000,
+                ..Default::default()
+            });
+        }
         let t = render(&s);
         for line in [
+            "switchyard_dispatcher_thread_datagrams_total{thread=\"0\"} 6",
+            "switchyard_dispatcher_thread_datagrams_total{thread=\"1\"} 4",
+            "switchyard_dispatcher_thread_cpu_seconds_total{thread=\"1\"} 0.5",
             "switchyard_received_total 10",
             "switchyard_processor_up{processor=\"7\"} 0",
             "switchyard_processor_healthy{processor=\"7\"} 1",

@@ -64,7 +64,8 @@ pub struct ProcessorsConfig {
 
 /// The running processor threads, and the listener for processors on other hosts.
 pub struct Processors {
-    members: Mutex<Option<Vec<Option<LinkedMember>>>>,
+    /// Per dispatcher thread, its view of every processor (by id).
+    members: Mutex<Option<Vec<Vec<Option<LinkedMember>>>>>,
     handles: Vec<(usize, SocketAddr, JoinHandle<ProcessorStats>)>,
     stop: Arc<AtomicBool>,
     lan: Option<Lan>,
@@ -73,11 +74,15 @@ pub struct Processors {
 impl Processors {
     /// Binds and starts the local processors (each on its entry's address) and the listener
     /// for the remote ones. `_ip` is kept for the callers; the entries carry their addresses.
+    /// Each local processor gets one fabric queue per dispatcher thread (`threads` ≥ 1), so no
+    /// queue ever has two producers; its thread drains them all ([`fabric::fan_in`]).
     pub fn start(
         cfg: &ProcessorsConfig,
         _ip: IpAddr,
         router: &RouterConfig,
+        threads: usize,
     ) -> anyhow::Result<Self> {
+        let threads = threads.max(1);
         let stop = Arc::new(AtomicBool::new(false));
         let mut entries: Vec<&ProcessorEntry> = cfg.entries.iter().collect();
         entries.sort_by_key(|e| e.id);
@@ -105,8 +110,13 @@ impl Processors {
             max_pending_invites: cfg.max_pending_invites,
         };
         // Indexed by id; ids no processor has stay `None` (ids are stable names, see `pool`).
-        let mut members: Vec<Option<LinkedMember>> = Vec::new();
-        members.resize_with(usize::from(pool), || None);
+        let mut members: Vec<Vec<Option<LinkedMember>>> = (0..threads)
+            .map(|_| {
+                let mut v = Vec::new();
+                v.resize_with(usize::from(pool), || None);
+                v
+            })
+            .collect();
         let mut handles = Vec::new();
         let mut remote = Vec::new();
         let mut k: u16 = 0;
@@ -118,8 +128,8 @@ impl Processors {
             let (id, addr) = (e.id, e.addr);
             let socket = UdpSocket::bind(addr)
                 .with_context(|| format!("binding processor {id} on {addr}"))?;
-            let (producer, consumer) =
-                fabric::channel(cfg.queue_depth).context("creating the fabric queue")?;
+            let (producers, consumer) =
+                fabric::fan_in(threads, cfg.queue_depth).context("creating the fabric queues")?;
             let load = LoadReport::new(e.capacity);
             let media = cfg.media_ports.share(n_local, k).with_context(|| {
                 format!(
@@ -141,11 +151,14 @@ impl Processors {
                 Arc::clone(&stop),
             )
             .with_context(|| format!("starting processor thread {id}"))?;
-            let mut member = LinkedMember::local(addr.port(), e.capacity, producer, load);
-            member.spec.max_pending = cfg.max_pending_invites;
-            member.spec.addr = addr;
-            member.spec.weight = e.weight;
-            members[usize::from(id)] = Some(member);
+            for (t, producer) in producers.into_iter().enumerate() {
+                let mut member =
+                    LinkedMember::local(addr.port(), e.capacity, producer, Arc::clone(&load));
+                member.spec.max_pending = cfg.max_pending_invites;
+                member.spec.addr = addr;
+                member.spec.weight = e.weight;
+                members[t][usize::from(id)] = Some(member);
+            }
             handles.push((usize::from(id), addr, handle));
             k += 1;
         }
@@ -153,7 +166,7 @@ impl Processors {
             info!(count = n_local, first = %handles[0].1, "processors started");
         }
         let lan = Self::start_lan(cfg, router, &remote, &mut members)?;
-        if members.iter().all(Option::is_none) {
+        if members[0].iter().all(Option::is_none) {
             warn!("no processors: every new dialog will be answered 503 / 403");
         }
         Ok(Self {
@@ -171,7 +184,7 @@ impl Processors {
         cfg: &ProcessorsConfig,
         router: &RouterConfig,
         remote: &[(usize, ProcessorEntry)],
-        members: &mut [Option<LinkedMember>],
+        members: &mut [Vec<Option<LinkedMember>>],
     ) -> anyhow::Result<Option<Lan>> {
         if remote.is_empty() && cfg.report_listen.is_none() {
             return Ok(None);
@@ -194,7 +207,9 @@ impl Processors {
         for (index, e) in remote {
             let load = LoadReport::new(e.capacity);
             board.push((*index, e.remote_spec(), Arc::clone(&load)));
-            members[*index] = Some(LinkedMember::remote_entry(e, load));
+            for m in members.iter_mut() {
+                m[*index] = Some(LinkedMember::remote_entry(e, Arc::clone(&load)));
+            }
         }
         info!(remote = remote.len(), report_listen = %listen, "processors on other hosts configured");
         Ok(Some(Lan::start(
@@ -206,19 +221,23 @@ impl Processors {
         )?))
     }
 
-    /// The router over these processors and the links that carry out its handoffs, with a
-    /// LAN forwarding socket (bound on `ip`, any port) when some are remote.
-    pub fn router(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<(Router, Links)> {
-        // Always bound (one socket), so processors on other hosts can be added at runtime.
-        let sock =
-            UdpSocket::bind(SocketAddr::new(ip, 0)).context("binding the LAN forwarding socket")?;
-        let forwarder = Some(Forwarder::new(sock)?);
-        let links = Links::new(self.members()?, forwarder, cfg, fabric::monotonic_ns());
-        let mut router = Router::new(cfg.clone(), Vec::new());
-        for (id, spec) in links.specs_by_id() {
-            router.set_member(id, spec);
+    /// One router per dispatcher thread over these processors, each with the links that carry
+    /// out its handoffs (its own fabric queue producers, and its own LAN forwarding socket,
+    /// bound on `ip`, any port, so processors on other hosts can be added at runtime).
+    pub fn routers(&self, cfg: &RouterConfig, ip: IpAddr) -> anyhow::Result<Vec<(Router, Links)>> {
+        let mut out = Vec::new();
+        for members in self.members()? {
+            let sock = UdpSocket::bind(SocketAddr::new(ip, 0))
+                .context("binding the LAN forwarding socket")?;
+            let forwarder = Some(Forwarder::new(sock)?);
+            let links = Links::new(members, forwarder, cfg, fabric::monotonic_ns());
+            let mut router = Router::new(cfg.clone(), Vec::new());
+            for (id, spec) in links.specs_by_id() {
+                router.set_member(id, spec);
+            }
+            out.push((router, links));
         }
-        Ok((router, links))
+        Ok(out)
     }
 
     /// The LAN health monitor, when it runs (to watch / unwatch processors on other hosts and
@@ -243,8 +262,8 @@ impl Processors {
         self.handles.is_empty()
     }
 
-    /// The router's view of the processors; can be taken once.
-    pub fn members(&self) -> anyhow::Result<Vec<Option<LinkedMember>>> {
+    /// Each dispatcher thread's view of the processors; can be taken once.
+    pub fn members(&self) -> anyhow::Result<Vec<Vec<Option<LinkedMember>>>> {
         self.members
             .lock()
             .map_err(|_| anyhow::anyhow!("processor list poisoned"))?

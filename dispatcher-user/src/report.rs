@@ -35,6 +35,47 @@ pub struct ExitReport {
     /// The health monitor of processors on other hosts, when there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lan: Option<crate::lan::LanStats>,
+    /// Each dispatcher thread's share (`router`, `afxdp`/`udp` and `dispatcher_cpu_ns` are
+    /// their sums).
+    #[serde(default)]
+    pub dispatcher_threads: Vec<ThreadReport>,
+}
+
+/// One dispatcher thread at exit.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadReport {
+    /// Its index (0 to `--dispatcher-threads` − 1).
+    pub index: usize,
+    /// The core it was pinned to (`None`: unpinned).
+    pub core: Option<usize>,
+    /// The rx queues it served (xdp backend; empty for udp).
+    pub queues: Vec<u32>,
+    /// Datagrams its router decided.
+    pub datagrams: u64,
+    /// Its CPU time, ns.
+    pub cpu_ns: u64,
+    /// New dialogs it placed.
+    pub new_dialogs: u64,
+}
+
+impl ThreadReport {
+    /// Thread `index`'s row from its router's report.
+    pub fn new(
+        index: usize,
+        core: Option<usize>,
+        queues: Vec<u32>,
+        cpu_ns: u64,
+        r: &RouterReport,
+    ) -> Self {
+        Self {
+            index,
+            core,
+            queues,
+            datagrams: r.decisions.sip + r.decisions.mgcp,
+            cpu_ns,
+            new_dialogs: r.decisions.new_dialogs,
+        }
+    }
 }
 
 /// AF_XDP counters summed over the served queues, and what the shell could not hand on.
@@ -88,6 +129,27 @@ impl RouterReport {
             forwarded_per_processor: core.router.members().iter().map(|m| m.forwarded).collect(),
             links: core.links.stats(),
         }
+    }
+}
+
+impl RouterReport {
+    /// Adds another dispatcher thread's report (each has its own router and affinity table).
+    pub fn add(&mut self, o: &Self) {
+        self.decisions.add(&o.decisions);
+        self.affinity.stats.add(&o.affinity.stats);
+        self.affinity.memory_bytes += o.affinity.memory_bytes;
+        if self.forwarded_per_processor.len() < o.forwarded_per_processor.len() {
+            self.forwarded_per_processor
+                .resize(o.forwarded_per_processor.len(), 0);
+        }
+        for (a, b) in self
+            .forwarded_per_processor
+            .iter_mut()
+            .zip(&o.forwarded_per_processor)
+        {
+            *a += b;
+        }
+        self.links.add(&o.links);
     }
 }
 
@@ -254,6 +316,32 @@ impl ExitReport {
                 self.dispatcher_cpu_ns as f64 / n as f64 / 1e3
             ),
         );
+        if self.dispatcher_threads.len() > 1 {
+            for t in &self.dispatcher_threads {
+                let queues = if t.queues.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (queues {:?})", t.queues)
+                };
+                line(
+                    &format!("  thread {}", t.index),
+                    format!(
+                        "{} datagrams{queues}, {} new dialogs, {:.1} ms of CPU{}",
+                        t.datagrams,
+                        t.new_dialogs,
+                        t.cpu_ns as f64 / 1e6,
+                        if t.datagrams > 0 {
+                            format!(
+                                ", {:.2} µs per datagram",
+                                t.cpu_ns as f64 / t.datagrams as f64 / 1e3
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                );
+            }
+        }
         o
     }
 }

@@ -21,12 +21,13 @@ use xdp_io::{
 
 use crate::{
     control::{pool::Entries, socket::CtlSocket, Controller, ReloadFn, Reloadable},
-    links::{control_channel, Dispatch},
+    links::{control_channels, Dispatch},
     processors::{Processors, ProcessorsConfig},
+    report::ThreadReport,
     report::{AfXdpReport, ExitReport, RouterReport},
     route::RouterConfig,
     stats::Published,
-    status::StatusCell,
+    status::StatusBoard,
     udp_shell::{self, Listener, UdpStats},
     xdp_shell::{self, Idle, PortTable, XdpShellStats},
 };
@@ -53,8 +54,10 @@ pub struct RunConfig {
     pub sip: SocketAddr,
     /// Well-known MGCP address.
     pub mgcp: SocketAddr,
-    /// Core to pin the dispatcher thread to.
-    pub core: Option<usize>,
+    /// Dispatcher threads (0: auto; see [`dispatcher_threads`]).
+    pub dispatcher_threads: usize,
+    /// Cores to pin the dispatcher threads to, thread i on `[i % len]` (empty: unpinned).
+    pub dispatcher_cores: Vec<usize>,
     /// XDP attach mode.
     pub xdp_mode: AttachMode,
     /// Zero-copy request for AF_XDP.
@@ -101,7 +104,8 @@ impl RunConfig {
             ("iface", format!("{:?}", self.iface)),
             ("sip", self.sip.to_string()),
             ("mgcp", self.mgcp.to_string()),
-            ("core", format!("{:?}", self.core)),
+            ("dispatcher-threads", self.dispatcher_threads.to_string()),
+            ("dispatcher-cores", format!("{:?}", self.dispatcher_cores)),
             ("xdp-mode", format!("{:?}", self.xdp_mode)),
             ("zero-copy", format!("{:?}", self.zero_copy)),
             ("queues", format!("{:?}", self.queues)),
@@ -194,10 +198,9 @@ pub fn run(cfg: RunConfig, reloader: Reloader) -> anyhow::Result<()> {
         });
     }
     let started = Instant::now();
-    let published = Arc::new(Published::default());
     let report = match backend {
-        Backend::Xdp => run_xdp(&cfg, &stop, &published, ctl)?,
-        Backend::Udp | Backend::Auto => run_udp(&cfg, &stop, &published, ctl)?,
+        Backend::Xdp => run_xdp(&cfg, &stop, ctl)?,
+        Backend::Udp | Backend::Auto => run_udp(&cfg, &stop, ctl)?,
     };
     let elapsed = started.elapsed().as_secs_f64();
     info!(
@@ -255,7 +258,7 @@ fn control_loop(
     cfg: &RunConfig,
     stop: &AtomicBool,
     published: &Arc<Published>,
-    status: &Arc<StatusCell>,
+    status: &Arc<StatusBoard>,
     sender: crate::links::ControlSender,
     watcher: Option<&dyn crate::control::Watcher>,
     program: Option<&mut XdpProgram>,
@@ -297,62 +300,153 @@ fn control_loop(
     Ok(())
 }
 
-fn pin(core: Option<usize>) {
+/// How many dispatcher threads to run: as configured, else (0, auto) one per served queue
+/// capped by the cores given; never more than `queues` (a thread with no queue would only
+/// idle), and at least one. `queues` is `None` for the udp backend (auto: one thread).
+pub fn dispatcher_threads(configured: usize, cores: &[usize], queues: Option<usize>) -> usize {
+    let n = match (configured, queues) {
+        (0, Some(q)) if !cores.is_empty() => q.min(cores.len()),
+        (0, Some(q)) => q,
+        (0, None) => 1,
+        (n, _) => n,
+    };
+    match queues {
+        Some(q) if n > q => {
+            warn!(
+                threads = n,
+                queues = q,
+                "more dispatcher threads than rx queues served: running one per queue"
+            );
+            q.max(1)
+        }
+        _ => n.max(1),
+    }
+}
+
+/// The cores the processor threads are pinned to: `--processor-cores` as given; else, when
+/// the dispatcher threads are pinned, every other core of the machine (so processors never
+/// share a dispatcher's core); else none (unpinned). When the dispatcher cores are all the
+/// machine has, the processors stay unpinned, with a warning.
+fn processor_cores(cfg: &ProcessorsConfig, dispatcher_cores: &[usize]) -> Vec<usize> {
+    if !cfg.cores.is_empty() || dispatcher_cores.is_empty() {
+        return cfg.cores.clone();
+    }
+    let all: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let rest: Vec<usize> = all
+        .into_iter()
+        .filter(|c| !dispatcher_cores.contains(c))
+        .collect();
+    if rest.is_empty() {
+        warn!("the dispatcher threads are pinned to every core: processor threads run unpinned");
+    } else {
+        info!(cores = ?rest, "processor threads pinned to the cores the dispatcher threads do not use");
+    }
+    rest
+}
+
+/// Starts the processors with their cores resolved ([`processor_cores`]).
+fn start_processors(cfg: &RunConfig, threads: usize) -> anyhow::Result<Processors> {
+    let mut pc = cfg.processors.clone();
+    pc.cores = processor_cores(&pc, &cfg.dispatcher_cores);
+    Processors::start(&pc, processor_ip(cfg), &cfg.router, threads)
+}
+
+/// The core dispatcher thread `index` is pinned to, if any.
+fn core_of(cores: &[usize], index: usize) -> Option<usize> {
+    (!cores.is_empty()).then(|| cores[index % cores.len()])
+}
+
+fn pin(core: Option<usize>, index: usize) {
     let Some(id) = core else { return };
     if core_affinity::set_for_current(core_affinity::CoreId { id }) {
-        info!(core = id, "dispatcher thread pinned");
+        info!(core = id, thread = index, "dispatcher thread pinned");
     } else {
         warn!(
             core = id,
+            thread = index,
             "could not pin the dispatcher thread (core does not exist?); running unpinned"
         );
     }
 }
 
-fn run_udp(
+/// The dispatcher thread's name: `dispatcher` alone, `dispatcher-I` of several.
+fn thread_name(index: usize, threads: usize) -> String {
+    if threads == 1 {
+        "dispatcher".into()
+    } else {
+        format!("dispatcher-{index}")
+    }
+}
+
+/// One router per thread over the processors, each with its control inbox and row in the
+/// status board.
+fn dispatches(
+    procs: &Processors,
     cfg: &RunConfig,
-    stop: &Arc<AtomicBool>,
-    published: &Arc<Published>,
-    ctl: Control,
-) -> anyhow::Result<ExitReport> {
-    let listeners = vec![
-        Listener::bind(cfg.sip, PortProto::Sip)
-            .with_context(|| format!("binding SIP socket {}", cfg.sip))?,
-        Listener::bind(cfg.mgcp, PortProto::Mgcp)
-            .with_context(|| format!("binding MGCP socket {}", cfg.mgcp))?,
-    ];
-    let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
+    threads: usize,
+) -> anyhow::Result<(crate::links::ControlSender, Arc<StatusBoard>, Vec<Dispatch>)> {
+    let routers = procs.routers(&cfg.router, cfg.sip.ip())?;
+    let (sender, inboxes) = control_channels(threads);
+    let board = Arc::new(StatusBoard::new(threads));
+    let cores = routers
+        .into_iter()
+        .zip(inboxes)
+        .enumerate()
+        .map(|(t, ((router, links), inbox))| {
+            Dispatch::new(router, links)
+                .on_thread(t)
+                .with_control(inbox, Arc::clone(&board))
+        })
+        .collect();
+    Ok((sender, board, cores))
+}
+
+fn run_udp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Result<ExitReport> {
+    let threads = dispatcher_threads(cfg.dispatcher_threads, &cfg.dispatcher_cores, None);
+    let sip = Listener::group(cfg.sip, PortProto::Sip, threads)
+        .with_context(|| format!("binding SIP socket {}", cfg.sip))?;
+    let mgcp = Listener::group(cfg.mgcp, PortProto::Mgcp, threads)
+        .with_context(|| format!("binding MGCP socket {}", cfg.mgcp))?;
+    let procs = start_processors(cfg, threads)?;
     info!(
-        sip = %listeners[0].local_addr(),
-        mgcp = %listeners[1].local_addr(),
+        sip = %sip[0].local_addr(),
+        mgcp = %mgcp[0].local_addr(),
+        threads,
         processors = procs.len(),
         policy = ?cfg.router.policy,
         "udp backend listening"
     );
-    let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;
-    let (sender, inbox) = control_channel();
-    let status = Arc::new(StatusCell::default());
-    let mut core = Dispatch::new(router, links).with_control(inbox, Arc::clone(&status));
-    let core_id = cfg.core;
-    let coalesce_ns = cfg.coalesce_ns;
-    let stop2 = Arc::clone(stop);
-    let pub2 = Arc::clone(published);
-    let handle = std::thread::Builder::new()
-        .name("dispatcher".into())
-        .spawn(move || -> anyhow::Result<(Dispatch, UdpStats)> {
-            pin(core_id);
-            let mut stats = UdpStats::default();
-            udp_shell::run(
-                &listeners,
-                &mut core,
-                coalesce_ns,
-                &stop2,
-                &mut stats,
-                &pub2,
-            )?;
-            stats.cpu_ns = crate::stats::thread_cpu_ns();
-            Ok((core, stats))
-        })?;
+    let (sender, status, cores) = dispatches(&procs, cfg, threads)?;
+    let published = &Arc::new(Published::new(threads));
+    let mut handles = Vec::new();
+    for (t, ((mut core, s), m)) in cores.into_iter().zip(sip).zip(mgcp).enumerate() {
+        let listeners = vec![s, m];
+        let core_id = core_of(&cfg.dispatcher_cores, t);
+        let coalesce_ns = cfg.coalesce_ns;
+        let stop2 = Arc::clone(stop);
+        let pub2 = Arc::clone(published);
+        let handle = std::thread::Builder::new()
+            .name(thread_name(t, threads))
+            .spawn(move || -> anyhow::Result<(Dispatch, UdpStats)> {
+                pin(core_id, t);
+                let mut stats = UdpStats::default();
+                udp_shell::run(
+                    &listeners,
+                    &mut core,
+                    coalesce_ns,
+                    &stop2,
+                    &mut stats,
+                    &pub2,
+                )?;
+                stats.cpu_ns = crate::stats::thread_cpu_ns();
+                Ok((core, stats))
+            })?;
+        handles.push((t, core_id, handle));
+    }
     let looped = control_loop(
         cfg,
         stop,
@@ -365,23 +459,43 @@ fn run_udp(
         "udp",
     );
     stop.store(true, Ordering::Relaxed);
-    let joined = handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
+    let mut joined = Vec::new();
+    for (t, core_id, h) in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("dispatcher thread {t} panicked"));
+        joined.push((t, core_id, r));
+    }
     let (processors, lan) = procs.stop();
     looped?;
-    let (core, stats) = joined??;
+    let mut udp = UdpStats::default();
+    let mut router = RouterReport::default();
+    let mut rows = Vec::new();
+    for (t, core_id, r) in joined {
+        let (core, stats) = r??;
+        let report = RouterReport::new(&core);
+        rows.push(ThreadReport::new(
+            t,
+            core_id,
+            Vec::new(),
+            stats.cpu_ns,
+            &report,
+        ));
+        router.add(&report);
+        udp.add(&stats);
+    }
     Ok(ExitReport {
         backend: "udp".into(),
-        dispatcher_cpu_ns: stats.cpu_ns,
-        udp: Some(stats),
+        dispatcher_cpu_ns: udp.cpu_ns,
+        udp: Some(udp),
         attach_mode: None,
         zero_copy: None,
         xdp: None,
         afxdp: None,
-        router: RouterReport::new(&core),
+        router,
         processors,
         lan,
+        dispatcher_threads: rows,
     })
 }
 
@@ -394,12 +508,7 @@ fn processor_ip(cfg: &RunConfig) -> std::net::IpAddr {
     }
 }
 
-fn run_xdp(
-    cfg: &RunConfig,
-    stop: &Arc<AtomicBool>,
-    published: &Arc<Published>,
-    ctl: Control,
-) -> anyhow::Result<ExitReport> {
+fn run_xdp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Result<ExitReport> {
     let iface = cfg
         .iface
         .clone()
@@ -440,15 +549,15 @@ fn run_xdp(
         );
     }
     let nq = queues.len();
-    let procs = Processors::start(&cfg.processors, processor_ip(cfg), &cfg.router)?;
-    let (router, links) = procs.router(&cfg.router, cfg.sip.ip())?;
-    let (sender, inbox) = control_channel();
-    let status = Arc::new(StatusCell::default());
-    let mut core = Dispatch::new(router, links).with_control(inbox, Arc::clone(&status));
+    let threads = dispatcher_threads(cfg.dispatcher_threads, &cfg.dispatcher_cores, Some(nq));
+    let procs = start_processors(cfg, threads)?;
+    let (sender, status, cores) = dispatches(&procs, cfg, threads)?;
+    let published = &Arc::new(Published::new(threads));
     let zc = queues.iter().all(XskQueue::zero_copy);
     info!(
         %iface,
         queues = nq,
+        threads,
         attach = ?mode,
         copy_mode = if zc { "zero-copy" } else { "copy" },
         sip_port = cfg.sip.port(),
@@ -457,34 +566,45 @@ fn run_xdp(
         policy = ?cfg.router.policy,
         "xdp backend running"
     );
-    let ports = PortTable(port_list.to_vec());
-    let core_id = cfg.core;
-    let idle = cfg.idle;
-    let coalesce_ns = cfg.coalesce_ns;
-    let stop2 = Arc::clone(stop);
-    let pub2 = Arc::clone(published);
-    let handle = std::thread::Builder::new()
-        .name("dispatcher".into())
-        .spawn(move || {
-            pin(core_id);
-            let mut stats = XdpShellStats::default();
-            xdp_shell::run(
-                &mut queues,
-                &ports,
-                &mut core,
-                idle,
-                coalesce_ns,
-                &stop2,
-                &mut stats,
-                &pub2,
-            );
-            stats.cpu_ns = crate::stats::thread_cpu_ns();
-            for q in queues.iter_mut() {
-                q.refresh_kernel_stats();
-            }
-            let qs: Vec<XskStats> = queues.iter().map(XskQueue::stats).collect();
-            (core, stats, qs)
-        })?;
+    // Thread t serves the queues i with i % threads == t: disjoint, and spread evenly.
+    let mut shares: Vec<Vec<XskQueue>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, q) in queues.drain(..).enumerate() {
+        shares[i % threads].push(q);
+    }
+    let mut handles = Vec::new();
+    for (t, (mut core, mut mine)) in cores.into_iter().zip(shares).enumerate() {
+        let ports = PortTable(port_list.to_vec());
+        let core_id = core_of(&cfg.dispatcher_cores, t);
+        let idle = cfg.idle;
+        let coalesce_ns = cfg.coalesce_ns;
+        let stop2 = Arc::clone(stop);
+        let pub2 = Arc::clone(published);
+        let ids: Vec<u32> = mine.iter().map(XskQueue::queue).collect();
+        info!(thread = t, queues = ?ids, "dispatcher thread serves");
+        let handle = std::thread::Builder::new()
+            .name(thread_name(t, threads))
+            .spawn(move || {
+                pin(core_id, t);
+                let mut stats = XdpShellStats::default();
+                xdp_shell::run(
+                    &mut mine,
+                    &ports,
+                    &mut core,
+                    idle,
+                    coalesce_ns,
+                    &stop2,
+                    &mut stats,
+                    &pub2,
+                );
+                stats.cpu_ns = crate::stats::thread_cpu_ns();
+                for q in mine.iter_mut() {
+                    q.refresh_kernel_stats();
+                }
+                let qs: Vec<XskStats> = mine.iter().map(XskQueue::stats).collect();
+                (core, stats, qs)
+            })?;
+        handles.push((t, core_id, ids, handle));
+    }
     let looped = control_loop(
         cfg,
         stop,
@@ -497,14 +617,29 @@ fn run_xdp(
         "xdp",
     );
     stop.store(true, Ordering::Relaxed);
-    let joined = handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("dispatcher thread panicked"));
+    let mut joined = Vec::new();
+    for (t, core_id, ids, h) in handles {
+        let r = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("dispatcher thread {t} panicked"));
+        joined.push((t, core_id, ids, r));
+    }
     let x = prog.counters()?;
     drop(prog); // detaches
     let (processors, lan) = procs.stop();
     looped?;
-    let (core, shell, qs) = joined?;
+    let mut shell = XdpShellStats::default();
+    let mut rings = Vec::new();
+    let mut router = RouterReport::default();
+    let mut rows = Vec::new();
+    for (t, core_id, ids, r) in joined {
+        let (core, stats, qs) = r?;
+        let report = RouterReport::new(&core);
+        rows.push(ThreadReport::new(t, core_id, ids, stats.cpu_ns, &report));
+        router.add(&report);
+        shell.add(&stats);
+        rings.extend(qs);
+    }
     Ok(ExitReport {
         backend: "xdp".into(),
         dispatcher_cpu_ns: shell.cpu_ns,
@@ -512,9 +647,31 @@ fn run_xdp(
         attach_mode: Some(format!("{mode:?}").to_lowercase()),
         zero_copy: Some(zc),
         xdp: Some(x),
-        afxdp: Some(AfXdpReport::new(&qs, &shell)),
-        router: RouterReport::new(&core),
+        afxdp: Some(AfXdpReport::new(&rings, &shell)),
+        router,
         processors,
         lan,
+        dispatcher_threads: rows,
     })
+}
+
+#[cfg(test)]
+mod thread_tests {
+    use super::dispatcher_threads;
+
+    #[test]
+    fn auto_is_one_thread_per_queue_capped_by_the_cores_given() {
+        assert_eq!(dispatcher_threads(0, &[], Some(4)), 4);
+        assert_eq!(dispatcher_threads(0, &[2, 3], Some(4)), 2);
+        assert_eq!(dispatcher_threads(0, &[1, 2, 3], Some(2)), 2);
+        assert_eq!(dispatcher_threads(0, &[], None), 1, "udp: one unless asked");
+        assert_eq!(dispatcher_threads(0, &[], Some(0)), 1);
+    }
+
+    #[test]
+    fn an_explicit_count_holds_but_never_exceeds_the_queues() {
+        assert_eq!(dispatcher_threads(2, &[], Some(4)), 2);
+        assert_eq!(dispatcher_threads(3, &[], None), 3, "udp: one socket each");
+        assert_eq!(dispatcher_threads(4, &[], Some(2)), 2, "a thread without a queue idles");
+    }
 }

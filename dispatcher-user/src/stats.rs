@@ -10,9 +10,23 @@ use crate::route::RouterStats;
 /// How often the dispatcher thread publishes (100 ms).
 pub const PUBLISH_EVERY_NS: u64 = 100_000_000;
 
-/// The published snapshot.
-#[derive(Debug, Default)]
+/// The published counters: one row per dispatcher thread, summed by [`Published::load`].
+#[derive(Debug)]
 pub struct Published {
+    threads: Box<[ThreadCounters]>,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+/// One dispatcher thread's row of [`Published`], on its own cache lines (each thread writes
+/// only its own).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct ThreadCounters {
     sip: AtomicU64,
     mgcp: AtomicU64,
     forwarded: AtomicU64,
@@ -42,12 +56,15 @@ pub struct Snapshot {
 }
 
 impl Published {
-    /// Stores the dispatcher thread's current counters.
-    pub fn store(&self, r: &RouterStats, rx: u64) {
-        self.sip.store(r.sip, Relaxed);
-        self.mgcp.store(r.mgcp, Relaxed);
-        self.forwarded.store(r.new_dialogs, Relaxed);
-        self.answered.store(
+    /// Stores dispatcher thread `thread`'s current counters.
+    pub fn store(&self, thread: usize, r: &RouterStats, rx: u64) {
+        let Some(t) = self.threads.get(thread) else {
+            return;
+        };
+        t.sip.store(r.sip, Relaxed);
+        t.mgcp.store(r.mgcp, Relaxed);
+        t.forwarded.store(r.new_dialogs, Relaxed);
+        t.answered.store(
             r.options_answered
                 + r.rejected_method
                 + r.no_transaction
@@ -57,8 +74,8 @@ impl Published {
                 + r.mgcp_answered,
             Relaxed,
         );
-        self.overload.store(r.overload, Relaxed);
-        self.dropped.store(
+        t.overload.store(r.overload, Relaxed);
+        t.dropped.store(
             r.dropped_empty
                 + r.dropped_response
                 + r.dropped_unparseable
@@ -67,19 +84,30 @@ impl Published {
                 + r.dropped_removed,
             Relaxed,
         );
-        self.rx.store(rx, Relaxed);
+        t.rx.store(rx, Relaxed);
     }
 
-    /// Reads the last published counters.
+    /// Reads the last published counters, summed over the threads.
     pub fn load(&self) -> Snapshot {
-        Snapshot {
-            sip: self.sip.load(Relaxed),
-            mgcp: self.mgcp.load(Relaxed),
-            forwarded: self.forwarded.load(Relaxed),
-            answered: self.answered.load(Relaxed),
-            overload: self.overload.load(Relaxed),
-            dropped: self.dropped.load(Relaxed),
-            rx: self.rx.load(Relaxed),
+        let mut sum = Snapshot::default();
+        for t in self.threads.iter() {
+            sum.sip += t.sip.load(Relaxed);
+            sum.mgcp += t.mgcp.load(Relaxed);
+            sum.forwarded += t.forwarded.load(Relaxed);
+            sum.answered += t.answered.load(Relaxed);
+            sum.overload += t.overload.load(Relaxed);
+            sum.dropped += t.dropped.load(Relaxed);
+            sum.rx += t.rx.load(Relaxed);
+        }
+        sum
+    }
+
+    /// Rows for `threads` dispatcher threads (at least one).
+    pub fn new(threads: usize) -> Self {
+        Self {
+            threads: (0..threads.max(1))
+                .map(|_| ThreadCounters::default())
+                .collect(),
         }
     }
 }

@@ -136,6 +136,106 @@ pub struct Status {
     pub lan: Option<LanStats>,
     /// Configuration reloads.
     pub reloads: Reloads,
+    /// Each dispatcher thread's share (the fields above are their sums).
+    #[serde(default)]
+    pub threads: Vec<ThreadStatus>,
+}
+
+/// One dispatcher thread's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadStatus {
+    /// Its index (`--dispatcher-threads`: 0 to N-1).
+    pub index: usize,
+    /// Datagrams (udp) or frames (xdp) its shell received.
+    pub rx: u64,
+    /// Datagrams its router decided.
+    pub datagrams: u64,
+    /// New dialogs it placed.
+    pub new_dialogs: u64,
+    /// Its CPU time, ns.
+    pub cpu_ns: u64,
+}
+
+impl Status {
+    /// Adds another dispatcher thread's status into this one: counters sum; a processor's
+    /// units in use come from the board every thread shares, so the larger (newer) value
+    /// stands, and its forwarded and new-dialog counts sum.
+    fn add_thread(&mut self, o: &Status) {
+        if self.backend.is_empty() {
+            self.backend.clone_from(&o.backend);
+        }
+        self.rx += o.rx;
+        self.dispatcher_cpu_ns += o.dispatcher_cpu_ns;
+        self.router.add(&o.router);
+        self.links.add(&o.links);
+        for p in &o.processors {
+            match self.processors.iter_mut().find(|q| q.id == p.id) {
+                Some(q) => {
+                    q.forwarded += p.forwarded;
+                    q.new_dialogs += p.new_dialogs;
+                    q.units_in_use = q.units_in_use.max(p.units_in_use);
+                    q.pending_invites = q.pending_invites.max(p.pending_invites);
+                }
+                None => self.processors.push(p.clone()),
+            }
+        }
+    }
+}
+
+/// Where each dispatcher thread publishes its [`Status`] (one [`StatusCell`] per thread, so
+/// no thread ever waits for another) and where the control side reads their sum.
+#[derive(Debug)]
+pub struct StatusBoard(Vec<StatusCell>);
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl StatusBoard {
+    /// A board for `threads` dispatcher threads (at least one).
+    pub fn new(threads: usize) -> Self {
+        Self((0..threads.max(1)).map(|_| StatusCell::default()).collect())
+    }
+
+    /// Publishes thread `thread`'s status (see [`StatusCell::try_publish`]).
+    pub fn try_publish(&self, thread: usize, s: Status) -> bool {
+        self.0.get(thread).is_some_and(|c| c.try_publish(s))
+    }
+
+    /// Every thread's status summed, with one [`ThreadStatus`] row per thread.
+    pub fn get(&self) -> Arc<Status> {
+        if self.0.len() == 1 {
+            let s = self.0[0].get();
+            if s.threads.is_empty() {
+                let mut s = (*s).clone();
+                s.threads = vec![ThreadStatus::of(0, &s)];
+                return Arc::new(s);
+            }
+            return s;
+        }
+        let mut sum = Status::default();
+        for (i, c) in self.0.iter().enumerate() {
+            let s = c.get();
+            sum.add_thread(&s);
+            sum.threads.push(ThreadStatus::of(i, &s));
+        }
+        Arc::new(sum)
+    }
+}
+
+impl ThreadStatus {
+    /// Thread `index`'s row, from its own status.
+    fn of(index: usize, s: &Status) -> Self {
+        Self {
+            index,
+            rx: s.rx,
+            datagrams: s.router.sip + s.router.mgcp,
+            new_dialogs: s.router.new_dialogs,
+            cpu_ns: s.dispatcher_cpu_ns,
+        }
+    }
 }
 
 impl Status {

@@ -45,6 +45,30 @@ pub struct UdpStats {
     pub coalesced_sleeps: u64,
 }
 
+impl UdpStats {
+    /// Adds another dispatcher thread's counters.
+    pub fn add(&mut self, o: &Self) {
+        let Self {
+            rx_datagrams,
+            rx_batches,
+            truncated,
+            tx_replies,
+            tx_errors,
+            cpu_ns,
+            polls,
+            coalesced_sleeps,
+        } = *o;
+        self.rx_datagrams += rx_datagrams;
+        self.rx_batches += rx_batches;
+        self.truncated += truncated;
+        self.tx_replies += tx_replies;
+        self.tx_errors += tx_errors;
+        self.cpu_ns += cpu_ns;
+        self.polls += polls;
+        self.coalesced_sleeps += coalesced_sleeps;
+    }
+}
+
 /// One bound well-known socket and its protocol.
 pub struct Listener {
     sock: UdpSocket,
@@ -61,6 +85,23 @@ impl Listener {
         let _ = udp_batch::set_recv_buffer(&sock, 8 << 20);
         let local = sock.local_addr()?;
         Ok(Self { sock, proto, local })
+    }
+
+    /// `threads` sockets on `addr` for `proto`, one per dispatcher thread: an SO_REUSEPORT
+    /// group whose reuseport program keeps every source (address and port) on one socket
+    /// ([`udp_batch::reuseport`]), so a transaction's retransmissions and CANCEL reach the
+    /// thread that saw its INVITE. One thread: a plain socket.
+    pub fn group(addr: SocketAddr, proto: PortProto, threads: usize) -> io::Result<Vec<Self>> {
+        let socks = udp_batch::reuseport::bind_group(addr, threads.max(1))?;
+        socks
+            .into_iter()
+            .map(|sock| {
+                sock.set_nonblocking(true)?;
+                let _ = udp_batch::set_recv_buffer(&sock, 8 << 20);
+                let local = sock.local_addr()?;
+                Ok(Self { sock, proto, local })
+            })
+            .collect()
     }
 
     /// The bound address (resolves port 0).

@@ -61,6 +61,30 @@ pub struct XdpShellStats {
     pub wake_cost_ns: u64,
 }
 
+impl XdpShellStats {
+    /// Adds another dispatcher thread's counters (the wake cost: the larger).
+    pub fn add(&mut self, o: &Self) {
+        let Self {
+            bad_frames,
+            unknown_port,
+            reply_not_sent,
+            cpu_ns,
+            polls,
+            coalesced_sleeps,
+            spins,
+            wake_cost_ns,
+        } = *o;
+        self.bad_frames += bad_frames;
+        self.unknown_port += unknown_port;
+        self.reply_not_sent += reply_not_sent;
+        self.cpu_ns += cpu_ns;
+        self.polls += polls;
+        self.coalesced_sleeps += coalesced_sleeps;
+        self.spins += spins;
+        self.wake_cost_ns = self.wake_cost_ns.max(wake_cost_ns);
+    }
+}
+
 /// Maps a destination port to its protocol; tiny, so a linear scan beats hashing.
 #[derive(Debug, Clone)]
 pub struct PortTable(pub Vec<(u16, PortProto)>);

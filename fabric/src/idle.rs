@@ -283,9 +283,7 @@ impl crate::Consumer {
             self.unpark();
             true
         } else {
-            self.ring
-                .parked
-                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.clear_parked();
             false
         }
     }

@@ -145,6 +145,26 @@ impl Exposition {
         }
     }
 
+    /// A labelled counter family in `unit` (`switchyard_<name>_<unit>_total{...}`); nothing
+    /// when `rows` is empty.
+    pub fn counters_in(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Unit,
+        rows: impl IntoIterator<Item = (Labels, f64)>,
+    ) {
+        let f: Family<Labels, Counter<f64, AtomicU64>> = Family::default();
+        let mut any = false;
+        for (labels, v) in rows {
+            f.get_or_create(&labels).inc_by(v);
+            any = true;
+        }
+        if any {
+            self.reg.register_with_unit(name, help, unit, f);
+        }
+    }
+
     /// An info metric `switchyard_<name>_info{labels} 1`.
     pub fn info(&mut self, name: &str, help: &str, labels: Labels) {
         self.reg.register(name, help, Info::new(labels));

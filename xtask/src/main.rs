@@ -46,6 +46,10 @@ enum Cmd {
         /// calls fail with 503 / 403, to see what a failed run reports.
         #[arg(long, default_value_t = 0)]
         capacity: u32,
+        /// Rx queues of the dispatcher-side veth (switchyard runs one dispatcher thread per
+        /// queue unless `-- --dispatcher-threads N` says otherwise).
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
         /// Further `switchyard run` flags, after `--` (e.g. `-- --coalesce-us 250`).
         #[arg(last = true)]
         switchyard_args: Vec<String>,
@@ -243,6 +247,7 @@ fn main() -> anyhow::Result<()> {
             keep,
             name,
             capacity,
+            queues,
             switchyard_args,
         } => run(xtask::run::RunConfig {
             backend,
@@ -250,6 +255,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             name,
             capacity,
+            queues,
             keep,
             switchyard_args,
             bin_dir: workspace_root().join("target/release"),

@@ -29,6 +29,9 @@ pub struct RunConfig {
     pub name: String,
     /// Capacity of each processor in session units (0: unlimited).
     pub capacity: u32,
+    /// Rx queues of the dispatcher-side veth (switchyard serves them all; with
+    /// `--dispatcher-threads` auto, one thread each).
+    pub queues: u32,
     /// Keep the testbed afterwards.
     pub keep: bool,
     /// Further flags for `switchyard run` (after the ones this sets).
@@ -276,7 +279,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<String> {
     std::fs::create_dir_all(&cfg.out_dir)?;
     let bin = cfg.bin_dir.join("switchyard");
     let gen = cfg.bin_dir.join("switchyard-bench");
-    let tb = Testbed::up(&cfg.name, 1)?;
+    let tb = Testbed::up(&cfg.name, cfg.queues)?;
     let tb = if cfg.keep { tb.keep() } else { tb };
     println!(
         "testbed up: {} ({}) <-> {} ({}, {})",
@@ -394,6 +397,7 @@ mod tests {
             rate: 500,
             name: "t".into(),
             capacity: 0,
+            queues: 1,
             keep: false,
             switchyard_args: Vec::new(),
             bin_dir: PathBuf::new(),

@@ -39,7 +39,7 @@ use crate::{
     pool::{Admin, Kind, ProcessorEntry},
     route::{MemberSpec, RouterConfig},
     stats::Published,
-    status::{Reloads, State, Status, StatusCell},
+    status::{Reloads, State, Status, StatusBoard, StatusCell},
 };
 
 /// A command from `switchyard ctl`.
@@ -170,7 +170,7 @@ pub type ReloadFn = Box<dyn Fn() -> anyhow::Result<Reloadable>>;
 /// The control loop's state.
 pub struct Controller<'a> {
     sender: ControlSender,
-    status: Arc<StatusCell>,
+    status: Arc<StatusBoard>,
     published: Arc<Published>,
     watcher: Option<&'a dyn Watcher>,
     program: Option<&'a mut XdpProgram>,
@@ -202,7 +202,7 @@ impl<'a> Controller<'a> {
     pub fn new(
         initial: Reloadable,
         sender: ControlSender,
-        status: Arc<StatusCell>,
+        status: Arc<StatusBoard>,
         published: Arc<Published>,
         watcher: Option<&'a dyn Watcher>,
         program: Option<&'a mut XdpProgram>,
@@ -770,7 +770,7 @@ mod tests {
         let c = Controller::new(
             file.borrow().clone(),
             tx,
-            Arc::new(StatusCell::default()),
+            Arc::new(StatusBoard::default()),
             Arc::new(Published::default()),
             None,
             None,

@@ -39,6 +39,16 @@ pub struct AffinityStats {
     pub misses: u64,
 }
 
+impl AffinityStats {
+    /// Adds another table's counters (one table per dispatcher thread).
+    pub fn add(&mut self, o: &Self) {
+        self.inserted += o.inserted;
+        self.evicted += o.evicted;
+        self.hits += o.hits;
+        self.misses += o.misses;
+    }
+}
+
 /// The table.
 pub struct Affinity {
     slots: Box<[Entry]>,

@@ -8,7 +8,10 @@
 //! hot path reads no cache line another core is writing. What the router assigned since the
 //! snapshot was taken is its own knowledge and is added on top: a queue the router filled in
 //! this batch is full even if the snapshot still shows room.
-use std::net::{Ipv4Addr, SocketAddr};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::{atomic::Ordering::Relaxed, Arc},
+};
 
 use super::select::MemberState;
 use crate::pool::Admin;
@@ -141,8 +144,12 @@ pub struct Member {
     pub present: bool,
     /// Operator state (`ctl drain/disable/enable`).
     pub admin: Admin,
-    /// Units the dispatcher assigned to it, ever (monotonic).
+    /// Units this router assigned to it, ever (monotonic).
     pub assigned_units: u64,
+    /// The units every dispatcher thread's router assigned to it together
+    /// ([`fabric::LoadReport::assigned_units`]), when several threads share the processor;
+    /// `None`: this router is the only one and `assigned_units` is the whole truth.
+    shared: Option<Arc<fabric::LoadReport>>,
     /// Messages handed to it.
     pub forwarded: u64,
     /// New dialogs placed on it.
@@ -169,6 +176,7 @@ impl Member {
             present: true,
             admin: Admin::Active,
             assigned_units: 0,
+            shared: None,
             forwarded: 0,
             new_dialogs: 0,
             handed: 0,
@@ -201,7 +209,7 @@ impl Member {
         }
         if self.spec.remote && v.reports != self.seen_reports {
             self.seen_reports = v.reports;
-            self.assigned_at_report = self.assigned_units;
+            self.assigned_at_report = self.total_assigned();
             self.invites_at_report = self.invites_assigned;
         }
     }
@@ -218,9 +226,61 @@ impl Member {
         self.invites_assigned += 1;
     }
 
-    /// Records `units` assigned to it with a new dialog.
+    /// Shares the accounting of every dispatcher thread through `board` (see
+    /// [`Member::try_assign`]).
+    pub(super) fn share(&mut self, board: Arc<fabric::LoadReport>) {
+        self.shared = Some(board);
+    }
+
+    /// Units assigned to it by every router that shares it (just this one's without a board).
+    #[inline]
+    fn total_assigned(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(self.assigned_units, |b| b.assigned_units.load(Relaxed))
+    }
+
+    /// Records `units` assigned to it with a new dialog, whatever its capacity (a dialog that
+    /// names its processor).
     pub(super) fn assign(&mut self, units: u32) {
         self.assigned_units += u64::from(units);
+        if let Some(b) = &self.shared {
+            b.assigned_units.fetch_add(u64::from(units), Relaxed);
+        }
+    }
+
+    /// Assigns `units` unless that takes an in-chassis processor over its capacity, counting
+    /// what other dispatcher threads assigned meanwhile: the reservation is one atomic add on
+    /// the shared board, so of two threads racing for the last units exactly one gets them
+    /// (every read-modify-write of one atomic sees the previous one, whatever the ordering),
+    /// and the other gives them back and tries another processor. `released` is the
+    /// snapshot's, at most as new as the truth, so the check only errs on the safe side.
+    /// The sum of threads never exceeds a capacity. False: nothing was assigned.
+    pub(super) fn try_assign(&mut self, units: u32, released: u64) -> bool {
+        let u = u64::from(units);
+        match &self.shared {
+            Some(b) if !self.spec.remote && self.spec.capacity > 0 => {
+                let before = b.assigned_units.fetch_add(u, Relaxed);
+                if (before + u).saturating_sub(released) > u64::from(self.spec.capacity) {
+                    b.assigned_units.fetch_sub(u, Relaxed);
+                    return false;
+                }
+                self.assigned_units += u;
+                true
+            }
+            _ => {
+                self.assign(units);
+                true
+            }
+        }
+    }
+
+    /// Takes back an assignment that could not be handed over (its queue was full).
+    pub(super) fn unassign(&mut self, units: u32) {
+        self.assigned_units -= u64::from(units);
+        if let Some(b) = &self.shared {
+            b.assigned_units.fetch_sub(u64::from(units), Relaxed);
+        }
     }
 
     /// In the pool and not disabled: its transactions and dialogs are routed to it (a draining
@@ -251,7 +311,8 @@ impl Member {
             // yet when the report is one we have not looked at).
             let (units_since, invites_since) = if v.reports == self.seen_reports {
                 (
-                    self.assigned_units - self.assigned_at_report,
+                    self.total_assigned()
+                        .saturating_sub(self.assigned_at_report),
                     (self.invites_assigned - self.invites_at_report) as u32,
                 )
             } else {
@@ -276,7 +337,7 @@ impl Member {
             }
         } else {
             MemberState {
-                in_use: self.assigned_units.saturating_sub(v.released_units),
+                in_use: self.total_assigned().saturating_sub(v.released_units),
                 capacity: self.spec.capacity,
                 depth,
                 queue_capacity: v.queue_capacity,

@@ -113,6 +113,74 @@ pub struct RouterStats {
     pub mgcp_retransmissions: u64,
     /// MGCP commands answered by the dispatcher (wildcard AUEP, RSIP, errors).
     pub mgcp_answered: u64,
+    /// Not a decision: times a processor the policy picked had lost its last free units to
+    /// another dispatcher thread since the snapshot, so the next candidate was tried (see
+    /// [`Member::try_assign`]).
+    #[serde(default)]
+    pub capacity_raced: u64,
+}
+
+impl RouterStats {
+    /// Adds `o`'s counters to these (several dispatcher threads' routers into one view).
+    pub fn add(&mut self, o: &Self) {
+        // Destructured so that a new counter is a compile error here until it is summed.
+        let Self {
+            sip,
+            mgcp,
+            bytes,
+            new_dialogs,
+            retransmissions,
+            rerouted,
+            cancels,
+            acks_affinity,
+            in_dialog,
+            options_answered,
+            rejected_method,
+            no_transaction,
+            bad_tag,
+            bad_request,
+            too_large,
+            overload,
+            queue_full,
+            dropped_empty,
+            dropped_response,
+            dropped_unparseable,
+            dropped_ack,
+            dropped_reply_too_large,
+            dropped_removed,
+            mgcp_stateless,
+            mgcp_retransmissions,
+            mgcp_answered,
+            capacity_raced,
+        } = *o;
+        self.sip += sip;
+        self.mgcp += mgcp;
+        self.bytes += bytes;
+        self.new_dialogs += new_dialogs;
+        self.retransmissions += retransmissions;
+        self.rerouted += rerouted;
+        self.cancels += cancels;
+        self.acks_affinity += acks_affinity;
+        self.in_dialog += in_dialog;
+        self.options_answered += options_answered;
+        self.rejected_method += rejected_method;
+        self.no_transaction += no_transaction;
+        self.bad_tag += bad_tag;
+        self.bad_request += bad_request;
+        self.too_large += too_large;
+        self.overload += overload;
+        self.queue_full += queue_full;
+        self.dropped_empty += dropped_empty;
+        self.dropped_response += dropped_response;
+        self.dropped_unparseable += dropped_unparseable;
+        self.dropped_ack += dropped_ack;
+        self.dropped_reply_too_large += dropped_reply_too_large;
+        self.dropped_removed += dropped_removed;
+        self.mgcp_stateless += mgcp_stateless;
+        self.mgcp_retransmissions += mgcp_retransmissions;
+        self.mgcp_answered += mgcp_answered;
+        self.capacity_raced += capacity_raced;
+    }
 }
 
 /// The router: one per dispatcher thread; no locks, no I/O, no allocation per datagram.
@@ -204,6 +272,15 @@ impl Router {
             self.members.pop();
         }
         self.size_matters = size_matters(self.cfg.policy, &self.specs());
+    }
+
+    /// Makes processor `id` share its assigned units with the other dispatcher threads'
+    /// routers through `board` (each thread has its own router over the same processors).
+    /// Called after [`Router::set_member`] put it in; a replaced processor needs it again.
+    pub fn share_units(&mut self, id: u16, board: std::sync::Arc<fabric::LoadReport>) {
+        if let Some(m) = self.members.get_mut(usize::from(id)) {
+            m.share(board);
+        }
     }
 
     /// Sets the operator state of processor `id`; false when there is no such processor.
@@ -428,10 +505,24 @@ impl Router {
             let Some(k) = self.selector.select(n, size, key, excluded, state) else {
                 return Ok(None);
             };
-            match self.push(k, msg, scan, mark, snap, hand) {
+            // Reserved before the handoff, given back if it cannot be made: another
+            // dispatcher thread may have taken the last units since the snapshot.
+            // (Refreshed first: a new load report must be noted before this dialog's units
+            // count as assigned since it.)
+            let view = snap.members.get(k).copied().unwrap_or_default();
+            self.members[k].refresh(self.epoch, &view);
+            if !self.members[k].try_assign(size, view.released_units) {
+                self.stats.capacity_raced += 1;
+                excluded |= 1 << k;
+                continue;
+            }
+            let pushed = self.push(k, msg, scan, mark, snap, hand);
+            if pushed != Push::Ok {
+                self.members[k].unassign(size);
+            }
+            match pushed {
                 Push::Ok => {
                     hand.set_last_units(size);
-                    self.members[k].assign(size);
                     self.members[k].new_dialogs += 1;
                     if invite {
                         self.members[k].handed_invite();
@@ -595,6 +686,7 @@ enum Counted {
     MgcpRetransmission,
 }
 
+#[derive(PartialEq, Eq)]
 enum Push {
     Ok,
     Full,

@@ -1358,3 +1358,105 @@ fn a_remote_processor_at_its_reported_pending_cap_is_skipped_until_it_reports_ro
         Decision::Hand(1)
     );
 }
+
+/// Two routers (two dispatcher threads) over the same processors, sharing their boards.
+fn shared_pair(capacity: u32) -> (Bed, Bed, Vec<std::sync::Arc<fabric::LoadReport>>) {
+    let specs = vec![
+        MemberSpec::local(5070, capacity),
+        MemberSpec::local(5071, capacity),
+    ];
+    let cfg = RouterConfig {
+        policy: Policy::LeastLoaded,
+        ..RouterConfig::default()
+    };
+    let boards: Vec<_> = (0..2).map(|_| fabric::LoadReport::new(capacity)).collect();
+    let mut a = bed_of(specs.clone(), 4096, cfg.clone());
+    let mut b = bed_of(specs, 4096, cfg);
+    for (k, board) in boards.iter().enumerate() {
+        a.router.share_units(k as u16, std::sync::Arc::clone(board));
+        b.router.share_units(k as u16, std::sync::Arc::clone(board));
+    }
+    (a, b, boards)
+}
+
+#[test]
+fn two_threads_sharing_the_board_never_overshoot_a_capacity() {
+    let (mut a, mut b, boards) = shared_pair(5);
+    let mut handed = [0u32; 2];
+    let mut refused = 0;
+    for i in 0..30 {
+        let bed = if i % 2 == 0 { &mut a } else { &mut b };
+        match bed.sip(SEC, &invite(&format!("s{i}"), &format!("z9hG4bK-s{i}"), "")) {
+            Decision::Hand(k) => handed[usize::from(k)] += 1,
+            Decision::Reply(_) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        handed,
+        [5, 5],
+        "each thread alone would have placed 5 per processor"
+    );
+    assert_eq!(refused, 20);
+    for board in &boards {
+        assert_eq!(
+            board
+                .assigned_units
+                .load(std::sync::atomic::Ordering::Relaxed),
+            5
+        );
+    }
+    assert_eq!(
+        a.router.stats().new_dialogs + b.router.stats().new_dialogs,
+        10
+    );
+    // Processor 0 releases 3 (both threads' snapshots show it): 3 more fit, from either.
+    a.released[0] = 3;
+    b.released[0] = 3;
+    let mut more = 0;
+    for i in 30..40 {
+        let bed = if i % 2 == 0 { &mut b } else { &mut a };
+        if bed.sip(SEC, &invite(&format!("s{i}"), &format!("z9hG4bK-s{i}"), ""))
+            == Decision::Hand(0)
+        {
+            more += 1;
+        }
+    }
+    assert_eq!(more, 3);
+}
+
+#[test]
+fn racing_threads_place_exactly_the_capacity() {
+    // Real concurrency: two threads race for the same units; exactly the capacity is placed.
+    let (a, b, boards) = shared_pair(100);
+    let run = |mut bed: Bed, tag: &'static str| {
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            for i in 0..2_000 {
+                let call = format!("{tag}{i}");
+                if let Decision::Hand(_) =
+                    bed.sip(SEC, &invite(&call, &format!("z9hG4bK-{call}"), ""))
+                {
+                    n += 1;
+                }
+            }
+            (n, bed.router.stats().capacity_raced)
+        })
+    };
+    let (ta, tb) = (run(a, "a"), run(b, "b"));
+    let (na, ra) = ta.join().unwrap();
+    let (nb, rb) = tb.join().unwrap();
+    assert_eq!(
+        na + nb,
+        200,
+        "threads placed {na} + {nb} (raced {ra} + {rb})"
+    );
+    for board in &boards {
+        assert_eq!(
+            board
+                .assigned_units
+                .load(std::sync::atomic::Ordering::Relaxed),
+            100
+        );
+    }
+}
