@@ -241,11 +241,25 @@ fn send(sock: &UdpSocket, msg: &str, to: SocketAddr) {
     }
 }
 
-/// Every response one call got.
+/// One response as the UAC saw it.
+#[derive(Debug, Clone)]
+struct Response {
+    /// Where it came from.
+    from: SocketAddr,
+    /// Status code.
+    code: u16,
+    /// The CSeq method it answers.
+    method: String,
+    /// Its To-tag.
+    to_tag: Option<String>,
+    /// Its Retry-After seconds.
+    retry: Option<u32>,
+}
+
+/// Every response one call got, in arrival order.
 #[derive(Debug, Default, Clone)]
 struct CallLog {
-    /// (source, status, CSeq method, To-tag) of each response, in arrival order.
-    responses: Vec<(SocketAddr, u16, String, Option<String>, Option<u32>)>,
+    responses: Vec<Response>,
 }
 
 impl CallLog {
@@ -253,16 +267,16 @@ impl CallLog {
     fn invite_finals(&self) -> HashSet<u16> {
         self.responses
             .iter()
-            .filter(|r| r.1 >= 200 && r.2 == "INVITE")
-            .map(|r| r.1)
+            .filter(|r| r.code >= 200 && r.method == "INVITE")
+            .map(|r| r.code)
             .collect()
     }
 
-    fn final_of(
-        &self,
-        method: &str,
-    ) -> Option<&(SocketAddr, u16, String, Option<String>, Option<u32>)> {
-        self.responses.iter().find(|r| r.1 >= 200 && r.2 == method)
+    /// The first final response to `method`.
+    fn final_of(&self, method: &str) -> Option<&Response> {
+        self.responses
+            .iter()
+            .find(|r| r.code >= 200 && r.method == method)
     }
 }
 
@@ -304,7 +318,13 @@ fn collect(
                     let t = format!(";tag={}", to_tag.as_deref().unwrap_or(""));
                     send(s, &request("ACK", tag, i, me, target, &t), target);
                 }
-                logs[i].responses.push((from, code, method, to_tag, retry));
+                logs[i].responses.push(Response {
+                    from,
+                    code,
+                    method,
+                    to_tag,
+                    retry,
+                });
             }
         }
         if !any {
@@ -408,25 +428,26 @@ fn assert_held(h: &Held, stats: &ExitReport, proc_port: impl Fn(u16) -> u16, wha
             "{what}: call {i} (cancelled: {c}) INVITE finals: {l:?}"
         );
         let fin = l.final_of("INVITE").unwrap();
-        let id =
-            fin.3.as_deref().and_then(tag_processor).unwrap_or_else(|| {
-                panic!("{what}: call {i}: final without a processor tag: {l:?}")
-            });
+        let id = fin
+            .to_tag
+            .as_deref()
+            .and_then(tag_processor)
+            .unwrap_or_else(|| panic!("{what}: call {i}: final without a processor tag: {l:?}"));
         *per_proc.entry(id).or_default() += 1;
-        let sources: HashSet<SocketAddr> = l.responses.iter().map(|r| r.0).collect();
+        let sources: HashSet<SocketAddr> = l.responses.iter().map(|r| r.from).collect();
         assert_eq!(
             sources.len(),
             1,
             "{what}: call {i} answered from several places (a retransmission or CANCEL reached another processor): {l:?}"
         );
         assert_eq!(
-            fin.0.port(),
+            fin.from.port(),
             proc_port(id),
             "{what}: call {i}: answers come from processor {id}'s port: {l:?}"
         );
         if c {
             assert_eq!(
-                l.final_of("CANCEL").map(|r| r.1),
+                l.final_of("CANCEL").map(|r| r.code),
                 Some(200),
                 "{what}: call {i}'s CANCEL: {l:?}"
             );
@@ -528,7 +549,7 @@ fn invite_burst(socks: Vec<UdpSocket>, target: SocketAddr, tag: &'static str) ->
     Burst {
         finals: logs
             .iter()
-            .map(|l| l.final_of("INVITE").map(|r| (r.1, r.4, r.0)))
+            .map(|l| l.final_of("INVITE").map(|r| (r.code, r.retry, r.from)))
             .collect(),
     }
 }
