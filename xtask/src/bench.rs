@@ -85,8 +85,8 @@ pub fn dispatcher_cores(n: usize, ncpu: usize) -> Vec<usize> {
     (0..n.max(1)).map(|i| (1 + i) % ncpu).collect()
 }
 
-/// The stage name of a threads-stage run: `2 dispatcher threads xdp (blast; cores 1,0,
-/// shared with the generator)`; `shared` when one of `cores` is also a generator core.
+/// The stage name of a threads-stage run: `threads 2 xdp (blast; cores 1,0 shared)`;
+/// `shared` when one of `cores` is also a generator core.
 pub fn threads_stage_name(
     n: usize,
     backend: &str,
@@ -100,14 +100,9 @@ pub fn threads_stage_name(
         .collect::<Vec<_>>()
         .join(",");
     format!(
-        "{n} dispatcher thread{} {backend} ({what}; core{} {cores_s}{})",
-        if n == 1 { "" } else { "s" },
+        "threads {n} {backend} ({what}; core{} {cores_s}{})",
         if cores.len() == 1 { "" } else { "s" },
-        if shared {
-            ", shared with the generator"
-        } else {
-            ""
-        }
+        if shared { " shared" } else { "" }
     )
 }
 
@@ -1100,7 +1095,7 @@ fn threads_stage(
         m.insert(
             "threads_note".into(),
             json!(format!(
-                "{ncpu} cores: the generator, the processors and the dispatcher threads share them, so the rate ratio is bound by the box; the per-thread CPU per datagram (below the table) is what predicts scaling on a bigger one"
+                "{ncpu} cores: the generator, the processors and the dispatcher threads share them (\"shared\": a dispatcher core is also a generator core), so the rate ratio is bound by the box; the per-thread CPU per datagram (below the table) is what predicts scaling on a bigger one"
             )),
         );
     }
@@ -1856,11 +1851,11 @@ mod tests {
         assert_eq!(dispatcher_cores(0, 0), [0]);
         assert_eq!(
             threads_stage_name(1, "xdp", "blast", &[1], false),
-            "1 dispatcher thread xdp (blast; core 1)"
+            "threads 1 xdp (blast; core 1)"
         );
         assert_eq!(
             threads_stage_name(2, "udp", "sip calls", &[1, 0], true),
-            "2 dispatcher threads udp (sip calls; cores 1,0, shared with the generator)"
+            "threads 2 udp (sip calls; cores 1,0 shared)"
         );
         let sy = json!({"dispatcher_threads": [
             {"index": 0, "core": 1, "queues": [0], "datagrams": 300, "cpu_ns": 600_000, "new_dialogs": 300},

@@ -97,9 +97,9 @@ enum Cmd {
         gen_threads: u16,
         /// Also run the blast and SIP call stages (each backend) once per dispatcher thread
         /// count in this list (`switchyard run --dispatcher-threads N`), on a testbed with as
-        /// many rx queues as the largest, and report N against the first count. Default 1:
-        /// no such stage.
-        #[arg(long, value_delimiter = ',', value_name = "N1,N2,...", default_value = "1",
+        /// many rx queues as the largest, and report each against the first count. Default:
+        /// 1 (no such stage); 1,2 with --quick (2 s per run).
+        #[arg(long, value_delimiter = ',', value_name = "N1,N2,...",
               value_parser = clap::value_parser!(u16).range(1..=64))]
         dispatcher_threads: Vec<u16>,
     },
@@ -163,7 +163,7 @@ impl BenchArgs {
             p99_ms: 4.0,
             peer: None,
             gen_threads: 1,
-            dispatcher_threads: vec![1],
+            dispatcher_threads: Vec::new(),
         }
     }
 }
@@ -407,11 +407,15 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         peer_rate: if quick { 200 } else { call_rate },
         peer_seconds: if quick { 2 } else { seconds },
         gen_threads: usize::from(a.gen_threads),
-        dispatcher_threads: a
-            .dispatcher_threads
-            .iter()
-            .map(|&n| usize::from(n))
-            .collect(),
+        dispatcher_threads: match (a.dispatcher_threads.is_empty(), quick) {
+            (true, true) => vec![1, 2],
+            (true, false) => vec![1],
+            (false, _) => a
+                .dispatcher_threads
+                .iter()
+                .map(|&n| usize::from(n))
+                .collect(),
+        },
         threads_seconds: if quick { 2 } else { seconds },
     })?;
     println!("bench artefacts: {}", run.dir.display());
