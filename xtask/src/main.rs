@@ -113,7 +113,8 @@ enum Cmd {
         /// Name prefix of namespaces and interfaces.
         #[arg(long, default_value = "sy")]
         name: String,
-        /// Rx queues on the dispatcher-side veth.
+        /// Rx queues on the dispatcher-side veth (and as many tx queues on the app side, so
+        /// flows spread over them by their hash).
         #[arg(long, default_value_t = 1)]
         queues: u32,
         /// The several-hosts topology: app, dispatcher and two processor hosts on a bridge.
