@@ -672,6 +672,10 @@ mod thread_tests {
     fn an_explicit_count_holds_but_never_exceeds_the_queues() {
         assert_eq!(dispatcher_threads(2, &[], Some(4)), 2);
         assert_eq!(dispatcher_threads(3, &[], None), 3, "udp: one socket each");
-        assert_eq!(dispatcher_threads(4, &[], Some(2)), 2, "a thread without a queue idles");
+        assert_eq!(
+            dispatcher_threads(4, &[], Some(2)),
+            2,
+            "a thread without a queue idles"
+        );
     }
 }
