@@ -581,6 +581,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn control_commands_reach_every_dispatcher_thread() {
+        let (sender, inboxes) = control_channels(3);
+        let load = LoadReport::new(0);
+        let remote = LinkedMember::remote("198.18.0.9:5070".parse().unwrap(), 10, load);
+        assert!(sender.send(Command::Insert {
+            id: 4,
+            member: remote,
+            admin: Admin::Active,
+        }));
+        assert!(sender.send(Command::SetAdmin {
+            id: 4,
+            admin: Admin::Draining,
+        }));
+        for inbox in &inboxes {
+            assert!(inbox.waiting.load(Relaxed));
+            let got = inbox.take_all();
+            assert!(
+                matches!(&got[..], [Command::Insert { id: 4, member, .. }, Command::SetAdmin { id: 4, admin: Admin::Draining }]
+                    if matches!(member.link, Link::Remote(a) if a.port() == 5070)),
+                "every thread gets both commands, in order"
+            );
+        }
+        // An in-chassis processor's queue producer belongs to one thread: it cannot fan out.
+        let (producer, _consumer) = fabric::channel(4).unwrap();
+        let local = LinkedMember::local(5071, 0, producer, LoadReport::new(0));
+        assert!(!sender.send(Command::Insert {
+            id: 5,
+            member: local,
+            admin: Admin::Active,
+        }));
+    }
+
+    #[test]
     fn refresh_copies_the_pending_invites_and_the_router_refuses_at_the_cap() {
         let (producer, _consumer) = fabric::channel(16).unwrap();
         let load = LoadReport::new(0);

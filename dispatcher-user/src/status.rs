@@ -281,3 +281,56 @@ impl StatusCell {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn processor(id: u16, units: u64, forwarded: u64) -> ProcessorStatus {
+        ProcessorStatus {
+            id,
+            addr: "127.0.0.1:5070".parse().unwrap(),
+            kind: Kind::Local,
+            admin: Admin::Active,
+            alive: true,
+            state: State::Up,
+            units_in_use: units,
+            capacity: 0,
+            weight: 1,
+            pending_invites: 0,
+            forwarded,
+            new_dialogs: forwarded,
+            last_heard_ms: None,
+        }
+    }
+
+    #[test]
+    fn the_board_sums_the_threads_and_keeps_one_row_each() {
+        let board = StatusBoard::new(2);
+        for (t, (rx, units, fwd)) in [(10, 3, 7), (5, 4, 2)].into_iter().enumerate() {
+            let mut s = Status {
+                backend: "xdp".into(),
+                rx,
+                dispatcher_cpu_ns: 1_000,
+                processors: vec![processor(0, units, fwd)],
+                ..Status::default()
+            };
+            s.router.sip = rx;
+            s.router.new_dialogs = fwd;
+            assert!(board.try_publish(t, s));
+        }
+        let s = board.get();
+        assert_eq!((s.rx, s.dispatcher_cpu_ns, s.router.sip), (15, 2_000, 15));
+        assert_eq!(s.backend, "xdp");
+        assert_eq!(s.processors.len(), 1);
+        let p = &s.processors[0];
+        assert_eq!(p.forwarded, 9, "each thread's handoffs add up");
+        assert_eq!(
+            p.units_in_use, 4,
+            "one shared board: the newest reading, not a sum"
+        );
+        let rows: Vec<_> = s.threads.iter().map(|t| (t.index, t.datagrams)).collect();
+        assert_eq!(rows, [(0, 10), (1, 5)]);
+        assert!(!board.try_publish(2, Status::default()), "no such thread");
+    }
+}
