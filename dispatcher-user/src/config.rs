@@ -80,7 +80,8 @@ pub struct RunArgs {
     pub core: Option<usize>,
     /// Dispatcher threads, each serving its own share of the rx queues (xdp) or its own
     /// SO_REUSEPORT socket per port (udp), with its own routing state (0: auto, one per served
-    /// queue for xdp, capped by the number of --dispatcher-cores when given; 1 for udp).
+    /// queue for xdp, capped by the number of --dispatcher-cores when given, else by the CPUs
+    /// the process may run on; 1 for udp).
     /// [default: 0]
     #[arg(long)]
     pub dispatcher_threads: Option<usize>,

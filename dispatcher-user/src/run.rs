@@ -301,12 +301,18 @@ fn control_loop(
 }
 
 /// How many dispatcher threads to run: as configured, else (0, auto) one per served queue
-/// capped by the cores given; never more than `queues` (a thread with no queue would only
-/// idle), and at least one. `queues` is `None` for the udp backend (auto: one thread).
-pub fn dispatcher_threads(configured: usize, cores: &[usize], queues: Option<usize>) -> usize {
+/// capped by the cores given (`cores`, else the CPUs this process may run on, `cpus`: more
+/// threads than CPUs would only take turns); never more than `queues` (a thread with no queue
+/// would only idle), and at least one. `queues` is `None` for the udp backend (auto: one).
+pub fn dispatcher_threads(
+    configured: usize,
+    cores: &[usize],
+    cpus: usize,
+    queues: Option<usize>,
+) -> usize {
     let n = match (configured, queues) {
         (0, Some(q)) if !cores.is_empty() => q.min(cores.len()),
-        (0, Some(q)) => q,
+        (0, Some(q)) => q.min(cpus.max(1)),
         (0, None) => 1,
         (n, _) => n,
     };
@@ -321,6 +327,11 @@ pub fn dispatcher_threads(configured: usize, cores: &[usize], queues: Option<usi
         }
         _ => n.max(1),
     }
+}
+
+/// The CPUs this process may run on (its affinity mask and cgroup quota).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The cores the processor threads are pinned to: `--processor-cores` as given; else, when
@@ -406,7 +417,7 @@ fn dispatches(
 }
 
 fn run_udp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Result<ExitReport> {
-    let threads = dispatcher_threads(cfg.dispatcher_threads, &cfg.dispatcher_cores, None);
+    let threads = dispatcher_threads(cfg.dispatcher_threads, &cfg.dispatcher_cores, cpus(), None);
     let sip = Listener::group(cfg.sip, PortProto::Sip, threads)
         .with_context(|| format!("binding SIP socket {}", cfg.sip))?;
     let mgcp = Listener::group(cfg.mgcp, PortProto::Mgcp, threads)
@@ -549,7 +560,12 @@ fn run_xdp(cfg: &RunConfig, stop: &Arc<AtomicBool>, ctl: Control) -> anyhow::Res
         );
     }
     let nq = queues.len();
-    let threads = dispatcher_threads(cfg.dispatcher_threads, &cfg.dispatcher_cores, Some(nq));
+    let threads = dispatcher_threads(
+        cfg.dispatcher_threads,
+        &cfg.dispatcher_cores,
+        cpus(),
+        Some(nq),
+    );
     let procs = start_processors(cfg, threads)?;
     let (sender, status, cores) = dispatches(&procs, cfg, threads)?;
     let published = &Arc::new(Published::new(threads));
@@ -661,19 +677,36 @@ mod thread_tests {
 
     #[test]
     fn auto_is_one_thread_per_queue_capped_by_the_cores_given() {
-        assert_eq!(dispatcher_threads(0, &[], Some(4)), 4);
-        assert_eq!(dispatcher_threads(0, &[2, 3], Some(4)), 2);
-        assert_eq!(dispatcher_threads(0, &[1, 2, 3], Some(2)), 2);
-        assert_eq!(dispatcher_threads(0, &[], None), 1, "udp: one unless asked");
-        assert_eq!(dispatcher_threads(0, &[], Some(0)), 1);
+        assert_eq!(dispatcher_threads(0, &[], 8, Some(4)), 4);
+        assert_eq!(
+            dispatcher_threads(0, &[], 2, Some(16)),
+            2,
+            "capped by the CPUs"
+        );
+        assert_eq!(dispatcher_threads(0, &[2, 3], 8, Some(4)), 2);
+        assert_eq!(dispatcher_threads(0, &[1, 2, 3], 8, Some(2)), 2);
+        assert_eq!(
+            dispatcher_threads(0, &[], 8, None),
+            1,
+            "udp: one unless asked"
+        );
+        assert_eq!(dispatcher_threads(0, &[], 8, Some(0)), 1);
     }
 
     #[test]
     fn an_explicit_count_holds_but_never_exceeds_the_queues() {
-        assert_eq!(dispatcher_threads(2, &[], Some(4)), 2);
-        assert_eq!(dispatcher_threads(3, &[], None), 3, "udp: one socket each");
         assert_eq!(
-            dispatcher_threads(4, &[], Some(2)),
+            dispatcher_threads(2, &[], 1, Some(4)),
+            2,
+            "as asked, even past the CPUs"
+        );
+        assert_eq!(
+            dispatcher_threads(3, &[], 8, None),
+            3,
+            "udp: one socket each"
+        );
+        assert_eq!(
+            dispatcher_threads(4, &[], 8, Some(2)),
             2,
             "a thread without a queue idles"
         );
