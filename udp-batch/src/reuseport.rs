@@ -75,10 +75,10 @@ use std::{
     io,
     mem::size_of,
     net::{IpAddr, SocketAddr, UdpSocket},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
 };
 
-use crate::sockaddr;
+use crate::{sockaddr, socket::set_int};
 
 /// `SO_ATTACH_REUSEPORT_CBPF` (asm-generic, x86, arm, mips: 51; sparc: 0x35). Not in the
 /// `libc` crate's public Linux constants.
@@ -192,25 +192,6 @@ fn bind_one(addr: SocketAddr, reuseport: bool) -> io::Result<UdpSocket> {
         return Err(io::Error::last_os_error());
     }
     Ok(UdpSocket::from(owned))
-}
-
-fn set_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: `fd` is an open socket for the call (the caller holds it); the option value is
-    // a c_int on the stack and its length says so.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 fn attach_program(sock: &UdpSocket, prog: &[libc::sock_filter]) -> io::Result<()> {

@@ -6,8 +6,9 @@ use std::{
     os::fd::{AsRawFd, RawFd},
 };
 
-fn set_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: `fd` is an open socket for the call (borrowed from a live UdpSocket); the option
+/// Sets the `SOL_SOCKET` integer option `opt` to `v` on the open socket `fd`.
+pub(crate) fn set_int(fd: RawFd, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket for the call (the caller holds it); the option
     // value is a c_int on the stack and its length says so.
     let r = unsafe {
         libc::setsockopt(

@@ -395,33 +395,9 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     // `processors`: in-chassis processor threads (0 with `--remote-processor`s in `extra`).
     let start_switchyard_in =
         |backend: &str, dir: &Path, processors: u16, extra: &[&str]| -> anyhow::Result<Killer> {
-            let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
-            c.args([
-                "run",
-                "--backend",
-                backend,
-                "--sip",
-                &disp_sip,
-                "--mgcp",
-                &disp_mgcp,
-            ])
-            .args([
-                "--processors",
-                &processors.to_string(),
-                "--policy",
-                &cfg.policy,
-            ])
-            .args(["--core", "1", "--log-level", "warn"])
-            .arg("--stats-json")
-            .arg(dir.join("switchyard.json"))
-            .stdout(Stdio::null());
-            if backend == "xdp" {
-                c.args(["--iface", &tb.disp_if]);
-            }
-            c.args(extra);
-            let child = c.spawn().context("starting switchyard")?;
-            std::thread::sleep(Duration::from_millis(1500));
-            Ok(Killer(Some(child)))
+            let mut args = vec!["--core", "1"];
+            args.extend_from_slice(extra);
+            start_switchyard_on(&tb, &sy, cfg, backend, dir, processors, &args)
         };
 
     let start_switchyard_with = |backend: &str, dir: &Path, extra: &[&str]| {
@@ -898,6 +874,42 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     Ok(BenchRun { dir: out, files })
 }
 
+/// Starts `switchyard run` in `tb`'s dispatcher namespace on the testbed's well-known
+/// addresses with `processors` in-chassis processors and the bench's policy, writing its exit
+/// report to `dir`, then `extra` flags (pinning, remote processors); waits 1.5 s for it to come
+/// up.
+fn start_switchyard_on(
+    tb: &Testbed,
+    sy: &Path,
+    cfg: &BenchConfig,
+    backend: &str,
+    dir: &Path,
+    processors: u16,
+    extra: &[&str],
+) -> anyhow::Result<Killer> {
+    let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
+    c.args(["run", "--backend", backend])
+        .args(["--sip", &format!("{}:5060", testbed::DISP_V4)])
+        .args(["--mgcp", &format!("{}:2427", testbed::DISP_V4)])
+        .args([
+            "--processors",
+            &processors.to_string(),
+            "--policy",
+            &cfg.policy,
+        ])
+        .args(["--log-level", "warn"])
+        .arg("--stats-json")
+        .arg(dir.join("switchyard.json"))
+        .stdout(Stdio::null());
+    if backend == "xdp" {
+        c.args(["--iface", &tb.disp_if]);
+    }
+    c.args(extra);
+    let child = c.spawn().context("starting switchyard")?;
+    std::thread::sleep(Duration::from_millis(1500));
+    Ok(Killer(Some(child)))
+}
+
 /// The threads stage: a testbed of its own with as many rx queues (and app-side tx queues,
 /// so flows spread by their hash) as the largest thread count; for each count N, the blast and
 /// the SIP call stage on each backend with `--dispatcher-threads N` and
@@ -917,7 +929,6 @@ fn threads_stage(
     let ncpu = std::thread::available_parallelism().map_or(2, usize::from);
     let secs = cfg.threads_seconds.max(1);
     let disp_sip = format!("{}:5060", testbed::DISP_V4);
-    let disp_mgcp = format!("{}:2427", testbed::DISP_V4);
     let blast_threads = cfg.gen_threads.max(BLAST_THREADS);
     let gen_cores = |threads: usize| -> Vec<usize> {
         if threads <= 1 {
@@ -932,38 +943,9 @@ fn threads_stage(
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = Testbed::exec(&tb.disp_ns, sy.to_str().unwrap_or_default());
-        c.args([
-            "run",
-            "--backend",
-            backend,
-            "--sip",
-            &disp_sip,
-            "--mgcp",
-            &disp_mgcp,
-        ])
-        .args([
-            "--processors",
-            &cfg.processors.to_string(),
-            "--policy",
-            &cfg.policy,
-        ])
-        .args([
-            "--dispatcher-threads",
-            &n.to_string(),
-            "--dispatcher-cores",
-            &cores_s,
-        ])
-        .args(["--log-level", "warn"])
-        .arg("--stats-json")
-        .arg(dir.join("switchyard.json"))
-        .stdout(Stdio::null());
-        if backend == "xdp" {
-            c.args(["--iface", &tb.disp_if]);
-        }
-        let child = c.spawn().context("starting switchyard")?;
-        std::thread::sleep(Duration::from_millis(1500));
-        Ok(Killer(Some(child)))
+        let n_s = n.to_string();
+        let args = ["--dispatcher-threads", &n_s, "--dispatcher-cores", &cores_s];
+        start_switchyard_on(&tb, sy, cfg, backend, dir, cfg.processors, &args)
     };
     let generator = |kind: &str, dir: &Path, threads: usize, rate: u64| -> Command {
         let mut g = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
