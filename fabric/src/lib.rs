@@ -131,9 +131,21 @@ impl Slot {
     }
 }
 
-/// Cache-line padding so head and tail do not false-share.
+/// A value alone on its cache line (128 bytes: the line pair the adjacent-line prefetcher
+/// fetches together), so writes to it and to its neighbours do not false-share: the ring's
+/// head and tail, and the load board's [`LoadReport::assigned_units`].
 #[repr(align(128))]
-struct Padded<T>(T);
+#[derive(Debug, Default)]
+pub struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// The queue: a ring of [`Slot`] headers and one data arena the messages' bytes are packed
 /// into, back to back in push order.
@@ -481,7 +493,11 @@ pub struct LoadReport {
     /// Units assigned to this processor by all dispatcher threads together, ever (monotonic):
     /// each thread reserves with fetch_add before handing a new dialog and gives back what did
     /// not fit, so the sum of threads never overshoots a capacity.
-    pub assigned_units: AtomicU64,
+    ///
+    /// On its own cache line: the dispatcher threads write it once per new dialog while the
+    /// processor writes the heartbeat and the pending gauge every loop round; sharing a line,
+    /// each of those writes would take the line from the other side.
+    pub assigned_units: Padded<AtomicU64>,
     /// Capacity units released by ended sessions, ever (monotonic).
     pub released_units: AtomicU64,
     /// Capacity units of sessions the processor refused or failed before they started (monotonic;
@@ -521,6 +537,38 @@ mod tests {
 
     fn push(p: &mut Producer, msg: &[u8]) -> bool {
         p.push_with(|s| s.fill(msg))
+    }
+
+    #[test]
+    fn assigned_units_shares_its_cache_line_with_no_other_field() {
+        let a = std::mem::offset_of!(LoadReport, assigned_units);
+        let others = [
+            std::mem::offset_of!(LoadReport, active),
+            std::mem::offset_of!(LoadReport, in_use_units),
+            std::mem::offset_of!(LoadReport, released_units),
+            std::mem::offset_of!(LoadReport, rejected_units),
+            std::mem::offset_of!(LoadReport, capacity_units),
+            std::mem::offset_of!(LoadReport, pending_invites),
+            std::mem::offset_of!(LoadReport, max_pending_invites),
+            std::mem::offset_of!(LoadReport, reports),
+            std::mem::offset_of!(LoadReport, heartbeat_ns),
+            std::mem::offset_of!(LoadReport, up),
+        ];
+        for o in others {
+            assert_ne!(
+                o / 128,
+                a / 128,
+                "field at {o} shares the 128-byte line at {a}"
+            );
+        }
+        let r = LoadReport::new(0);
+        assert_eq!(
+            std::ptr::from_ref(&*r) as usize % 128,
+            0,
+            "Arc keeps the alignment"
+        );
+        r.assigned_units.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(r.assigned_units.load(Ordering::Relaxed), 3);
     }
 
     #[test]
