@@ -1409,7 +1409,7 @@ pub fn peer_ratios(
     );
     m.insert(
         format!("peer_knee_{sy_key}_calls_per_s"),
-        sk.map_or_else(|| none(sy_key), |s| json!(s.rate)),
+        sk.map_or_else(|| none(&sy_key.replace('_', " ")), |s| json!(s.rate)),
     );
     match (kk, sk) {
         (Some(k), Some(s)) => {
