@@ -1275,13 +1275,15 @@ pub fn ladder_rates(rates: &[u64]) -> Vec<u64> {
 /// Switchyard's ladder in the peer stage: every rate of the peer's ladder (so that there is a
 /// same-rate comparison at each) and of the main ladder, and, when `reach` is set and neither
 /// goes above the peer's top rate, 2× and 3× that top as well: a Switchyard knee capped at
-/// the highest rate Kamailio was offered would only say "at least that".
+/// the highest rate Kamailio was offered would only say "at least that". Empty when the
+/// peer's ladder is (`--peer-ladder 0`): there is nothing to set it beside.
 pub fn switchyard_peer_ladder(peer: &[u64], main: &[u64], reach: bool) -> Vec<u64> {
+    let Some(&top) = ladder_rates(peer).last() else {
+        return Vec::new();
+    };
     let mut r = ladder_rates(&[peer, main].concat());
-    if let Some(&top) = ladder_rates(peer).last() {
-        if reach && r.last().is_some_and(|&m| m <= top) {
-            r.extend([2 * top, 3 * top]);
-        }
+    if reach && r.last().is_some_and(|&m| m <= top) {
+        r.extend([2 * top, 3 * top]);
     }
     r
 }
@@ -2095,7 +2097,8 @@ mod tests {
             [500, 1_000]
         );
         assert!(switchyard_peer_ladder(&[], &[], true).is_empty());
-        assert_eq!(switchyard_peer_ladder(&[], &[3_000], true), [3_000]);
+        // No peer ladder (`--peer-ladder 0`): no Switchyard one either.
+        assert!(switchyard_peer_ladder(&[0], &[3_000], true).is_empty());
     }
 
     #[test]

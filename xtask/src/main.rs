@@ -86,7 +86,7 @@ enum Cmd {
         p99_ms: f64,
         /// Run this peer in front of the same remote processors, same generator, in the same
         /// run (`kamailio`: its dispatcher module), as a ladder beside Switchyard's (see
-        /// --peer-ladder). Default: none; kamailio with --quick.
+        /// --peer-ladder). Default: none; kamailio with --quick or any other --peer-* flag.
         #[arg(long, value_enum)]
         peer: Option<PeerArg>,
         /// The peer stage's ladder: the peer at each of these calls/s, lowest first, each step
@@ -94,7 +94,7 @@ enum Cmd {
         /// reports each one's knee (0 failed, p99 within --p99-ms), the CPU per call at each
         /// knee and their ratios. A ladder stops after a step in which more than 1 % of the
         /// calls failed. Default with --peer: 1000,2500,5000,7500,10000; 500,1000 (2 s each)
-        /// with --quick.
+        /// with --quick. `0`: no ladders (with --peer-rate, only its runs).
         #[arg(long, value_delimiter = ',', value_name = "R1,R2,...")]
         peer_ladder: Vec<u64>,
         /// Switchyard's rates in the peer stage's ladder. Default: those of --peer-ladder and
@@ -420,7 +420,14 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let peer = match a.peer {
         Some(PeerArg::Kamailio) => Some(xtask::bench::Peer::Kamailio),
         Some(PeerArg::None) => None,
-        None if quick => Some(xtask::bench::Peer::Kamailio),
+        // Asking for a peer ladder or rate is asking for the peer.
+        None if quick
+            || !a.peer_ladder.is_empty()
+            || !a.peer_switchyard_ladder.is_empty()
+            || a.peer_rate.is_some() =>
+        {
+            Some(xtask::bench::Peer::Kamailio)
+        }
         None => None,
     };
     let peer_ladder = match (peer.is_some(), a.peer_ladder.is_empty(), quick) {
