@@ -57,9 +57,16 @@ pub struct BenchConfig {
     pub p99_ms: f64,
     /// The peer to run side by side with Switchyard (None: no peer stage).
     pub peer: Option<Peer>,
-    /// Calls/s offered in the peer stage (to Switchyard with remote processors and the peer).
-    pub peer_rate: u64,
-    /// Seconds of the peer stage (each of its runs).
+    /// Calls/s of the peer stage's single-rate runs (Switchyard xdp and udp with remote
+    /// processors, then the peer, one run each); None: no such runs, only the ladders.
+    pub peer_rate: Option<u64>,
+    /// The peer's ladder (calls/s): the peer at each rate, lowest first, until a step
+    /// collapses ([`step_collapsed`]); empty: no peer ladder.
+    pub peer_ladder: Vec<u64>,
+    /// Switchyard's ladder in the peer stage (xdp, the same remote processors), run
+    /// interleaved with the peer's, rate by rate; see [`switchyard_peer_ladder`].
+    pub peer_switchyard_ladder: Vec<u64>,
+    /// Seconds of each run of the peer stage (single-rate runs and ladder steps).
     pub peer_seconds: u64,
     /// Generator threads in the call stages; the blasts of the ceiling and blast stages use
     /// at least [`BLAST_THREADS`].
@@ -634,9 +641,12 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         }
     }
 
-    // 6. The peer: Kamailio's dispatcher and Switchyard (both backends) in front of the same
-    // remote processors (`switchyard-processor` processes in the dispatcher namespace), the
-    // same generator at the same rate.
+    // 6. The peer: Kamailio's dispatcher and Switchyard in front of the same remote processors
+    // (`switchyard-processor` processes in the dispatcher namespace), the same generator: a
+    // ladder of each, interleaved rate by rate, and (`--peer-rate`) single-rate runs of
+    // Switchyard on both backends and Kamailio.
+    let mut peer_ladders = serde_json::Map::new();
+    let mut peer_ladder_ratios = serde_json::Map::new();
     if let Some(Peer::Kamailio) = cfg.peer {
         let kamailio = kamailio_binary()?;
         let proc_bin = bin("switchyard-processor");
@@ -646,7 +656,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 proc_bin.display()
             );
         }
-        let (rate, psecs) = (cfg.peer_rate, cfg.peer_seconds);
+        let psecs = cfg.peer_seconds;
         let n = cfg.processors.max(1);
         let report = format!("{}:5062", testbed::DISP_V4);
         let proc_addrs: Vec<String> = (0..n)
@@ -687,86 +697,79 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         let key = peer_dir.join("report.key");
         std::fs::write(&key, "switchyard bench report key\n")?;
         let key_s = key.to_str().unwrap_or_default().to_owned();
-        for backend in ["xdp", "udp"] {
+        let version = kamailio_version(&kamailio)?;
+        let modules = kamailio_modules(&kamailio);
+        // One run of Switchyard (`backend`) with the remote processors at `rate`: its row.
+        let sy_run = |backend: &str, rate: u64, dir: &Path, stage: &str| -> anyhow::Result<Value> {
             eprintln!(
                 "bench: peer, switchyard {backend} with {n} remote processors, sip calls at {rate}/s for {psecs} s"
             );
-            let dir = peer_dir.join(format!("switchyard-{backend}"));
-            std::fs::create_dir_all(&dir)?;
-            let ps = start_processors(&dir, &key)?;
+            std::fs::create_dir_all(dir)?;
+            let ps = start_processors(dir, &key)?;
             let mut extra: Vec<&str> = Vec::new();
             for a in &proc_addrs {
                 extra.extend(["--remote-processor", a.as_str()]);
             }
             extra.extend(["--report-listen", &report, "--report-key-file", &key_s]);
-            let k = start_switchyard_in(backend, &dir, 0, &extra)?;
+            let k = start_switchyard_in(backend, dir, 0, &extra)?;
             let pid = k.0.as_ref().map_or(0, Child::id);
             let remote = pids(&ps);
             let cpu0 = group_cpu_ns(pid, false);
             let c0 = CpuSample::now(None, &remote);
-            let label = format!("peer-switchyard-{backend}");
-            let st = calls_at("sip", &disp_sip, &label, &dir, rate, psecs).status()?;
+            let label = format!("peer-switchyard-{backend}-{rate}");
+            let st = calls_at("sip", &disp_sip, &label, dir, rate, psecs).status()?;
             let c1 = CpuSample::now(None, &remote);
             let cpu1 = group_cpu_ns(pid, false);
             if !st.success() {
-                bail!("generator (peer stage, switchyard {backend}) failed: {st}");
+                bail!("generator (peer stage, switchyard {backend} {rate}/s) failed: {st}");
             }
             k.stop()?;
             stop_processors(ps);
             let s = read_json(&dir.join("switchyard.json"))?;
             let g = read_json(&dir.join("summary.json"))?;
-            let mut row = call_row(
-                &format!("switchyard {backend} (sip calls, remote processors)"),
-                &g,
-                &s,
-            );
+            let mut row = call_row(stage, &g, &s);
             row["process_cpu_ns_per_call"] =
                 json!(cpu1.saturating_sub(cpu0) as f64 / num(&g, &["completed_calls"]).max(1.0));
             row["remote_processors"] = json!(n);
             let done = num(&g, &["completed_calls"]);
-            let remote_stats = remote_stats(&dir, n);
+            let remote_stats = remote_stats(dir, n);
             add_costs(&mut row, done, Some(&g), c1.since(&c0), Some(&remote_stats));
-            rows.push(row);
-        }
-        {
+            Ok(row)
+        };
+        // One run of Kamailio in front of the same processors at `rate`: its row.
+        let kam_run = |rate: u64, dir: &Path, stage: &str| -> anyhow::Result<Value> {
             eprintln!(
                 "bench: peer, kamailio dispatcher with the same {n} processors, sip calls at {rate}/s for {psecs} s"
             );
-            let dir = peer_dir.join("kamailio");
-            std::fs::create_dir_all(&dir)?;
-            let version = kamailio_version(&kamailio)?;
+            std::fs::create_dir_all(dir)?;
             let list = dir.join("dispatcher.list");
             std::fs::write(&list, dispatcher_list(&proc_addrs))?;
             let cfg_path = dir.join("kamailio.cfg");
             let listen = format!("{}:{KAMAILIO_PORT}", testbed::DISP_V4);
             std::fs::write(
                 &cfg_path,
-                kamailio_cfg(
-                    &listen,
-                    &list,
-                    KAMAILIO_CHILDREN,
-                    &kamailio_modules(&kamailio),
-                ),
+                kamailio_cfg(&listen, &list, KAMAILIO_CHILDREN, &modules),
             )?;
-            let ps = start_processors(&dir, &key)?;
-            let kam = Kamailio::start(&tb.disp_ns, &kamailio, &dir, &cfg_path)?;
+            let ps = start_processors(dir, &key)?;
+            let kam = Kamailio::start(&tb.disp_ns, &kamailio, dir, &cfg_path)?;
             let remote = pids(&ps);
             let cpu0 = group_cpu_ns(kam.pid, true);
             let c0 = CpuSample::now(None, &remote);
-            let st = calls_at("sip", &listen, "peer-kamailio", &dir, rate, psecs).status()?;
+            let label = format!("peer-kamailio-{rate}");
+            let st = calls_at("sip", &listen, &label, dir, rate, psecs).status()?;
             let c1 = CpuSample::now(None, &remote);
             let cpu1 = group_cpu_ns(kam.pid, true);
             let procs = group_pids(kam.pid).len();
             kam.stop()?;
             stop_processors(ps);
             if !st.success() {
-                bail!("generator (peer stage, kamailio) failed: {st}");
+                bail!("generator (peer stage, kamailio {rate}/s) failed: {st}");
             }
             let g = read_json(&dir.join("summary.json"))?;
             let completed = num(&g, &["completed_calls"]).max(1.0);
             let per_call = cpu1.saturating_sub(cpu0) as f64 / completed;
             let mut row = json!({
-                "stage": "kamailio (sip calls)",
+                "stage": stage,
                 "offered": num(&g, &["offered_cps"]),
                 "achieved_per_s": num(&g, &["achieved_cps"]),
                 "failed": num(&g, &["failed_calls"]),
@@ -780,10 +783,85 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                 "remote_processors": n,
                 "generator": g,
             });
-            let remote_stats = remote_stats(&dir, n);
+            let remote_stats = remote_stats(dir, n);
             let done = num(&g, &["completed_calls"]);
             add_costs(&mut row, done, Some(&g), c1.since(&c0), Some(&remote_stats));
-            rows.push(row);
+            Ok(row)
+        };
+        if let Some(rate) = cfg.peer_rate {
+            for backend in ["xdp", "udp"] {
+                let stage = format!("switchyard {backend} (sip calls, remote processors)");
+                let dir = peer_dir.join(format!("switchyard-{backend}"));
+                rows.push(sy_run(backend, rate, &dir, &stage)?);
+            }
+            rows.push(kam_run(
+                rate,
+                &peer_dir.join("kamailio"),
+                "kamailio (sip calls)",
+            )?);
+        }
+        // The ladders, interleaved rate by rate (Kamailio then Switchyard at each), so that
+        // whatever else the box is doing at the time weighs on both alike; each stops after
+        // its first collapsed step.
+        let kam_rates = ladder_rates(&cfg.peer_ladder);
+        let sy_rates = ladder_rates(&cfg.peer_switchyard_ladder);
+        if !kam_rates.is_empty() || !sy_rates.is_empty() {
+            let mut kam_steps: Vec<PeerStep> = Vec::new();
+            let mut sy_steps: Vec<PeerStep> = Vec::new();
+            let (mut kam_stop, mut sy_stop): (Option<String>, Option<String>) = (None, None);
+            for rate in ladder_rates(&[kam_rates.clone(), sy_rates.clone()].concat()) {
+                for who in ["kamailio", "switchyard xdp"] {
+                    let (rates, steps, stop) = if who == "kamailio" {
+                        (&kam_rates, &mut kam_steps, &mut kam_stop)
+                    } else {
+                        (&sy_rates, &mut sy_steps, &mut sy_stop)
+                    };
+                    if !rates.contains(&rate) || stop.is_some() {
+                        continue;
+                    }
+                    let mut row = if who == "kamailio" {
+                        let dir = peer_dir.join(format!("ladder-kamailio-{rate}"));
+                        kam_run(rate, &dir, &format!("peer kamailio {rate}/s (sip calls)"))?
+                    } else {
+                        let dir = peer_dir.join(format!("ladder-switchyard-xdp-{rate}"));
+                        let stage = format!("peer switchyard xdp {rate}/s (remote processors)");
+                        sy_run("xdp", rate, &dir, &stage)?
+                    };
+                    let (failed, p99) = (num(&row, &["failed"]), num(&row, &["p99_us"]));
+                    row["peer_ladder"] = json!(who);
+                    row["ladder_rate"] = json!(rate);
+                    row["passes"] = json!(step_passes(failed, p99, cfg.p99_ms));
+                    let offered = num(&row, &["generator", "offered_calls"]);
+                    if step_collapsed(failed, offered) {
+                        let above: Vec<String> = rates
+                            .iter()
+                            .filter(|&&r| r > rate)
+                            .map(u64::to_string)
+                            .collect();
+                        let why = format!(
+                            "{rate}/s collapsed ({failed} of {offered} calls failed){}",
+                            if above.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", not run: {}", above.join(","))
+                            }
+                        );
+                        eprintln!("bench: peer ladder, {who}: {why}");
+                        *stop = Some(why);
+                    }
+                    steps.extend(PeerStep::from_row(&row));
+                    rows.push(row);
+                }
+            }
+            peer_ladders.insert(
+                "kamailio".into(),
+                ladder_summary(&kam_steps, cfg.p99_ms, kam_stop.as_deref()),
+            );
+            peer_ladders.insert(
+                "switchyard xdp".into(),
+                ladder_summary(&sy_steps, cfg.p99_ms, sy_stop.as_deref()),
+            );
+            peer_ladder_ratios = peer_ratios(&kam_steps, &sy_steps, "switchyard_xdp", cfg.p99_ms);
         }
     }
     drop(tb);
@@ -814,7 +892,8 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     if let Some(m) = ratios.as_object_mut() {
         m.extend(knees);
         m.extend(thread_ratios);
-        if cfg.peer.is_some() {
+        m.extend(peer_ladder_ratios);
+        if cfg.peer.is_some() && cfg.peer_rate.is_some() {
             let k = "kamailio (sip calls)";
             for b in ["xdp", "udp"] {
                 let sy = format!("switchyard {b} (sip calls, remote processors)");
@@ -838,20 +917,25 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
                     q(k, &sy, "p99_us"),
                 );
             }
-        } else {
+        } else if cfg.peer.is_none() {
             m.insert("peer".into(), json!("not run (--peer kamailio)"));
         }
     }
+    let peer_ladders = Value::Object(peer_ladders);
     let mut table = render(&rows, &ratios);
+    table.push_str(&render_peer(&peer_ladders, cfg.p99_ms));
     table.push_str(&render_threads(&rows));
     println!("{table}");
     let mut files = vec![out.join("table.txt"), out.join("bench.json")];
     std::fs::write(&files[0], &table)?;
     std::fs::write(
         &files[1],
-        serde_json::to_vec_pretty(
-            &json!({ "quick": cfg.quick, "stages": rows, "ratios": ratios }),
-        )?,
+        serde_json::to_vec_pretty(&json!({
+            "quick": cfg.quick,
+            "stages": rows,
+            "ratios": ratios,
+            "peer_ladders": peer_ladders,
+        }))?,
     )?;
     let title = format!(
         "sip calls, INVITE→200 by backend: {}/s offered for {secs} s → {disp_sip}",
@@ -861,13 +945,15 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         println!("combined plot: {}", p.display());
         files.push(p);
     }
-    // Every stage must have produced numbers (the only thing --quick asserts).
+    // Every stage must have produced numbers (the only thing --quick asserts). A peer ladder
+    // step that collapsed may have completed nothing: its failed count is its number.
     for r in &rows {
         let v = r
             .get("received_per_s")
             .or_else(|| r.get("achieved_per_s"))
             .and_then(Value::as_f64);
-        if !v.is_some_and(|x| x.is_finite() && x > 0.0) {
+        let collapsed = r.get("peer_ladder").is_some() && num(r, &["failed"]) > 0.0;
+        if !v.is_some_and(|x| x.is_finite() && (x > 0.0 || (collapsed && x == 0.0))) {
             bail!("stage {} produced no numbers: {r}", r["stage"]);
         }
     }
@@ -1159,6 +1245,284 @@ pub fn knee(steps: &[(u64, f64, f64)], p99_ms: f64) -> Option<u64> {
         .filter(|(_, failed, p99)| step_passes(*failed, *p99, p99_ms))
         .map(|(rate, _, _)| *rate)
         .max()
+}
+
+/// A peer-stage ladder step *collapsed* (its ladder stops there) when more than this fraction
+/// of the calls it offered failed. A proxy past its knee only gets worse at higher rates, and
+/// each collapsed step costs its full length plus the generator's 4 s timeout, so the rates
+/// above it are skipped instead of run.
+pub const COLLAPSE_FAILED_FRACTION: f64 = 0.01;
+
+/// Whether a step in which `failed` of the `offered` calls failed collapsed: more than
+/// [`COLLAPSE_FAILED_FRACTION`] of them failed, or there is no figure to go on (nothing
+/// offered, or a count missing), which is no reason to go on climbing either.
+pub fn step_collapsed(failed: f64, offered: f64) -> bool {
+    if !(offered.is_finite() && offered > 0.0 && failed.is_finite()) {
+        return true;
+    }
+    failed > COLLAPSE_FAILED_FRACTION * offered
+}
+
+/// A ladder's rates as run: increasing, without repeats or 0. A ladder that stops at its
+/// first collapsed step has to climb, whatever order the rates were given in.
+pub fn ladder_rates(rates: &[u64]) -> Vec<u64> {
+    let mut r: Vec<u64> = rates.iter().copied().filter(|&x| x > 0).collect();
+    r.sort_unstable();
+    r.dedup();
+    r
+}
+
+/// Switchyard's ladder in the peer stage: every rate of the peer's ladder (so that there is a
+/// same-rate comparison at each) and of the main ladder, and, when `reach` is set and neither
+/// goes above the peer's top rate, 2× and 3× that top as well: a Switchyard knee capped at
+/// the highest rate Kamailio was offered would only say "at least that". Empty when the
+/// peer's ladder is (`--peer-ladder 0`): there is nothing to set it beside.
+pub fn switchyard_peer_ladder(peer: &[u64], main: &[u64], reach: bool) -> Vec<u64> {
+    let Some(&top) = ladder_rates(peer).last() else {
+        return Vec::new();
+    };
+    let mut r = ladder_rates(&[peer, main].concat());
+    if reach && r.last().is_some_and(|&m| m <= top) {
+        r.extend([2 * top, 3 * top]);
+    }
+    r
+}
+
+/// One step of a peer-stage ladder: the figures its knee and ratios come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeerStep {
+    /// Calls/s offered.
+    pub rate: u64,
+    /// Failed calls.
+    pub failed: f64,
+    /// INVITE → 200 p99, µs.
+    pub p99_us: f64,
+    /// Completed calls/s.
+    pub achieved_per_s: f64,
+    /// Dispatcher CPU per completed call, ns: Switchyard's dispatcher thread, or all of
+    /// Kamailio's processes (all of Kamailio is the dispatcher).
+    pub dispatcher_cpu_ns: f64,
+    /// The whole dispatcher process's CPU per completed call, ns (the like-for-like figure).
+    pub process_cpu_ns: f64,
+    /// The whole box's busy CPU per completed call, ns (NaN when unknown).
+    pub box_cpu_ns: f64,
+}
+
+impl PeerStep {
+    /// The step of a ladder row (`ladder_rate`, `failed`, `p99_us`, `achieved_per_s`,
+    /// `dispatcher_cpu_ns_per_call`, `process_cpu_ns_per_call`, `box_cpu_ns_per_call`); None
+    /// without a `ladder_rate`. Missing figures are NaN, which never passes.
+    pub fn from_row(row: &Value) -> Option<Self> {
+        Some(PeerStep {
+            rate: row.get("ladder_rate")?.as_u64()?,
+            failed: num(row, &["failed"]),
+            p99_us: num(row, &["p99_us"]),
+            achieved_per_s: num(row, &["achieved_per_s"]),
+            dispatcher_cpu_ns: num(row, &["dispatcher_cpu_ns_per_call"]),
+            process_cpu_ns: num(row, &["process_cpu_ns_per_call"]),
+            box_cpu_ns: num(row, &["box_cpu_ns_per_call"]),
+        })
+    }
+
+    fn passes(&self, p99_ms: f64) -> bool {
+        step_passes(self.failed, self.p99_us, p99_ms)
+    }
+}
+
+/// The step at a ladder's knee ([`knee`]); None when no step passes.
+pub fn knee_step(steps: &[PeerStep], p99_ms: f64) -> Option<PeerStep> {
+    let t: Vec<(u64, f64, f64)> = steps.iter().map(|s| (s.rate, s.failed, s.p99_us)).collect();
+    let k = knee(&t, p99_ms)?;
+    steps.iter().find(|s| s.rate == k).copied()
+}
+
+/// Whether `knee` is the highest rate the ladder ran: the real knee may be higher, so it
+/// (and a ratio over it) is a lower bound.
+pub fn knee_is_lower_bound(steps: &[PeerStep], knee: u64) -> bool {
+    steps.iter().map(|s| s.rate).max() == Some(knee)
+}
+
+/// The highest rate at which both ladders have a passing step: where a same-rate comparison of
+/// CPU per call means something (a step that failed calls did less work per offered call).
+pub fn highest_common_pass(
+    a: &[PeerStep],
+    b: &[PeerStep],
+    p99_ms: f64,
+) -> Option<(PeerStep, PeerStep)> {
+    a.iter()
+        .filter(|x| x.passes(p99_ms))
+        .filter_map(|x| {
+            b.iter()
+                .find(|y| y.rate == x.rate && y.passes(p99_ms))
+                .map(|y| (*x, *y))
+        })
+        .max_by_key(|(x, _)| x.rate)
+}
+
+/// One ladder's summary for `bench.json` (`peer_ladders`) and the lines under the table: the
+/// rates run, the knee (null when none), whether it is a lower bound, the figures at the knee,
+/// and `stopped` (why the ladder stopped early, null when it did not).
+pub fn ladder_summary(steps: &[PeerStep], p99_ms: f64, stopped: Option<&str>) -> Value {
+    let k = knee_step(steps, p99_ms);
+    json!({
+        "rates_run": steps.iter().map(|s| s.rate).collect::<Vec<_>>(),
+        "knee_calls_per_s": k.map(|s| s.rate),
+        "knee_is_lower_bound": k.is_some_and(|s| knee_is_lower_bound(steps, s.rate)),
+        "at_knee": k.map(|s| json!({
+            "p99_us": s.p99_us,
+            "achieved_per_s": s.achieved_per_s,
+            "dispatcher_cpu_ns_per_call": s.dispatcher_cpu_ns,
+            "process_cpu_ns_per_call": s.process_cpu_ns,
+            "box_cpu_ns_per_call": s.box_cpu_ns,
+        })),
+        "stopped": stopped,
+    })
+}
+
+/// The peer ladders' ratios, Kamailio's steps `kam` against Switchyard's `sy` (`sy_key`, e.g.
+/// `switchyard_xdp`, names Switchyard's side in the keys); each ratio is > 1 where Switchyard
+/// does better:
+/// - `peer_knee_kamailio_calls_per_s`, `peer_knee_<sy>_calls_per_s`: each one's knee (a
+///   sentence when it has none);
+/// - `<sy>_knee_over_kamailio_knee`: the knees' ratio;
+/// - `kamailio_at_knee_over_<sy>_at_knee_{dispatcher,process}_cpu_per_call`: CPU per call of
+///   each one *at its own knee*, Kamailio's over Switchyard's;
+/// - `peer_same_rate_calls_per_s` and `kamailio_over_<sy>_{dispatcher_cpu_per_call,
+///   process_cpu_per_call,p99}_at_same_rate`: the same-rate comparison at the highest rate
+///   both pass;
+/// - `<who>_knee_note`: when a knee is the highest rate its ladder ran (a lower bound, so the
+///   knee ratio is one too when it is Switchyard's and an upper one when Kamailio's).
+pub fn peer_ratios(
+    kam: &[PeerStep],
+    sy: &[PeerStep],
+    sy_key: &str,
+    p99_ms: f64,
+) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    let none = |who: &str| {
+        json!(format!(
+            "none (no {who} step had 0 failed and p99 <= {p99_ms} ms)"
+        ))
+    };
+    let (kk, sk) = (knee_step(kam, p99_ms), knee_step(sy, p99_ms));
+    m.insert(
+        "peer_knee_kamailio_calls_per_s".into(),
+        kk.map_or_else(|| none("kamailio"), |s| json!(s.rate)),
+    );
+    m.insert(
+        format!("peer_knee_{sy_key}_calls_per_s"),
+        sk.map_or_else(|| none(&sy_key.replace('_', " ")), |s| json!(s.rate)),
+    );
+    match (kk, sk) {
+        (Some(k), Some(s)) => {
+            m.insert(
+                format!("{sy_key}_knee_over_kamailio_knee"),
+                json!(s.rate as f64 / k.rate as f64),
+            );
+            m.insert(
+                format!("kamailio_at_knee_over_{sy_key}_at_knee_dispatcher_cpu_per_call"),
+                json!(k.dispatcher_cpu_ns / s.dispatcher_cpu_ns),
+            );
+            m.insert(
+                format!("kamailio_at_knee_over_{sy_key}_at_knee_process_cpu_per_call"),
+                json!(k.process_cpu_ns / s.process_cpu_ns),
+            );
+        }
+        _ => {
+            m.insert(
+                format!("{sy_key}_knee_over_kamailio_knee"),
+                json!("not computed: a ladder has no knee"),
+            );
+        }
+    }
+    for (who, steps, k) in [("kamailio", kam, kk), (sy_key, sy, sk)] {
+        if let Some(k) = k.filter(|k| knee_is_lower_bound(steps, k.rate)) {
+            m.insert(
+                format!("{who}_knee_note"),
+                json!(format!(
+                    "passed the highest rate it was offered ({}/s): its knee is at least that",
+                    k.rate
+                )),
+            );
+        }
+    }
+    match highest_common_pass(kam, sy, p99_ms) {
+        Some((k, s)) => {
+            m.insert("peer_same_rate_calls_per_s".into(), json!(k.rate));
+            m.insert(
+                format!("kamailio_over_{sy_key}_dispatcher_cpu_per_call_at_same_rate"),
+                json!(k.dispatcher_cpu_ns / s.dispatcher_cpu_ns),
+            );
+            m.insert(
+                format!("kamailio_over_{sy_key}_process_cpu_per_call_at_same_rate"),
+                json!(k.process_cpu_ns / s.process_cpu_ns),
+            );
+            m.insert(
+                format!("kamailio_over_{sy_key}_p99_at_same_rate"),
+                json!(k.p99_us / s.p99_us),
+            );
+        }
+        None => {
+            m.insert(
+                "peer_same_rate_calls_per_s".into(),
+                json!("none (no rate at which both passed)"),
+            );
+        }
+    }
+    m
+}
+
+/// The peer ladders' lines under the table, from `peer_ladders` (name → [`ladder_summary`]):
+/// each one's knee and CPU per call at it. Empty without peer ladders.
+fn render_peer(ladders: &Value, p99_ms: f64) -> String {
+    let Some(m) = ladders.as_object().filter(|m| !m.is_empty()) else {
+        return String::new();
+    };
+    let mut t = format!(
+        "\npeer ladders (knee: highest rate with 0 failed and p99 <= {p99_ms} ms; CPU µs per completed call at each one's own knee):\n"
+    );
+    for (name, l) in m {
+        let rates = l["rates_run"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        t.push_str(&format!("  {name:<16} "));
+        match l["knee_calls_per_s"].as_u64() {
+            Some(k) => {
+                let a = &l["at_knee"];
+                let us = |key: &str| {
+                    let x = num(a, &[key]) * 1e-3;
+                    if x.is_finite() {
+                        format!("{x:.2}")
+                    } else {
+                        "-".into()
+                    }
+                };
+                t.push_str(&format!(
+                    "knee {k:>6}/s{}: p99 {:.2} ms, disp {}, process {}, box {}",
+                    if l["knee_is_lower_bound"] == json!(true) {
+                        " (its top rate: at least)"
+                    } else {
+                        ""
+                    },
+                    num(a, &["p99_us"]) * 1e-3,
+                    us("dispatcher_cpu_ns_per_call"),
+                    us("process_cpu_ns_per_call"),
+                    us("box_cpu_ns_per_call"),
+                ));
+            }
+            None => t.push_str("no knee (no step passed)"),
+        }
+        t.push_str(&format!("; ran {rates}"));
+        if let Some(why) = l["stopped"].as_str() {
+            t.push_str(&format!("; stopped: {why}"));
+        }
+        t.push('\n');
+    }
+    t
 }
 
 /// First port of the peer stage's remote processors (on the dispatcher namespace's address).
@@ -1683,6 +2047,180 @@ mod tests {
         assert!(!step_passes(0.0, f64::NAN, 4.0));
         assert!(step_passes(0.0, 4_000.0, 4.0));
         assert!(knee(&[], 4.0).is_none());
+    }
+
+    fn step(rate: u64, failed: f64, p99_us: f64, disp_us: f64, proc_us: f64) -> PeerStep {
+        PeerStep {
+            rate,
+            failed,
+            p99_us,
+            achieved_per_s: rate as f64,
+            dispatcher_cpu_ns: disp_us * 1e3,
+            process_cpu_ns: proc_us * 1e3,
+            box_cpu_ns: f64::NAN,
+        }
+    }
+
+    #[test]
+    fn a_ladder_climbs_and_stops_after_more_than_one_percent_failed() {
+        assert_eq!(
+            ladder_rates(&[5_000, 1_000, 0, 5_000, 2_500]),
+            [1_000, 2_500, 5_000]
+        );
+        assert!(ladder_rates(&[]).is_empty());
+        // 1 % exactly is still a (failing, not collapsed) step; above it the ladder stops.
+        assert!(!step_collapsed(0.0, 10_000.0));
+        assert!(!step_collapsed(100.0, 10_000.0));
+        assert!(step_collapsed(101.0, 10_000.0));
+        // No figure to go on is no reason to climb either.
+        assert!(step_collapsed(0.0, 0.0));
+        assert!(step_collapsed(0.0, f64::NAN));
+        assert!(step_collapsed(f64::NAN, 1_000.0));
+    }
+
+    #[test]
+    fn switchyards_peer_ladder_reaches_above_kamailios_top() {
+        let peer = [1_000, 2_500, 5_000, 7_500, 10_000];
+        // Nothing above Kamailio's top: 2x and 3x it are added (not under --quick).
+        assert_eq!(
+            switchyard_peer_ladder(&peer, &[], true),
+            [1_000, 2_500, 5_000, 7_500, 10_000, 20_000, 30_000]
+        );
+        assert_eq!(switchyard_peer_ladder(&peer, &[], false), peer);
+        // The main ladder already goes higher: its rates, merged, nothing invented.
+        assert_eq!(
+            switchyard_peer_ladder(&[5_000, 1_000], &[15_000, 5_000], true),
+            [1_000, 5_000, 15_000]
+        );
+        assert_eq!(
+            switchyard_peer_ladder(&[500, 1_000], &[500, 1_000], false),
+            [500, 1_000]
+        );
+        assert!(switchyard_peer_ladder(&[], &[], true).is_empty());
+        // No peer ladder (`--peer-ladder 0`): no Switchyard one either.
+        assert!(switchyard_peer_ladder(&[0], &[3_000], true).is_empty());
+    }
+
+    #[test]
+    fn peer_steps_come_from_ladder_rows() {
+        let row = json!({
+            "stage": "peer kamailio 5000/s (sip calls)", "ladder_rate": 5000, "failed": 0.0,
+            "p99_us": 3_000.0, "achieved_per_s": 4_990.0, "dispatcher_cpu_ns_per_call": 130_000.0,
+            "process_cpu_ns_per_call": 130_000.0, "box_cpu_ns_per_call": 400_000.0,
+        });
+        let s = PeerStep::from_row(&row).unwrap();
+        assert_eq!((s.rate, s.failed, s.p99_us), (5_000, 0.0, 3_000.0));
+        assert_eq!((s.dispatcher_cpu_ns, s.box_cpu_ns), (130_000.0, 400_000.0));
+        assert!(PeerStep::from_row(&json!({"stage": "switchyard xdp (sip calls)"})).is_none());
+        // A row without its p99 never passes.
+        let bare = PeerStep::from_row(&json!({"ladder_rate": 100, "failed": 0})).unwrap();
+        assert!(bare.p99_us.is_nan());
+        assert!(knee_step(&[bare], 4.0).is_none());
+    }
+
+    #[test]
+    fn peer_ratios_compare_each_at_its_own_knee_and_at_the_highest_common_pass() {
+        let kam = [
+            step(1_000, 0.0, 900.0, 150.0, 150.0),
+            step(2_500, 0.0, 3_000.0, 130.0, 130.0),
+            // Passes on failures but not on p99: above the knee.
+            step(5_000, 0.0, 8_000.0, 131.0, 131.0),
+            step(7_500, 900.0, 4_000_000.0, 200.0, 200.0),
+        ];
+        let sy = [
+            step(1_000, 0.0, 300.0, 20.0, 21.0),
+            step(2_500, 0.0, 400.0, 10.0, 11.0),
+            step(5_000, 0.0, 500.0, 5.0, 6.0),
+            step(20_000, 0.0, 3_500.0, 2.6, 2.6),
+            step(30_000, 5.0, 9_000.0, 2.0, 2.0),
+        ];
+        let m = peer_ratios(&kam, &sy, "switchyard_xdp", 4.0);
+        assert_eq!(m["peer_knee_kamailio_calls_per_s"], json!(2_500));
+        assert_eq!(m["peer_knee_switchyard_xdp_calls_per_s"], json!(20_000));
+        assert_eq!(m["switchyard_xdp_knee_over_kamailio_knee"], json!(8.0));
+        // 130 µs at Kamailio's knee over 2.6 µs at Switchyard's.
+        let at_knees = m["kamailio_at_knee_over_switchyard_xdp_at_knee_dispatcher_cpu_per_call"]
+            .as_f64()
+            .unwrap();
+        assert!((at_knees - 50.0).abs() < 1e-9, "{at_knees}");
+        // Same rate: 2,500/s is the highest both pass (5,000 fails Kamailio's p99).
+        assert_eq!(m["peer_same_rate_calls_per_s"], json!(2_500));
+        assert_eq!(
+            m["kamailio_over_switchyard_xdp_dispatcher_cpu_per_call_at_same_rate"],
+            json!(13.0)
+        );
+        assert_eq!(
+            m["kamailio_over_switchyard_xdp_p99_at_same_rate"],
+            json!(7.5)
+        );
+        // Neither knee is the top of its ladder: no lower-bound note.
+        assert!(m.get("switchyard_xdp_knee_note").is_none());
+        assert!(m.get("kamailio_knee_note").is_none());
+
+        // Switchyard passes its top rate: its knee is a lower bound, and says so.
+        let m = peer_ratios(&kam, &sy[..4], "switchyard_xdp", 4.0);
+        assert!(m["switchyard_xdp_knee_note"]
+            .as_str()
+            .unwrap()
+            .contains("20000/s"));
+        let h = highest_common_pass(&kam, &sy, 4.0).unwrap();
+        assert_eq!((h.0.rate, h.1.rate), (2_500, 2_500));
+
+        // Kamailio passes nothing: no knee ratios, no same-rate pair, sentences instead.
+        let dead = [step(1_000, 50.0, 900.0, 150.0, 150.0)];
+        let m = peer_ratios(&dead, &sy, "switchyard_xdp", 4.0);
+        assert!(m["peer_knee_kamailio_calls_per_s"]
+            .as_str()
+            .unwrap()
+            .starts_with("none"));
+        assert!(m["switchyard_xdp_knee_over_kamailio_knee"].is_string());
+        assert!(m["peer_same_rate_calls_per_s"].is_string());
+        assert!(m
+            .get("kamailio_at_knee_over_switchyard_xdp_at_knee_process_cpu_per_call")
+            .is_none());
+    }
+
+    #[test]
+    fn peer_ladder_summaries_render_under_the_table() {
+        let sy = [
+            step(1_000, 0.0, 300.0, 20.0, 21.0),
+            step(2_000, 0.0, 400.0, 10.0, 11.0),
+        ];
+        let kam = [
+            step(1_000, 0.0, 900.0, 150.0, 150.0),
+            step(2_000, 30.0, 9_000.0, 140.0, 140.0),
+        ];
+        let ks = ladder_summary(
+            &kam,
+            4.0,
+            Some("2000/s collapsed (30 of 2000 calls failed)"),
+        );
+        assert_eq!(ks["knee_calls_per_s"], json!(1_000));
+        assert_eq!(ks["knee_is_lower_bound"], json!(false));
+        assert_eq!(ks["rates_run"], json!([1_000, 2_000]));
+        assert_eq!(
+            ks["at_knee"]["dispatcher_cpu_ns_per_call"],
+            json!(150_000.0)
+        );
+        let ss = ladder_summary(&sy, 4.0, None);
+        assert_eq!(ss["knee_is_lower_bound"], json!(true));
+        assert_eq!(ss["stopped"], Value::Null);
+        assert_eq!(
+            ladder_summary(&[], 4.0, None)["knee_calls_per_s"],
+            Value::Null
+        );
+        let t = render_peer(&json!({"kamailio": ks, "switchyard xdp": ss}), 4.0);
+        assert!(
+            t.contains("kamailio         knee   1000/s: p99 0.90 ms, disp 150.00, process 150.00, box -; ran 1000,2000; stopped: 2000/s collapsed"),
+            "{t}"
+        );
+        assert!(
+            t.contains("switchyard xdp   knee   2000/s (its top rate: at least): p99 0.40 ms, disp 10.00, process 11.00"),
+            "{t}"
+        );
+        let none = ladder_summary(&[step(500, 1.0, 1.0, 1.0, 1.0)], 4.0, None);
+        assert!(render_peer(&json!({ "kamailio": none }), 4.0).contains("no knee"));
+        assert!(render_peer(&json!({}), 4.0).is_empty());
     }
 
     #[test]

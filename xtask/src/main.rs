@@ -84,11 +84,30 @@ enum Cmd {
         /// The ladder's INVITE→200 p99 bound, in milliseconds.
         #[arg(long, default_value_t = 4.0)]
         p99_ms: f64,
-        /// Run this peer in front of the same remote processors, same generator and rate, in
-        /// the same run (`kamailio`: its dispatcher module). Default: none; kamailio (200
-        /// calls/s for 2 s) with --quick.
+        /// Run this peer in front of the same remote processors, same generator, in the same
+        /// run (`kamailio`: its dispatcher module), as a ladder beside Switchyard's (see
+        /// --peer-ladder). Default: none; kamailio with --quick or any other --peer-* flag.
         #[arg(long, value_enum)]
         peer: Option<PeerArg>,
+        /// The peer stage's ladder: the peer at each of these calls/s, lowest first, each step
+        /// interleaved with Switchyard's (xdp, the same remote processors) at that rate;
+        /// reports each one's knee (0 failed, p99 within --p99-ms), the CPU per call at each
+        /// knee and their ratios. A ladder stops after a step in which more than 1 % of the
+        /// calls failed. Default with --peer: 1000,2500,5000,7500,10000; 500,1000 (2 s each)
+        /// with --quick. `0`: no ladders (with --peer-rate, only its runs).
+        #[arg(long, value_delimiter = ',', value_name = "R1,R2,...")]
+        peer_ladder: Vec<u64>,
+        /// Switchyard's rates in the peer stage's ladder. Default: those of --peer-ladder and
+        /// --ladder, plus 2x and 3x the top of --peer-ladder when neither goes above it (not
+        /// with --quick), so that Switchyard's knee is not capped at Kamailio's top rate.
+        #[arg(long, value_delimiter = ',', value_name = "R1,R2,...")]
+        peer_switchyard_ladder: Vec<u64>,
+        /// Also run the peer stage once at this calls/s on each side (Switchyard xdp and udp
+        /// with remote processors, then the peer: the rows `... (sip calls, remote
+        /// processors)` and `kamailio (sip calls)` and their `kamailio_over_switchyard_*`
+        /// ratios). Default: none (the ladders only).
+        #[arg(long)]
+        peer_rate: Option<u64>,
         /// Generator threads in the call stages (`switchyard-bench --threads`; thread 0 on
         /// core 0, the others round-robin over cores 0 and 1). The blasts feeding the ceiling
         /// and blast stages always use at least 2, so the raw receive loop gets more than one
@@ -146,6 +165,9 @@ struct BenchArgs {
     ladder: Vec<u64>,
     p99_ms: f64,
     peer: Option<PeerArg>,
+    peer_ladder: Vec<u64>,
+    peer_switchyard_ladder: Vec<u64>,
+    peer_rate: Option<u64>,
     gen_threads: u16,
     dispatcher_threads: Vec<u16>,
 }
@@ -163,6 +185,9 @@ impl BenchArgs {
             ladder: Vec::new(),
             p99_ms: 4.0,
             peer: None,
+            peer_ladder: Vec::new(),
+            peer_switchyard_ladder: Vec::new(),
+            peer_rate: None,
             gen_threads: 1,
             dispatcher_threads: Vec::new(),
         }
@@ -223,6 +248,9 @@ fn main() -> anyhow::Result<()> {
             ladder,
             p99_ms,
             peer,
+            peer_ladder,
+            peer_switchyard_ladder,
+            peer_rate,
             gen_threads,
             dispatcher_threads,
         } => {
@@ -237,6 +265,9 @@ fn main() -> anyhow::Result<()> {
                 ladder,
                 p99_ms,
                 peer,
+                peer_ladder,
+                peer_switchyard_ladder,
+                peer_rate,
                 gen_threads,
                 dispatcher_threads,
             })
@@ -389,8 +420,26 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let peer = match a.peer {
         Some(PeerArg::Kamailio) => Some(xtask::bench::Peer::Kamailio),
         Some(PeerArg::None) => None,
-        None if quick => Some(xtask::bench::Peer::Kamailio),
+        // Asking for a peer ladder or rate is asking for the peer.
+        None if quick
+            || !a.peer_ladder.is_empty()
+            || !a.peer_switchyard_ladder.is_empty()
+            || a.peer_rate.is_some() =>
+        {
+            Some(xtask::bench::Peer::Kamailio)
+        }
         None => None,
+    };
+    let peer_ladder = match (peer.is_some(), a.peer_ladder.is_empty(), quick) {
+        (false, _, _) => Vec::new(),
+        (true, false, _) => a.peer_ladder,
+        (true, true, true) => vec![500, 1_000],
+        (true, true, false) => vec![1_000, 2_500, 5_000, 7_500, 10_000],
+    };
+    let peer_switchyard_ladder = match (peer.is_some(), a.peer_switchyard_ladder.is_empty()) {
+        (false, _) => Vec::new(),
+        (true, false) => a.peer_switchyard_ladder,
+        (true, true) => xtask::bench::switchyard_peer_ladder(&peer_ladder, &ladder, !quick),
     };
     let run = xtask::bench::run(&xtask::bench::BenchConfig {
         quick,
@@ -405,7 +454,9 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         ladder_seconds: if quick { 2 } else { seconds },
         p99_ms: a.p99_ms,
         peer,
-        peer_rate: if quick { 200 } else { call_rate },
+        peer_rate: a.peer_rate,
+        peer_ladder,
+        peer_switchyard_ladder,
         peer_seconds: if quick { 2 } else { seconds },
         gen_threads: usize::from(a.gen_threads),
         dispatcher_threads: match (a.dispatcher_threads.is_empty(), quick) {
