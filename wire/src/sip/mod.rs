@@ -12,6 +12,8 @@
 //! processor's business; the dispatcher only needs the message to be well-formed.
 
 mod error;
+#[cfg(test)]
+mod fast_paths;
 mod headers;
 pub mod locate;
 mod name_addr;
@@ -35,7 +37,7 @@ pub use start_line::{Kind, Method};
 pub use via::{Via, MAGIC_COOKIE};
 
 use crate::scan::{
-    is_token, is_ws, line_at, none_of, parse_digits, skip_lws, skip_while, trim_lws, Span,
+    is_token, is_ws, line_at_short, none_of, parse_digits, skip_lws, skip_while, trim_lws, Span,
 };
 use crate::session_size::{self, SessionSizeConfig};
 use crate::Limits;
@@ -137,12 +139,12 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
     let ne = ls + name_len;
     let colon = skip_while(buf, ne, buf.len(), is_ws);
     let (le, mut nx) = if name_len > 0 && buf.get(colon) == Some(&b':') {
-        match line_at(buf, colon + 1) {
+        match line_at_short(buf, colon + 1) {
             Some(l) => l,
             None => return err(SipErrorKind::Truncated, buf.len()),
         }
     } else {
-        let Some((le, nx)) = line_at(buf, ls) else {
+        let Some((le, nx)) = line_at_short(buf, ls) else {
             return err(SipErrorKind::Truncated, buf.len());
         };
         if le == ls {
@@ -153,7 +155,7 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
         }
         let mut n2 = nx;
         while buf.get(n2).is_some_and(|&b| is_ws(b)) {
-            let Some((e2, n3)) = line_at(buf, n2) else {
+            let Some((e2, n3)) = line_at_short(buf, n2) else {
                 return err(SipErrorKind::Truncated, buf.len());
             };
             if e2 - n2 > max_line {
@@ -168,7 +170,7 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
     }
     let mut vend = le;
     while buf.get(nx).is_some_and(|&b| is_ws(b)) {
-        let Some((e2, n2)) = line_at(buf, nx) else {
+        let Some((e2, n2)) = line_at_short(buf, nx) else {
             return err(SipErrorKind::Truncated, buf.len());
         };
         if e2 - nx > max_line {
@@ -202,7 +204,7 @@ pub(crate) fn start<'a>(buf: &'a [u8], limits: &Limits) -> Result<(Kind<'a>, usi
     if pos >= buf.len() {
         return err(SipErrorKind::Empty, pos);
     }
-    let Some((sl_end, next)) = line_at(buf, pos) else {
+    let Some((sl_end, next)) = line_at_short(buf, pos) else {
         return err(SipErrorKind::Truncated, buf.len());
     };
     if sl_end - pos > limits.max_header_line {

@@ -109,7 +109,42 @@ fn is_version(v: &[u8]) -> bool {
 }
 
 /// Parses the start line `buf[start..end]` (terminator excluded).
+#[inline]
 pub(crate) fn parse(buf: &[u8], start: usize, end: usize) -> Result<Kind<'_>, SipError> {
+    match parse_request_simple(buf, start, end) {
+        Some(k) => Ok(k),
+        None => parse_general(buf, start, end),
+    }
+}
+
+/// Fast path of [`parse`] for a well-formed Request-Line: the method is the token run before
+/// the first SP and the version is the last eight bytes (` SIP/2.0`), so the Request-URI is
+/// what lies between without a search for the second SP (a valid URI holds no SP, so the line
+/// still has exactly two). `None` hands the line to [`parse_general`], which owns every error.
+#[inline(always)]
+fn parse_request_simple(buf: &[u8], start: usize, end: usize) -> Option<Kind<'_>> {
+    let line = buf.get(start..end)?;
+    let m = line.iter().position(|&b| !is_token(b))?;
+    if m == 0 || line.get(m) != Some(&b' ') {
+        return None;
+    }
+    let rest = line.get(m + 1..)?;
+    let split = rest.len().checked_sub(8)?;
+    let (ruri, ver) = rest.split_at(split);
+    if ruri.is_empty() || ver.first() != Some(&b' ') || !is_version(ver.get(1..)?) {
+        return None;
+    }
+    if !uri::check(ruri, false) {
+        return None;
+    }
+    Some(Kind::Request {
+        method: Method::from_bytes(line.get(..m)?),
+        uri: ruri,
+    })
+}
+
+/// [`parse`] without its fast path: the reference the fast path is tested against.
+pub(crate) fn parse_general(buf: &[u8], start: usize, end: usize) -> Result<Kind<'_>, SipError> {
     let line = buf.get(start..end).unwrap_or(&[]);
     let err = |k, off: usize| SipError::new(k, start + off);
     if line.len() >= 4

@@ -159,20 +159,7 @@ pub(crate) fn parse_parm(
     }
     let mut bad_rport = None;
     let (pend, next) = params::parse(buf, p, end, true, |prm| {
-        let name = prm.name.get(buf);
-        if name.eq_ignore_ascii_case(b"branch") {
-            raw.branch = prm.value;
-        } else if name.eq_ignore_ascii_case(b"received") {
-            raw.received = Some(prm);
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            raw.rport = Some(prm);
-            if let Some(v) = prm.value {
-                match parse_digits(v.get(buf), 5) {
-                    Some(n) if n <= 65535 => raw.rport_value = Some(n as u16),
-                    _ => bad_rport = Some(v.start()),
-                }
-            }
-        }
+        on_param(buf, &mut raw, &mut bad_rport, prm)
     })?;
     if let Some(at) = bad_rport {
         return Err(at);
@@ -181,8 +168,89 @@ pub(crate) fn parse_parm(
     Ok((raw, next))
 }
 
+/// What [`parse_parm`] records for one parameter (`bad_rport`: where an unusable rport value
+/// starts, which makes the via-parm invalid).
+#[inline(always)]
+fn on_param(buf: &[u8], raw: &mut ViaRaw, bad_rport: &mut Option<usize>, prm: Param) {
+    let name = prm.name.get(buf);
+    if name.eq_ignore_ascii_case(b"branch") {
+        raw.branch = prm.value;
+    } else if name.eq_ignore_ascii_case(b"received") {
+        raw.received = Some(prm);
+    } else if name.eq_ignore_ascii_case(b"rport") {
+        raw.rport = Some(prm);
+        if let Some(v) = prm.value {
+            match parse_digits(v.get(buf), 5) {
+                Some(n) if n <= 65535 => raw.rport_value = Some(n as u16),
+                _ => *bad_rport = Some(v.start()),
+            }
+        }
+    }
+}
+
+/// Fast path of [`parse_list`] for the usual single `name/version/transport SP host[:port]
+/// *(;param)` value with no other LWS, no IPv6 reference and no second via-parm: `Some` only
+/// where [`parse_parm`] accepts the whole value with the same result, `None` to let it decide
+/// (errors and their offsets stay its own).
+#[inline(always)]
+fn parse_simple(buf: &[u8], start: usize, end: usize) -> Option<ViaRaw> {
+    if end > buf.len() || start > end {
+        return None;
+    }
+    let mut p = start;
+    for _ in 0..2 {
+        let e = skip_while(buf, p, end, is_token);
+        if e == p || buf.get(e) != Some(&b'/') || e >= end {
+            return None;
+        }
+        p = e + 1;
+    }
+    let ts = p;
+    let te = skip_while(buf, ts, end, is_token);
+    if te == ts || te >= end || buf.get(te) != Some(&b' ') {
+        return None;
+    }
+    let hs = te + 1;
+    let he = skip_while(buf, hs, end, is_host_byte);
+    if he == hs {
+        return None;
+    }
+    let mut raw = ViaRaw {
+        transport: Span::new(ts, te),
+        host: Span::new(hs, he),
+        ..ViaRaw::default()
+    };
+    let mut p = he;
+    if p < end && buf.get(p) == Some(&b':') {
+        let ps = p + 1;
+        let pe = skip_while(buf, ps, end, |b| b.is_ascii_digit());
+        match parse_digits(buf.get(ps..pe)?, 5) {
+            Some(v) if v <= 65535 => raw.port = Some(v as u16),
+            _ => return None,
+        }
+        p = pe;
+    }
+    let mut bad_rport = None;
+    let pend = params::parse_simple(buf, p, end, |prm| {
+        on_param(buf, &mut raw, &mut bad_rport, prm)
+    })?;
+    if bad_rport.is_some() {
+        return None;
+    }
+    raw.parm = Span::new(start, pend);
+    Some(raw)
+}
+
 /// Validates every via-parm in one Via header value and returns the first one.
 pub(crate) fn parse_list(buf: &[u8], start: usize, end: usize) -> Result<ViaRaw, usize> {
+    if let Some(raw) = parse_simple(buf, start, end) {
+        return Ok(raw);
+    }
+    parse_list_general(buf, start, end)
+}
+
+/// [`parse_list`] without its fast path: the reference the fast path is tested against.
+pub(crate) fn parse_list_general(buf: &[u8], start: usize, end: usize) -> Result<ViaRaw, usize> {
     let (first, mut next) = parse_parm(buf, start, end)?;
     while let Some(p) = next {
         let (_, n) = parse_parm(buf, p, end)?;
