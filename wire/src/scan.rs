@@ -271,3 +271,22 @@ pub(crate) fn find_in(buf: &[u8], start: usize, end: usize, needle: u8) -> Optio
     let s = buf.get(start..end)?;
     find_short(s, needle).map(|i| i + start)
 }
+
+/// Whether `s` holds a CR or an LF, eight bytes at a time (exact: the zero-byte test never
+/// misses a match, and any flag at all means some byte matched).
+#[inline]
+pub(crate) fn has_cr_or_lf(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let w = le64(c);
+        let (a, b) = (w ^ CR, w ^ LF);
+        if (a.wrapping_sub(LO) & !a | b.wrapping_sub(LO) & !b) & HI != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
+}

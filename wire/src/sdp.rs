@@ -28,8 +28,34 @@ pub struct Bandwidth<'a> {
 
 /// Lines of an SDP body, CRLF or LF terminated, terminators removed.
 pub fn lines(sdp: &[u8]) -> impl Iterator<Item = &[u8]> {
-    sdp.split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    Lines { rest: Some(sdp) }
+}
+
+/// The pieces `split(|&b| b == b'\n')` gives (the last one after the final LF, possibly empty),
+/// each without a trailing CR; the LF is found a word at a time ([`crate::scan::find_short`]),
+/// which costs a fraction of a byte-by-byte split on lines this short.
+struct Lines<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        let line = match crate::scan::find_short(rest, b'\n') {
+            Some(i) => {
+                self.rest = rest.get(i + 1..);
+                rest.get(..i).unwrap_or(&[])
+            }
+            None => {
+                self.rest = None;
+                rest
+            }
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
 }
 
 fn num(s: &[u8]) -> Option<u64> {
@@ -75,4 +101,23 @@ pub fn bandwidths(sdp: &[u8]) -> impl Iterator<Item = Bandwidth<'_>> {
             value: u32::try_from(value).unwrap_or(u32::MAX),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lines_split_like_the_byte_split(v in prop::collection::vec(
+            prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'm'), any::<u8>()], 0..80,
+        )) {
+            let want: Vec<&[u8]> = v
+                .split(|&b| b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .collect();
+            let got: Vec<&[u8]> = super::lines(&v).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
 }
