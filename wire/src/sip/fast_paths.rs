@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use super::{name_addr, params, start_line, uri, via};
+use super::{header_line, header_line_general, name_addr, params, start_line, uri, via};
 use crate::scan::{find, find_in, find_short, line_at, line_at_short};
 
 /// Header values cut out of the RFC 4475 corpus (every line after a colon), and its start lines.
@@ -110,6 +110,7 @@ fn fast_paths_agree_on_the_corpus() {
         check_via(v);
         check_params(v);
         check_search(v);
+        check_header_line(v);
         if let Some(close) = v.iter().position(|&b| b == b'>') {
             check_uri(&v[1.min(close)..close]);
         }
@@ -128,6 +129,22 @@ fn fast_paths_agree_on_the_corpus() {
         via_fast > 20 && na_fast > 20,
         "corpus exercises the parsers"
     );
+    // Every line start of every corpus message, for the line framing.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/rfc4475");
+    for e in std::fs::read_dir(dir)
+        .expect("RFC 4475 corpus present")
+        .flatten()
+    {
+        let data = std::fs::read(e.path()).unwrap_or_default();
+        for (i, _) in data.iter().enumerate().filter(|(_, &b)| b == b'\n') {
+            for max_line in [4096, 40] {
+                let ls = i + 1;
+                let fast = header_line(&data, ls, max_line);
+                let general = header_line_general(&data, ls, max_line);
+                assert_eq!(format!("{fast:?}"), format!("{general:?}"));
+            }
+        }
+    }
 }
 
 /// Bytes that steer the scanners into and out of their fast paths.
@@ -207,8 +224,39 @@ fn start_like() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+fn check_header_line(buf: &[u8]) {
+    for ls in [0, 1, 3] {
+        for max_line in [4096, 12] {
+            let fast = header_line(buf, ls, max_line);
+            let general = header_line_general(buf, ls, max_line);
+            assert_eq!(
+                format!("{fast:?}"),
+                format!("{general:?}"),
+                "{:?} at {ls}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+}
+
+fn header_block() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => "[A-Za-z-]{1,8}(:|: |:  | :|\t:|)[a-z0-9 <>;=@.\t]{0,12}( |\t|)(\r\n|\n|\r|)( |\t|)".prop_map(String::into_bytes),
+            1 => soup(),
+        ],
+        1..5,
+    )
+    .prop_map(|v| v.concat())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn header_line_fast_path_agrees(b in header_block()) {
+        check_header_line(&b);
+    }
 
     #[test]
     fn name_addr_fast_path_agrees(v in prop_oneof![name_addr_like(), soup()]) {

@@ -37,7 +37,8 @@ pub use start_line::{Kind, Method};
 pub use via::{Via, MAGIC_COOKIE};
 
 use crate::scan::{
-    is_token, is_ws, line_at_short, none_of, parse_digits, skip_lws, skip_while, trim_lws, Span,
+    is_lws, is_token, is_ws, line_at_short, none_of, parse_digits, skip_lws, skip_while, trim_lws,
+    Span,
 };
 use crate::session_size::{self, SessionSizeConfig};
 use crate::Limits;
@@ -109,6 +110,7 @@ fn err<T>(kind: SipErrorKind, at: usize) -> Result<T, SipError> {
 }
 
 /// One step of the header-section scanner.
+#[cfg_attr(test, derive(Debug))]
 pub(crate) enum Line {
     /// The blank line ending the header section; the body starts at `body_start`.
     End { body_start: usize },
@@ -122,15 +124,55 @@ pub(crate) enum Line {
     },
 }
 
-/// Frames the header line at `ls` (used by [`Message::parse`]).
+/// Frames the header line at `ls` (used by [`Message::parse`]): the common one-line
+/// `name ":" [SP] value` here, everything else (and every error) in [`header_line_general`].
+#[inline(always)]
+pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line, SipError> {
+    let rest = buf.get(ls..).unwrap_or(&[]);
+    let name_len = rest
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(rest.len());
+    let ne = ls + name_len;
+    // Fast path for the usual line, `name ":" [SP] value` on one physical line with no LWS at
+    // the value's ends: the value range is known without the trimming loops. Anything else
+    // falls through to the general framing below, which decides (and reports errors) alone.
+    if name_len > 0 && buf.get(ne) == Some(&b':') {
+        if let Some((le, nx)) = line_at_short(buf, ne + 1) {
+            let mut vs = ne + 1;
+            if vs < le && buf.get(vs) == Some(&b' ') {
+                vs += 1;
+            }
+            let lead_ok = vs >= le || buf.get(vs).is_some_and(|&b| !is_lws(b));
+            let trail_ok = le <= vs || buf.get(le - 1).is_some_and(|&b| !is_lws(b));
+            let folded = buf.get(nx).is_some_and(|&b| is_ws(b));
+            if le - ls <= max_line && !folded && lead_ok && trail_ok {
+                return Ok(Line::Header {
+                    ne,
+                    vs,
+                    ve: le,
+                    next: nx,
+                });
+            }
+        }
+    }
+    header_line_general(buf, ls, max_line)
+}
+
+/// [`header_line`] without its fast path (the reference it is tested against, and the only
+/// place framing errors come from): frames the header line at `ls`.
 ///
 /// Fast path: `token *WS ":"` at the line start. Neither a token byte nor WS is a line
 /// terminator, so the colon lies on this physical line and the LF search can start after it;
 /// the name bytes are read once. Anything else (blank line, malformed name) takes the general
 /// path, which reports errors in a fixed order: Truncated, LineTooLong (first line, then
 /// continuation lines), then HeaderLine.
-#[inline(always)]
-pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line, SipError> {
+#[inline(never)]
+pub(crate) fn header_line_general(
+    buf: &[u8],
+    ls: usize,
+    max_line: usize,
+) -> Result<Line, SipError> {
     let rest = buf.get(ls..).unwrap_or(&[]);
     let name_len = rest
         .iter()

@@ -104,8 +104,17 @@ impl<'a> Kind<'a> {
     }
 }
 
+/// `SIP/2.0`, case-insensitively: one word compare (only the three letters fold; `x | 0x20`
+/// equals a lowercase letter exactly when `x` is that letter in either case).
+#[inline]
 fn is_version(v: &[u8]) -> bool {
-    v.eq_ignore_ascii_case(b"SIP/2.0")
+    match v {
+        &[a, b, c, d, e, f, g] => {
+            let w = u64::from_le_bytes([a, b, c, d, e, f, g, 0]);
+            w | 0x20_2020 == u64::from_le_bytes(*b"sip/2.0\0")
+        }
+        _ => false,
+    }
 }
 
 /// Parses the start line `buf[start..end]` (terminator excluded).
