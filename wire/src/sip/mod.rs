@@ -134,6 +134,14 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
         .position(|&b| !is_token(b))
         .unwrap_or(rest.len());
     let ne = ls + name_len;
+    // The blank line ending the header section, as the general framing finds it.
+    if name_len == 0 {
+        match (buf.get(ls), buf.get(ls + 1)) {
+            (Some(b'\n'), _) => return Ok(Line::End { body_start: ls + 1 }),
+            (Some(b'\r'), Some(b'\n')) => return Ok(Line::End { body_start: ls + 2 }),
+            _ => {}
+        }
+    }
     // Fast path for the usual line, `name ":" [SP] value` on one physical line with no LWS at
     // the value's ends: the value range is known without the trimming loops. Anything else
     // falls through to the general framing below, which decides (and reports errors) alone.
@@ -257,6 +265,11 @@ pub(crate) fn start<'a>(buf: &'a [u8], limits: &Limits) -> Result<(Kind<'a>, usi
 
 /// Whether a Content-Type value is `application/sdp` (parameters ignored).
 pub(crate) fn is_sdp_content_type(ct: &[u8]) -> bool {
+    // The usual bare value answers without the split and trim below (same answer: a value
+    // equal to it has no `;` and no LWS).
+    if ct.len() == 15 && ct.eq_ignore_ascii_case(b"application/sdp") {
+        return true;
+    }
     let mt = ct.split(|&b| b == b';').next().unwrap_or(&[]);
     let (s, e) = trim_lws(mt, 0, mt.len());
     mt.get(s..e)
@@ -446,34 +459,40 @@ impl<'a, const N: usize> Message<'a, N> {
     }
 
     /// Request (method, Request-URI) or response (code, reason).
+    #[inline]
     pub fn kind(&self) -> Kind<'a> {
         self.kind
     }
 
     /// The request method, or `None` for a response; convenience for routing switches.
+    #[inline]
     pub fn method(&self) -> Option<Method<'a>> {
         self.kind.method()
     }
 
     /// True for requests.
+    #[inline]
     pub fn is_request(&self) -> bool {
         self.kind.is_request()
     }
 
     /// The message bytes, from the start line to the end of the body (trailing datagram
     /// octets beyond Content-Length excluded).
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
     }
 
     /// The Call-ID value, or an empty slice when the header is absent (see
     /// [`Message::missing_mandatory`]); the key for affinity and dialog lookups.
+    #[inline]
     pub fn call_id(&self) -> &'a [u8] {
         self.call_id.map(|s| s.get(self.buf)).unwrap_or(&[])
     }
 
     /// The first CSeq header (always present: the scanner requires it for transaction
     /// matching).
+    #[inline]
     pub fn cseq(&self) -> CSeq<'a> {
         let c = self.cseq.unwrap_or_default();
         CSeq {
@@ -484,6 +503,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The first via-parm of the first Via header: where to answer and the transaction
     /// branch (always present: the scanner requires a Via).
+    #[inline]
     pub fn top_via(&self) -> Via<'a> {
         Via::from_raw(self.buf, &self.top_via.unwrap_or_default())
     }
@@ -506,42 +526,50 @@ impl<'a, const N: usize> Message<'a, N> {
     }
 
     /// The first From value (dialog's remote tag lives here).
+    #[inline]
     pub fn from(&self) -> Option<NameAddr<'a>> {
         self.from.map(|r| NameAddr::from_raw(self.buf, &r))
     }
 
     /// The first To value; its tag, once issued by a processor, routes in-dialog requests.
+    #[inline]
     pub fn to(&self) -> Option<NameAddr<'a>> {
         self.to.map(|r| NameAddr::from_raw(self.buf, &r))
     }
 
     /// The first Contact value (`uri` is `*` for a wildcard REGISTER).
+    #[inline]
     pub fn contact(&self) -> Option<NameAddr<'a>> {
         self.contact.map(|r| NameAddr::from_raw(self.buf, &r))
     }
 
     /// Max-Forwards (0..=255), if present; 0 means the request must not be forwarded.
+    #[inline]
     pub fn max_forwards(&self) -> Option<u8> {
         self.max_forwards
     }
 
     /// The first Content-Length value, if present (the body was cut to it).
+    #[inline]
     pub fn content_length(&self) -> Option<u32> {
         self.content_length.map(|(n, _)| n)
     }
 
     /// The first Content-Type value as written.
+    #[inline]
     pub fn content_type(&self) -> Option<&'a [u8]> {
         self.content_type.map(|s| s.get(self.buf))
     }
 
     /// Whether the body is SDP (Content-Type `application/sdp`, parameters ignored).
+    #[inline]
     pub fn has_sdp_body(&self) -> bool {
         self.content_type().is_some_and(is_sdp_content_type) && !self.body().is_empty()
     }
 
     /// The body: Content-Length octets after the blank line, or the rest of the datagram when
     /// Content-Length is absent (allowed over UDP, RFC 3261 §18.3).
+    #[inline]
     pub fn body(&self) -> &'a [u8] {
         self.buf.get(self.body_start as usize..).unwrap_or(&[])
     }
@@ -607,6 +635,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The first mandatory header (RFC 3261 §8.1.1) that is missing, so an element can answer
     /// `400 Missing <name>`; `None` when all are there (RFC 4475 insuf).
+    #[inline]
     pub fn missing_mandatory(&self) -> Option<&'static str> {
         if self.to.is_none() {
             Some("To")
@@ -623,6 +652,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The Request-URI scheme, so an element can answer 416 for schemes it does not serve
     /// (RFC 4475 unkscm, novelsc); `None` for responses.
+    #[inline]
     pub fn request_uri_scheme(&self) -> Option<&'a [u8]> {
         match self.kind {
             Kind::Request { uri, .. } => uri::scheme(uri),

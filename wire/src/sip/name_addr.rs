@@ -27,6 +27,7 @@ pub struct NameAddr<'a> {
 }
 
 impl<'a> NameAddr<'a> {
+    #[inline]
     pub(crate) fn from_raw(buf: &'a [u8], r: &NameAddrRaw) -> Self {
         NameAddr {
             display: r.display.map(|s| s.get(buf)),

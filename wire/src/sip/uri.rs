@@ -88,7 +88,7 @@ pub(crate) fn check(uri: &[u8], allow_headers: bool) -> bool {
             Some(at) => rest.get(at..).unwrap_or(&[]),
             None => rest,
         };
-        if host_part.contains(&b'?') {
+        if crate::scan::find_short(host_part, b'?').is_some() {
             return false;
         }
     }

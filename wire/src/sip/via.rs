@@ -33,6 +33,7 @@ pub struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
+    #[inline]
     pub(crate) fn from_raw(buf: &'a [u8], r: &ViaRaw) -> Via<'a> {
         Via {
             raw: r.parm.get(buf),
@@ -46,40 +47,47 @@ impl<'a> Via<'a> {
     }
 
     /// The whole via-parm as written, for logging and copying.
+    #[inline]
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }
 
     /// Transport token (`UDP`, `TCP`, `TLS`, `SCTP`, or an unknown one), as written.
+    #[inline]
     pub fn transport(&self) -> &'a [u8] {
         self.transport
     }
 
     /// `sent-by`: host (IPv6 references keep their brackets) and optional port; where the
     /// sender asked responses to go absent `received`/`rport`.
+    #[inline]
     pub fn sent_by(&self) -> (&'a [u8], Option<u16>) {
         (self.host, self.port)
     }
 
     /// The `branch` parameter: the transaction key for matching retransmissions and CANCEL.
+    #[inline]
     pub fn branch(&self) -> Option<&'a [u8]> {
         self.branch
     }
 
     /// Whether the branch carries the RFC 3261 magic cookie (plus at least one more byte); a
     /// branch without it (RFC 4475 badbranch) needs RFC 2543 transaction matching.
+    #[inline]
     pub fn has_rfc3261_branch(&self) -> bool {
         self.branch
             .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     /// The `received` parameter, if an upstream element added one.
+    #[inline]
     pub fn received(&self) -> Option<&'a [u8]> {
         self.received
     }
 
     /// RFC 3581 `rport`: `None` when absent, `Some(None)` when requested without a value,
     /// `Some(Some(p))` when a value is present.
+    #[inline]
     pub fn rport(&self) -> Option<Option<u16>> {
         self.rport
     }
