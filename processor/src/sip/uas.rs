@@ -560,6 +560,7 @@ impl Uas {
         let session_id = self.tag_counter;
         if let Some(d) = self.dialogs.get_mut(di) {
             d.tag = Some(tag);
+            d.key = dkey;
             d.call_id.clear();
             d.call_id.extend_from_slice(msg.call_id());
             d.media_port = port;
