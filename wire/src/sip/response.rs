@@ -2,6 +2,7 @@
 //! a cheap way to turn a request view into `100 Trying`, `200 OK`, `503` ... without a SIP
 //! stack or allocation.
 
+use super::headers::eq_exact;
 use super::rewrite::check_header_line;
 use super::{HeaderId, Message};
 use crate::out::{Out, WriteError};
@@ -119,7 +120,7 @@ fn status_line(code: u16) -> Option<&'static [u8]> {
 #[inline(always)]
 fn verbatim_line<'b>(buf: &'b [u8], e: &super::Entry, name: &[u8]) -> Option<&'b [u8]> {
     let (ls, ne, vs, ve) = (e.name.start(), e.name.end(), e.value.start(), e.value.end());
-    if ne + 2 != vs || buf.get(ls..ne)? != name || buf.get(ne..vs)? != b": " {
+    if ne + 2 != vs || !eq_exact(buf.get(ls..ne)?, name) || buf.get(ne..vs)? != b": " {
         return None;
     }
     buf.get(ls..ve)
@@ -207,12 +208,12 @@ impl<const N: usize> Message<'_, N> {
         let copy_rr = (101..=299).contains(&spec.code);
         let mut to_done = false;
         for e in self.entries.iter().take(self.count as usize) {
-            let value = e.value.get(buf);
             match e.id {
                 HeaderId::Via | HeaderId::From | HeaderId::CallId | HeaderId::CSeq => {}
                 HeaderId::RecordRoute if copy_rr => {}
                 HeaderId::To if !to_done => {
                     to_done = true;
+                    let value = e.value.get(buf);
                     match (&self.to, spec.to_tag) {
                         (Some(to), Some(tag)) if to.tag.is_none() => {
                             let split = (to.end as usize).saturating_sub(e.value.start());
