@@ -58,6 +58,35 @@ const fn build_uri_class() -> [u8; 256] {
 /// byte, AND-folded without branches, is cheaper than five compares per byte.
 static URI_CLASS: [u8; 256] = build_uri_class();
 
+/// Whether every byte of `s` is `U_OK`: eight bytes at a time, with the exact "some byte is
+/// below / above / equal to" word tests (each may flag the wrong byte of a word, never the
+/// wrong word), then the table for the tail.
+#[inline(always)]
+fn all_uri_ok(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn has(w: u64, b: u8) -> u64 {
+        let x = w ^ LO.wrapping_mul(u64::from(b));
+        x.wrapping_sub(LO) & !x
+    }
+    let mut chunks = s.chunks_exact(8);
+    let mut bad = 0u64;
+    for c in &mut chunks {
+        let w = crate::scan::le64(c);
+        // Below `!` (0x21), at or above DEL (0x7f), or one of `<` `>` `"`.
+        bad |= w.wrapping_sub(LO.wrapping_mul(0x21)) & !w;
+        bad |= w.wrapping_add(LO) | w;
+        bad |= has(w, b'<') | has(w, b'>') | has(w, b'"');
+    }
+    bad & HI == 0
+        && chunks
+            .remainder()
+            .iter()
+            .fold(U_OK, |a, &b| a & URI_CLASS[b as usize])
+            != 0
+}
+
 /// Validates a URI as found in a Request-URI or between `<` `>`.
 /// `allow_headers`: whether a SIP URI may carry `?headers` (only inside name-addr).
 #[inline]
@@ -78,17 +107,21 @@ pub(crate) fn check(uri: &[u8], allow_headers: bool) -> bool {
         return false;
     }
     let rest = tail.get(n + 1..).unwrap_or(&[]);
-    if rest.is_empty() || rest.iter().fold(U_OK, |a, &b| a & URI_CLASS[b as usize]) == 0 {
+    if rest.is_empty() || !all_uri_ok(rest) {
         return false;
     }
-    if !allow_headers && is_sip_scheme(uri.get(..n + 1).unwrap_or(&[])) {
+    // No `?` at all (the usual case) needs no search for where the host part starts.
+    if !allow_headers
+        && crate::scan::find_short(rest, b'?').is_some()
+        && is_sip_scheme(uri.get(..n + 1).unwrap_or(&[]))
+    {
         // `?` is legal inside the user part (RFC 4475 intmeth) but starts `headers` after the
         // host part, which a Request-URI must not have (RFC 3261 §19.1.1, RFC 4475 escruri).
         let host_part = match rest.iter().rposition(|&b| b == b'@') {
             Some(at) => rest.get(at..).unwrap_or(&[]),
             None => rest,
         };
-        if crate::scan::find_short(host_part, b'?').is_some() {
+        if host_part.contains(&b'?') {
             return false;
         }
     }
