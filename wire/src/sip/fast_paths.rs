@@ -6,7 +6,10 @@
 
 use proptest::prelude::*;
 
-use super::{header_line, header_line_general, name_addr, params, start_line, uri, via};
+use super::{
+    header_line, header_line_general, known_header_line, name_addr, params, start_line, uri, via,
+    HeaderId, Line,
+};
 use crate::scan::{find, find_in, find_short, line_at, line_at_short};
 
 /// Header values cut out of the RFC 4475 corpus (every line after a colon), and its start lines.
@@ -139,6 +142,7 @@ fn fast_paths_agree_on_the_corpus() {
         for (i, _) in data.iter().enumerate().filter(|(_, &b)| b == b'\n') {
             for max_line in [4096, 40] {
                 let ls = i + 1;
+                check_known(&data, ls, max_line);
                 let fast = header_line(&data, ls, max_line);
                 let general = header_line_general(&data, ls, max_line);
                 assert_eq!(format!("{fast:?}"), format!("{general:?}"));
@@ -224,9 +228,34 @@ fn start_like() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// `known_header_line` may only answer what `header_line` frames, with the name's class.
+fn check_known(buf: &[u8], ls: usize, max_line: usize) {
+    if let Some((id, ne, vs, ve, nx)) = known_header_line(buf, ls, max_line) {
+        match header_line(buf, ls, max_line) {
+            Ok(Line::Header {
+                ne: n,
+                vs: s,
+                ve: e,
+                next,
+            }) => {
+                assert_eq!(
+                    (n, s, e, next),
+                    (ne, vs, ve, nx),
+                    "{:?}",
+                    String::from_utf8_lossy(buf)
+                );
+            }
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(buf)),
+        }
+        assert_eq!(HeaderId::classify_token(&buf[ls..ne]), id);
+        assert_ne!(id, HeaderId::Other);
+    }
+}
+
 fn check_header_line(buf: &[u8]) {
     for ls in [0, 1, 3] {
         for max_line in [4096, 12] {
+            check_known(buf, ls, max_line);
             let fast = header_line(buf, ls, max_line);
             let general = header_line_general(buf, ls, max_line);
             assert_eq!(
@@ -243,6 +272,15 @@ fn header_block() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(
         prop_oneof![
             3 => "[A-Za-z-]{1,8}(:|: |:  | :|\t:|)[a-z0-9 <>;=@.\t]{0,12}( |\t|)(\r\n|\n|\r|)( |\t|)".prop_map(String::into_bytes),
+            3 => (
+                prop::sample::select(vec![
+                    "Via", "v", "VIA", "From", "f", "To", "t", "Call-ID", "CALL-id", "i", "CSeq",
+                    "Contact", "m", "Max-Forwards", "Content-Length", "l", "Content-Type",
+                    "Record-Route", "Call\rID", "Call-I\r", "Max-Forwards-", "Via ", "X-Via",
+                ]),
+                "(:|: |:  | :|)[a-z0-9 <>;=@.\t]{0,12}( |\t|)(\r\n|\n|\r|)( |\t|)",
+            )
+                .prop_map(|(n, rest)| format!("{n}{rest}").into_bytes()),
             1 => soup(),
         ],
         1..5,

@@ -131,6 +131,66 @@ pub(crate) enum Line {
     },
 }
 
+/// [`header_line`] plus classification for a line whose name is a known header of at most
+/// fifteen bytes: `Some((id, ne, vs, ve, next))` exactly when [`header_line`] frames it as
+/// `Line::Header { ne, vs, ve, next }` through its fast path and the name classifies as `id`.
+///
+/// The colon is found a word at a time instead of scanning the name for token bytes: a name
+/// that classifies as a known header folds (`| 0x20`) onto lowercase letters and `-`, so its
+/// bytes are letters or `-`, or CR (the one other byte folding onto `-`), which is ruled out
+/// here. So it is a token, and the token scan would have stopped at the same colon.
+#[inline(always)]
+pub(crate) fn known_header_line(
+    buf: &[u8],
+    ls: usize,
+    max_line: usize,
+) -> Option<(HeaderId, usize, usize, usize, usize)> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn flags(w: u64, b: u8) -> u64 {
+        let x = w ^ LO.wrapping_mul(u64::from(b));
+        x.wrapping_sub(LO) & !x & HI
+    }
+    let w0 = crate::scan::le64(buf.get(ls..ls + 8)?);
+    let c0 = flags(w0, b':');
+    let (k, cr) = if c0 != 0 {
+        let k = (c0.trailing_zeros() / 8) as usize;
+        // Flags below the first colon are exact (false ones only sit above a true match).
+        (k, flags(w0, b'\r') & ((1u64 << (8 * k)) - 1))
+    } else {
+        let w1 = crate::scan::le64(buf.get(ls + 8..ls + 16)?);
+        let c1 = flags(w1, b':');
+        if c1 == 0 {
+            return None;
+        }
+        let k1 = (c1.trailing_zeros() / 8) as usize;
+        let below = (1u64 << (8 * k1)) - 1;
+        (8 + k1, flags(w0, b'\r') | (flags(w1, b'\r') & below))
+    };
+    if k == 0 || cr != 0 {
+        return None;
+    }
+    let id = HeaderId::classify_token(buf.get(ls..ls + k)?);
+    if id == HeaderId::Other {
+        return None;
+    }
+    let ne = ls + k;
+    let (le, nx) = line_at_short(buf, ne + 1)?;
+    let mut vs = ne + 1;
+    if vs < le && buf.get(vs) == Some(&b' ') {
+        vs += 1;
+    }
+    let lead_ok = vs >= le || buf.get(vs).is_some_and(|&b| !is_lws(b));
+    let trail_ok = le <= vs || buf.get(le - 1).is_some_and(|&b| !is_lws(b));
+    let folded = buf.get(nx).is_some_and(|&b| is_ws(b));
+    if le - ls <= max_line && !folded && lead_ok && trail_ok {
+        Some((id, ne, vs, le, nx))
+    } else {
+        None
+    }
+}
+
 /// Frames the header line at `ls` (used by [`Message::parse`]): the common one-line
 /// `name ":" [SP] value` here, everything else (and every error) in [`header_line_general`].
 #[inline(always)]
@@ -347,16 +407,21 @@ impl<'a, const N: usize> Message<'a, N> {
         };
         loop {
             let ls = next;
-            let (ne, vs, ve, nx) = match header_line(buf, ls, max_line)? {
-                Line::End { body_start } => {
-                    msg.headers_end = ls as u16;
-                    msg.body_start = body_start as u16;
-                    break;
-                }
-                Line::Header { ne, vs, ve, next } => (ne, vs, ve, next),
+            let (id, ne, vs, ve, nx) = match known_header_line(buf, ls, max_line) {
+                Some(k) => k,
+                None => match header_line(buf, ls, max_line)? {
+                    Line::End { body_start } => {
+                        msg.headers_end = ls as u16;
+                        msg.body_start = body_start as u16;
+                        break;
+                    }
+                    Line::Header { ne, vs, ve, next } => {
+                        let id = HeaderId::classify_token(buf.get(ls..ne).unwrap_or(&[]));
+                        (id, ne, vs, ve, next)
+                    }
+                },
             };
             next = nx;
-            let id = HeaderId::classify_token(buf.get(ls..ne).unwrap_or(&[]));
             let idx = msg.count as usize;
             if idx >= max_headers {
                 return err(SipErrorKind::TooManyHeaders, ls);
