@@ -327,3 +327,82 @@ proptest! {
         check_search(&s);
     }
 }
+
+/// `Message::parse` with every fast path and with none (the reference): the same view or the
+/// same error, offsets included.
+fn check_message(buf: &[u8]) {
+    let limits = crate::Limits::default();
+    let fast = format!("{:?}", super::Message::parse(buf, &limits));
+    super::GENERAL_ONLY.with(|g| g.set(true));
+    let general = format!("{:?}", super::Message::parse(buf, &limits));
+    super::GENERAL_ONLY.with(|g| g.set(false));
+    assert_eq!(fast, general, "{:?}", String::from_utf8_lossy(buf));
+}
+
+#[test]
+fn messages_parse_alike_with_and_without_fast_paths() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/rfc4475");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)
+        .expect("RFC 4475 corpus present")
+        .flatten()
+    {
+        let data = std::fs::read(e.path()).unwrap_or_default();
+        check_message(&data);
+        // Truncations, and bytes that steer the fast paths (two per offset, in rotation, to
+        // keep the debug-build run short), at every offset.
+        const STEER: [u8; 8] = [b' ', b':', b'\r', b'\n', b'<', b';', b'"', b'\t'];
+        for i in 0..data.len() {
+            check_message(&data[..i]);
+            for b in [STEER[i % 8], STEER[(i + 3) % 8]] {
+                let mut m = data.clone();
+                m[i] = b;
+                check_message(&m);
+            }
+        }
+        n += 1;
+    }
+    assert!(n > 30, "corpus messages: {n}");
+}
+
+fn message() -> impl Strategy<Value = Vec<u8>> {
+    (
+        start_like(),
+        prop::collection::vec(
+            prop_oneof![
+                3 => via_like().prop_map(|v| [b"Via: ".to_vec(), v].concat()),
+                3 => name_addr_like().prop_map(|v| [b"To: ".to_vec(), v].concat()),
+                2 => name_addr_like().prop_map(|v| [b"f:".to_vec(), v].concat()),
+                1 => name_addr_like().prop_map(|v| [b"Contact:  ".to_vec(), v].concat()),
+                2 => "(Call-ID|i|CSeq|Max-Forwards|Content-Length|l|X-A)(:|: | :)[0-9a-zA-Z@. ]{0,10}"
+                    .prop_map(String::into_bytes),
+                1 => soup(),
+            ],
+            0..8,
+        ),
+        prop::sample::select(vec!["\r\n", "\n"]),
+        prop::collection::vec(any::<u8>(), 0..10),
+    )
+        .prop_map(|(start, headers, eol, body)| {
+            let mut m = start;
+            for h in headers {
+                m.extend_from_slice(eol.as_bytes());
+                m.extend(h);
+            }
+            m.extend_from_slice(eol.as_bytes());
+            m.extend_from_slice(b"CSeq: 1 INVITE");
+            m.extend_from_slice(eol.as_bytes());
+            m.extend_from_slice(eol.as_bytes());
+            m.extend(body);
+            m
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn generated_messages_parse_alike_with_and_without_fast_paths(m in message()) {
+        check_message(&m);
+    }
+}

@@ -136,7 +136,7 @@ pub(crate) fn parse_value(
     end: usize,
     list: bool,
 ) -> Result<NameAddrRaw, usize> {
-    if let Some(raw) = parse_simple(buf, start, end) {
+    if let Some(raw) = parse_simple(buf, start, end).filter(|_| super::fast_paths_on()) {
         return Ok(raw);
     }
     parse_value_general(buf, start, end, list)

@@ -108,6 +108,9 @@ impl<'a> Kind<'a> {
 /// equals a lowercase letter exactly when `x` is that letter in either case).
 #[inline]
 fn is_version(v: &[u8]) -> bool {
+    if !super::fast_paths_on() {
+        return v.eq_ignore_ascii_case(b"SIP/2.0");
+    }
     match v {
         &[a, b, c, d, e, f, g] => {
             let w = u64::from_le_bytes([a, b, c, d, e, f, g, 0]);
@@ -120,7 +123,7 @@ fn is_version(v: &[u8]) -> bool {
 /// Parses the start line `buf[start..end]` (terminator excluded).
 #[inline]
 pub(crate) fn parse(buf: &[u8], start: usize, end: usize) -> Result<Kind<'_>, SipError> {
-    match parse_request_simple(buf, start, end) {
+    match parse_request_simple(buf, start, end).filter(|_| super::fast_paths_on()) {
         Some(k) => Ok(k),
         None => parse_general(buf, start, end),
     }

@@ -91,6 +91,10 @@ fn all_uri_ok(s: &[u8]) -> bool {
 /// `allow_headers`: whether a SIP URI may carry `?headers` (only inside name-addr).
 #[inline]
 pub(crate) fn check(uri: &[u8], allow_headers: bool) -> bool {
+    #[cfg(test)]
+    if !super::fast_paths_on() {
+        return check_reference(uri, allow_headers);
+    }
     let Some((&first, tail)) = uri.split_first() else {
         return false;
     };

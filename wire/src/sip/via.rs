@@ -251,7 +251,7 @@ fn parse_simple(buf: &[u8], start: usize, end: usize) -> Option<ViaRaw> {
 
 /// Validates every via-parm in one Via header value and returns the first one.
 pub(crate) fn parse_list(buf: &[u8], start: usize, end: usize) -> Result<ViaRaw, usize> {
-    if let Some(raw) = parse_simple(buf, start, end) {
+    if let Some(raw) = parse_simple(buf, start, end).filter(|_| super::fast_paths_on()) {
         return Ok(raw);
     }
     parse_list_general(buf, start, end)
