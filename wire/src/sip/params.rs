@@ -111,7 +111,14 @@ pub(crate) fn parse_simple(
         }
         let semi = pos;
         let ns = pos + 1;
-        let ne = skip_while(buf, ns, end, is_token);
+        // `;tag=` and `;branch=` as written: the token run would end at that `=`.
+        let ne = if pos + 5 <= end && buf.get(pos..pos + 5) == Some(b";tag=") {
+            pos + 4
+        } else if pos + 8 <= end && buf.get(pos..pos + 8) == Some(b";branch=") {
+            pos + 7
+        } else {
+            skip_while(buf, ns, end, is_token)
+        };
         if ne == ns {
             return None;
         }

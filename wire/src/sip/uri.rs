@@ -101,11 +101,17 @@ pub(crate) fn check(uri: &[u8], allow_headers: bool) -> bool {
     if !first.is_ascii_alphabetic() {
         return false;
     }
-    let Some(n) = tail
-        .iter()
-        .position(|&b| URI_CLASS[b as usize] & U_SCHEME == 0)
-    else {
-        return false;
+    // `sip:` (the usual scheme, as written): the scheme scan would stop at that colon.
+    let n = if uri.get(..4) == Some(b"sip:") {
+        2
+    } else {
+        let Some(n) = tail
+            .iter()
+            .position(|&b| URI_CLASS[b as usize] & U_SCHEME == 0)
+        else {
+            return false;
+        };
+        n
     };
     if tail.get(n) != Some(&b':') {
         return false;

@@ -206,15 +206,25 @@ fn parse_simple(buf: &[u8], start: usize, end: usize) -> Option<ViaRaw> {
         return None;
     }
     let mut p = start;
-    for _ in 0..2 {
-        let e = skip_while(buf, p, end, is_token);
-        if e == p || buf.get(e) != Some(&b'/') || e >= end {
-            return None;
+    // `SIP/2.0/` as written by nearly everyone is what the two token/slash steps accept.
+    if start + 8 <= end && buf.get(start..start + 8) == Some(b"SIP/2.0/") {
+        p = start + 8;
+    } else {
+        for _ in 0..2 {
+            let e = skip_while(buf, p, end, is_token);
+            if e == p || buf.get(e) != Some(&b'/') || e >= end {
+                return None;
+            }
+            p = e + 1;
         }
-        p = e + 1;
     }
     let ts = p;
-    let te = skip_while(buf, ts, end, is_token);
+    // Likewise `UDP ` is a token run ending at the SP.
+    let te = if ts + 4 <= end && buf.get(ts..ts + 4) == Some(b"UDP ") {
+        ts + 3
+    } else {
+        skip_while(buf, ts, end, is_token)
+    };
     if te == ts || te >= end || buf.get(te) != Some(&b' ') {
         return None;
     }
