@@ -136,7 +136,16 @@ pub(crate) fn parse(buf: &[u8], start: usize, end: usize) -> Result<Kind<'_>, Si
 #[inline(always)]
 fn parse_request_simple(buf: &[u8], start: usize, end: usize) -> Option<Kind<'_>> {
     let line = buf.get(start..end)?;
-    let m = line.iter().position(|&b| !is_token(b))?;
+    // The methods of every call, as written: the token scan would stop at that SP.
+    let (m, known) = if line.starts_with(b"INVITE ") {
+        (6, Some(Method::Invite))
+    } else if line.starts_with(b"ACK ") {
+        (3, Some(Method::Ack))
+    } else if line.starts_with(b"BYE ") {
+        (3, Some(Method::Bye))
+    } else {
+        (line.iter().position(|&b| !is_token(b))?, None)
+    };
     if m == 0 || line.get(m) != Some(&b' ') {
         return None;
     }
@@ -149,10 +158,11 @@ fn parse_request_simple(buf: &[u8], start: usize, end: usize) -> Option<Kind<'_>
     if !uri::check(ruri, false) {
         return None;
     }
-    Some(Kind::Request {
-        method: Method::from_bytes(line.get(..m)?),
-        uri: ruri,
-    })
+    let method = match known {
+        Some(k) => k,
+        None => Method::from_bytes(line.get(..m)?),
+    };
+    Some(Kind::Request { method, uri: ruri })
 }
 
 /// [`parse`] without its fast path: the reference the fast path is tested against.
