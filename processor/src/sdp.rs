@@ -5,7 +5,6 @@
 //! which keeps the answer's m-lines aligned with the offer as §6 requires. With no offer
 //! (delayed offer in INVITE, CRCX without RemoteConnectionDescriptor) it offers one audio
 //! stream with the configured codec.
-use std::io::Write;
 use std::net::IpAddr;
 
 /// Inputs to one SDP body.
@@ -65,22 +64,38 @@ fn put_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&tmp[i..]);
 }
 
-/// Appends the address family and address (`IP4 10.0.0.2`).
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+/// The address family and address (`IP4 10.0.0.2`) written into `buf`; returns its length.
+/// Built once per answer (the `o=` and `c=` lines both carry it) and without `fmt` for IPv4.
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> usize {
     match ip {
         IpAddr::V4(a) => {
-            out.extend_from_slice(b"IP4 ");
+            buf[..4].copy_from_slice(b"IP4 ");
+            let mut n = 4;
             for (i, o) in a.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    buf[n] = b'.';
+                    n += 1;
                 }
-                put_u64(out, u64::from(o));
+                if o >= 100 {
+                    buf[n] = b'0' + o / 100;
+                    n += 1;
+                }
+                if o >= 10 {
+                    buf[n] = b'0' + (o / 10) % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + o % 10;
+                n += 1;
             }
+            n
         }
         IpAddr::V6(a) => {
-            // IPv6 text form has compression rules; rare enough here to leave to `Display`.
-            out.extend_from_slice(b"IP6 ");
-            let _ = write!(out, "{a}");
+            // IPv6 text form has compression rules; rare enough here to leave to `Display`
+            // (at most 39 characters, so it always fits).
+            let mut o = wire::out::Out::new(buf);
+            let _ = o.put(b"IP6 ");
+            let _ = o.put_display(&a);
+            o.len()
         }
     }
 }
@@ -94,9 +109,12 @@ pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) 
     out.push(b' ');
     put_u64(out, p.version);
     out.extend_from_slice(b" IN ");
-    put_ip(out, p.ip);
+    let mut ip = [0u8; 64];
+    let ip_len = ip_text(p.ip, &mut ip);
+    let ip = &ip[..ip_len];
+    out.extend_from_slice(ip);
     out.extend_from_slice(b"\r\ns=-\r\nc=IN ");
-    put_ip(out, p.ip);
+    out.extend_from_slice(ip);
     out.extend_from_slice(b"\r\nt=0 0\r\n");
     let mut accepted = false;
     let mut any = false;

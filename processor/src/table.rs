@@ -300,11 +300,15 @@ impl KeyState {
             w.copy_from_slice(c);
             self.word(u64::from_le_bytes(w));
         }
-        let rest = chunks.remainder();
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
+        // The tail as a zero-padded little-endian word, folded byte by byte: the same word a
+        // copy into a zeroed array gives, without a `memcpy` call for at most seven bytes.
+        let tail = chunks
+            .remainder()
+            .iter()
+            .rev()
+            .fold(0u64, |a, &b| (a << 8) | u64::from(b));
         // Length in the top byte of the last word keeps field boundaries distinct.
-        self.word(u64::from_le_bytes(w) ^ ((s.len() as u64) << 56) ^ (s.len() as u64));
+        self.word(tail ^ ((s.len() as u64) << 56) ^ (s.len() as u64));
     }
 
     /// The key; never `[0, 0]`.
@@ -446,5 +450,30 @@ mod tests {
         assert_eq!(key(&[b"xyz"]), h.key_of(b"xyz"));
         assert_ne!(KeyHasher::new([3, 4]).key_of(b"xyz"), h.key_of(b"xyz"));
         assert_ne!(key(&[]), EMPTY);
+    }
+
+    #[test]
+    fn tail_word_is_the_zero_padded_copy() {
+        // The previous formulation of `KeyState::bytes`: keys must not change with it.
+        fn reference(st: &mut KeyState, s: &[u8]) {
+            let mut chunks = s.chunks_exact(8);
+            for c in &mut chunks {
+                st.word(u64::from_le_bytes(c.try_into().unwrap()));
+            }
+            let rest = chunks.remainder();
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            st.word(u64::from_le_bytes(w) ^ ((s.len() as u64) << 56) ^ (s.len() as u64));
+        }
+        let h = KeyHasher::new([0x1234, 0x5678]);
+        let data: Vec<u8> = (0..64u32).map(|i| (i * 37 + 255) as u8).collect();
+        for len in 0..data.len() {
+            let s = &data[..len];
+            let mut a = h.start();
+            a.bytes(s);
+            let mut b = h.start();
+            reference(&mut b, s);
+            assert_eq!(a.finish(), b.finish(), "length {len}");
+        }
     }
 }

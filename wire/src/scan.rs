@@ -225,3 +225,68 @@ pub(crate) fn le64(c: &[u8]) -> u64 {
         _ => pack(c),
     }
 }
+
+/// Position of the first `needle` in `s`, eight bytes at a time: for the short ranges header
+/// scanning searches (a line, a URI), a plain word loop costs less than a call into a vector
+/// search set up for long haystacks. The zero-byte test (`(x - 0x01..) & !x & 0x80..`) never
+/// misses a match and only flags false ones above a true one, so the lowest flag is exact.
+#[inline(always)]
+pub(crate) fn find_short(s: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = le64(c) ^ pat;
+        let t = x.wrapping_sub(LO) & !x & HI;
+        if t != 0 {
+            return Some(at + (t.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| at + i)
+}
+
+/// [`line_at`] with [`find_short`] for the LF search; the same answers.
+#[inline(always)]
+pub(crate) fn line_at_short(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = buf.get(pos..)?;
+    let lf = find_short(rest, b'\n')? + pos;
+    let end = if lf > pos && buf.get(lf - 1) == Some(&b'\r') {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+/// [`find`] with [`find_short`]; the same answers.
+#[inline(always)]
+pub(crate) fn find_in(buf: &[u8], start: usize, end: usize, needle: u8) -> Option<usize> {
+    let s = buf.get(start..end)?;
+    find_short(s, needle).map(|i| i + start)
+}
+
+/// Whether `s` holds a CR or an LF, eight bytes at a time (exact: the zero-byte test never
+/// misses a match, and any flag at all means some byte matched).
+#[inline]
+pub(crate) fn has_cr_or_lf(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let w = le64(c);
+        let (a, b) = (w ^ CR, w ^ LF);
+        if (a.wrapping_sub(LO) & !a | b.wrapping_sub(LO) & !b) & HI != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
+}

@@ -60,6 +60,8 @@ pub(super) struct Dialog {
     pub(super) pending: Option<Key>,
     pub(super) session_id: u64,
     pub(super) sdp_version: u64,
+    /// Key of `tag` in the dialog index, kept so ending the dialog need not hash it again.
+    pub(super) key: Key,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,7 +148,12 @@ impl Uas {
         } else {
             EndReason::Cancelled
         };
-        self.end_dialog_at(di, &self.hasher.key_of(tag), reason);
+        // `di` was found by `tag` (dialog_in), so its stored key is the key of `tag`.
+        let key = match self.dialogs.get(di) {
+            Some(d) if d.tag.is_some_and(|t| t.as_bytes() == tag) => d.key,
+            _ => self.hasher.key_of(tag),
+        };
+        self.end_dialog_at(di, &key, reason);
     }
 
     /// Answers the stored INVITE of live transaction `i` with 487 (it was cancelled or its

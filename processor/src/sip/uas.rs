@@ -316,7 +316,10 @@ impl Uas {
         units: Option<u32>,
         out: &mut Outbox,
     ) {
-        let msg = match Message::parse(bytes, &self.limits) {
+        // Borrowed where it lies: moving the view out of the result is a copy of its header
+        // array (over 600 bytes) per message.
+        let parsed = Message::parse(bytes, &self.limits);
+        let msg = match &parsed {
             Ok(m) => m,
             Err(e) => {
                 self.malformed(bytes, &format!("Bad Request ({})", e.kind), src, out);
@@ -330,22 +333,22 @@ impl Uas {
         };
         let dst = route::response_destination(&msg.top_via(), src);
         if method == Method::Ack {
-            self.on_ack(now_ns, &msg);
+            self.on_ack(now_ns, msg);
             return;
         }
         let size = |uas: &Self| units.unwrap_or_else(|| msg.session_size(&uas.cfg.session_size));
         let to_tag = msg.to().and_then(|t| t.tag);
         let new_invite = method == Method::Invite && to_tag.is_none();
-        let ikey = (method == Method::Invite).then(|| self.tx_key(&msg, b'I'));
+        let ikey = (method == Method::Invite).then(|| self.tx_key(msg, b'I'));
         let existing = ikey.and_then(|k| self.invite_tx(&k));
         if new_invite && self.at_invite_cap() && existing.is_none() {
             let u = size(self);
-            self.overload(&msg, u, false, dst, out);
+            self.overload(msg, u, false, dst, out);
             return;
         }
         if let Some(missing) = msg.missing_mandatory() {
             let reason = format!("Missing {missing} Header");
-            self.reject_plain(now_ns, &msg, 400, &reason, dst, out);
+            self.reject_plain(now_ns, msg, 400, &reason, dst, out);
             self.stats.bad_request_400 += 1;
             if new_invite {
                 let u = size(self);
@@ -355,14 +358,14 @@ impl Uas {
             return;
         }
         match method {
-            Method::Cancel => self.on_cancel(now_ns, &msg, dst, out),
+            Method::Cancel => self.on_cancel(now_ns, msg, dst, out),
             Method::Invite => {
                 if let Some(r) = existing {
                     self.invite_retransmission(r, out);
                 } else if !msg.request_uri_scheme().is_some_and(|s| {
                     s.eq_ignore_ascii_case(b"sip") || s.eq_ignore_ascii_case(b"sips")
                 }) {
-                    self.reject_plain(now_ns, &msg, 416, "", dst, out);
+                    self.reject_plain(now_ns, msg, 416, "", dst, out);
                     if new_invite {
                         let u = size(self);
                         self.load.rejected(u);
@@ -372,21 +375,21 @@ impl Uas {
                     match to_tag {
                         None => {
                             let u = size(self);
-                            let key = ikey.unwrap_or_else(|| self.tx_key(&msg, b'I'));
-                            self.on_invite(now_ns, &msg, key, u, dst, out);
+                            let key = ikey.unwrap_or_else(|| self.tx_key(msg, b'I'));
+                            self.on_invite(now_ns, msg, key, u, dst, out);
                         }
-                        Some(tag) => self.on_reinvite(now_ns, &msg, tag, dst, out),
+                        Some(tag) => self.on_reinvite(now_ns, msg, tag, dst, out),
                     }
                 }
             }
             _ => {
-                let key = self.tx_key(&msg, b'N');
+                let key = self.tx_key(msg, b'N');
                 if let Some(tx) = self.nict_index.get(&key).and_then(|i| self.nict.get(i)) {
                     out.push(tx.dst, &tx.response);
                     self.stats.retransmissions_absorbed += 1;
                     return;
                 }
-                self.non_invite(now_ns, &msg, method, to_tag, key, dst, out);
+                self.non_invite(now_ns, msg, method, to_tag, key, dst, out);
             }
         }
     }
@@ -560,6 +563,7 @@ impl Uas {
         let session_id = self.tag_counter;
         if let Some(d) = self.dialogs.get_mut(di) {
             d.tag = Some(tag);
+            d.key = dkey;
             d.call_id.clear();
             d.call_id.extend_from_slice(msg.call_id());
             d.media_port = port;

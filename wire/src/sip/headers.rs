@@ -218,3 +218,72 @@ fn eq_folded(name: &[u8], lower: &[u8]) -> bool {
         }
     }
 }
+
+/// `a == b` for header names: lengths first, then two overlapping words for up to sixteen
+/// bytes (no `memcmp` call for a name this short), else the slice comparison.
+#[inline(always)]
+pub(crate) fn eq_exact(a: &[u8], b: &[u8]) -> bool {
+    #[inline(always)]
+    fn w(s: &[u8], at: usize, n: usize) -> u64 {
+        match s.get(at..at + n) {
+            Some(&[x, y]) => u64::from(u16::from_le_bytes([x, y])),
+            Some(&[x, y, z, t]) => u64::from(u32::from_le_bytes([x, y, z, t])),
+            Some(&[c0, c1, c2, c3, c4, c5, c6, c7]) => {
+                u64::from_le_bytes([c0, c1, c2, c3, c4, c5, c6, c7])
+            }
+            _ => 0,
+        }
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let k = match n {
+        0 | 1 => return a == b,
+        2..=3 => 2,
+        4..=7 => 4,
+        8..=16 => 8,
+        _ => return a == b,
+    };
+    w(a, 0, k) == w(b, 0, k) && w(a, n - k, k) == w(b, n - k, k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eq_exact;
+
+    #[test]
+    fn eq_exact_is_slice_equality() {
+        let words: &[&[u8]] = &[
+            b"",
+            b"V",
+            b"To",
+            b"Via",
+            b"VIA",
+            b"From",
+            b"CSeq",
+            b"Call-ID",
+            b"Call-Id",
+            b"Record-Route",
+            b"Record-Routf",
+            b"content-length-xx",
+            b"Content-Length-XX",
+            b"x-a",
+            b"x-b",
+            b"abcdefgh",
+            b"abcdefgi",
+            b"1bcdefgh",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(eq_exact(a, b), a == b, "{a:?} {b:?}");
+            }
+            // Every single-byte change at every position is seen.
+            for i in 0..a.len() {
+                let mut c = a.to_vec();
+                c[i] ^= 1;
+                assert!(!eq_exact(a, &c), "{a:?} at {i}");
+            }
+        }
+    }
+}

@@ -12,6 +12,8 @@
 //! processor's business; the dispatcher only needs the message to be well-formed.
 
 mod error;
+#[cfg(test)]
+mod fast_paths;
 mod headers;
 pub mod locate;
 mod name_addr;
@@ -35,19 +37,47 @@ pub use start_line::{Kind, Method};
 pub use via::{Via, MAGIC_COOKIE};
 
 use crate::scan::{
-    is_token, is_ws, line_at, none_of, parse_digits, skip_lws, skip_while, trim_lws, Span,
+    is_lws, is_token, is_ws, line_at_short, none_of, parse_digits, skip_lws, skip_while, trim_lws,
+    Span,
 };
 use crate::session_size::{self, SessionSizeConfig};
 use crate::Limits;
 use name_addr::NameAddrRaw;
 use via::ViaRaw;
 
+#[cfg(test)]
+thread_local! {
+    /// Test-only switch for the differential test: with it set, every fast path steps aside
+    /// and [`Message::parse`] runs the general parsers alone (the reference answer).
+    pub(crate) static GENERAL_ONLY: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Whether the scanner's fast paths may answer (always, outside this crate's tests).
+#[inline(always)]
+pub(crate) fn fast_paths_on() -> bool {
+    #[cfg(test)]
+    {
+        !GENERAL_ONLY.with(|g| g.get())
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
+}
+
 /// Default number of header entries a [`Message`] can hold (`Limits::max_headers` default).
 pub const DEFAULT_MAX_HEADERS: usize = 64;
 
+/// One header line's classification and byte ranges.
+///
+/// `_pad` fills the byte the layout would otherwise leave undefined: with every byte defined
+/// and zero, the default array of entries is one plain zero fill, which the compiler writes
+/// straight into the view (a padded entry was initialised field by field into a temporary
+/// and then copied, over 600 bytes per message).
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
     id: HeaderId,
+    _pad: u8,
     name: Span,
     value: Span,
 }
@@ -107,6 +137,7 @@ fn err<T>(kind: SipErrorKind, at: usize) -> Result<T, SipError> {
 }
 
 /// One step of the header-section scanner.
+#[cfg_attr(test, derive(Debug))]
 pub(crate) enum Line {
     /// The blank line ending the header section; the body starts at `body_start`.
     End { body_start: usize },
@@ -120,13 +151,71 @@ pub(crate) enum Line {
     },
 }
 
-/// Frames the header line at `ls` (used by [`Message::parse`]).
+/// [`header_line`] plus classification for a line whose name is a known header of at most
+/// fifteen bytes: `Some((id, ne, vs, ve, next))` exactly when [`header_line`] frames it as
+/// `Line::Header { ne, vs, ve, next }` through its fast path and the name classifies as `id`.
 ///
-/// Fast path: `token *WS ":"` at the line start. Neither a token byte nor WS is a line
-/// terminator, so the colon lies on this physical line and the LF search can start after it;
-/// the name bytes are read once. Anything else (blank line, malformed name) takes the general
-/// path, which reports errors in a fixed order: Truncated, LineTooLong (first line, then
-/// continuation lines), then HeaderLine.
+/// The colon is found a word at a time instead of scanning the name for token bytes: a name
+/// that classifies as a known header folds (`| 0x20`) onto lowercase letters and `-`, so its
+/// bytes are letters or `-`, or CR (the one other byte folding onto `-`), which is ruled out
+/// here. So it is a token, and the token scan would have stopped at the same colon.
+#[inline(always)]
+pub(crate) fn known_header_line(
+    buf: &[u8],
+    ls: usize,
+    max_line: usize,
+) -> Option<(HeaderId, usize, usize, usize, usize)> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    if !fast_paths_on() {
+        return None;
+    }
+    #[inline(always)]
+    fn flags(w: u64, b: u8) -> u64 {
+        let x = w ^ LO.wrapping_mul(u64::from(b));
+        x.wrapping_sub(LO) & !x & HI
+    }
+    let w0 = crate::scan::le64(buf.get(ls..ls + 8)?);
+    let c0 = flags(w0, b':');
+    let (k, cr) = if c0 != 0 {
+        let k = (c0.trailing_zeros() / 8) as usize;
+        // Flags below the first colon are exact (false ones only sit above a true match).
+        (k, flags(w0, b'\r') & ((1u64 << (8 * k)) - 1))
+    } else {
+        let w1 = crate::scan::le64(buf.get(ls + 8..ls + 16)?);
+        let c1 = flags(w1, b':');
+        if c1 == 0 {
+            return None;
+        }
+        let k1 = (c1.trailing_zeros() / 8) as usize;
+        let below = (1u64 << (8 * k1)) - 1;
+        (8 + k1, flags(w0, b'\r') | (flags(w1, b'\r') & below))
+    };
+    if k == 0 || cr != 0 {
+        return None;
+    }
+    let id = HeaderId::classify_token(buf.get(ls..ls + k)?);
+    if id == HeaderId::Other {
+        return None;
+    }
+    let ne = ls + k;
+    let (le, nx) = line_at_short(buf, ne + 1)?;
+    let mut vs = ne + 1;
+    if vs < le && buf.get(vs) == Some(&b' ') {
+        vs += 1;
+    }
+    let lead_ok = vs >= le || buf.get(vs).is_some_and(|&b| !is_lws(b));
+    let trail_ok = le <= vs || buf.get(le - 1).is_some_and(|&b| !is_lws(b));
+    let folded = buf.get(nx).is_some_and(|&b| is_ws(b));
+    if le - ls <= max_line && !folded && lead_ok && trail_ok {
+        Some((id, ne, vs, le, nx))
+    } else {
+        None
+    }
+}
+
+/// Frames the header line at `ls` (used by [`Message::parse`]): the common one-line
+/// `name ":" [SP] value` here, everything else (and every error) in [`header_line_general`].
 #[inline(always)]
 pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line, SipError> {
     let rest = buf.get(ls..).unwrap_or(&[]);
@@ -135,14 +224,70 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
         .position(|&b| !is_token(b))
         .unwrap_or(rest.len());
     let ne = ls + name_len;
+    if !fast_paths_on() {
+        return header_line_general(buf, ls, max_line);
+    }
+    // The blank line ending the header section, as the general framing finds it.
+    if name_len == 0 {
+        match (buf.get(ls), buf.get(ls + 1)) {
+            (Some(b'\n'), _) => return Ok(Line::End { body_start: ls + 1 }),
+            (Some(b'\r'), Some(b'\n')) => return Ok(Line::End { body_start: ls + 2 }),
+            _ => {}
+        }
+    }
+    // Fast path for the usual line, `name ":" [SP] value` on one physical line with no LWS at
+    // the value's ends: the value range is known without the trimming loops. Anything else
+    // falls through to the general framing below, which decides (and reports errors) alone.
+    if name_len > 0 && buf.get(ne) == Some(&b':') {
+        if let Some((le, nx)) = line_at_short(buf, ne + 1) {
+            let mut vs = ne + 1;
+            if vs < le && buf.get(vs) == Some(&b' ') {
+                vs += 1;
+            }
+            let lead_ok = vs >= le || buf.get(vs).is_some_and(|&b| !is_lws(b));
+            let trail_ok = le <= vs || buf.get(le - 1).is_some_and(|&b| !is_lws(b));
+            let folded = buf.get(nx).is_some_and(|&b| is_ws(b));
+            if le - ls <= max_line && !folded && lead_ok && trail_ok {
+                return Ok(Line::Header {
+                    ne,
+                    vs,
+                    ve: le,
+                    next: nx,
+                });
+            }
+        }
+    }
+    header_line_general(buf, ls, max_line)
+}
+
+/// [`header_line`] without its fast path (the reference it is tested against, and the only
+/// place framing errors come from): frames the header line at `ls`.
+///
+/// Fast path: `token *WS ":"` at the line start. Neither a token byte nor WS is a line
+/// terminator, so the colon lies on this physical line and the LF search can start after it;
+/// the name bytes are read once. Anything else (blank line, malformed name) takes the general
+/// path, which reports errors in a fixed order: Truncated, LineTooLong (first line, then
+/// continuation lines), then HeaderLine.
+#[inline(never)]
+pub(crate) fn header_line_general(
+    buf: &[u8],
+    ls: usize,
+    max_line: usize,
+) -> Result<Line, SipError> {
+    let rest = buf.get(ls..).unwrap_or(&[]);
+    let name_len = rest
+        .iter()
+        .position(|&b| !is_token(b))
+        .unwrap_or(rest.len());
+    let ne = ls + name_len;
     let colon = skip_while(buf, ne, buf.len(), is_ws);
     let (le, mut nx) = if name_len > 0 && buf.get(colon) == Some(&b':') {
-        match line_at(buf, colon + 1) {
+        match line_at_short(buf, colon + 1) {
             Some(l) => l,
             None => return err(SipErrorKind::Truncated, buf.len()),
         }
     } else {
-        let Some((le, nx)) = line_at(buf, ls) else {
+        let Some((le, nx)) = line_at_short(buf, ls) else {
             return err(SipErrorKind::Truncated, buf.len());
         };
         if le == ls {
@@ -153,7 +298,7 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
         }
         let mut n2 = nx;
         while buf.get(n2).is_some_and(|&b| is_ws(b)) {
-            let Some((e2, n3)) = line_at(buf, n2) else {
+            let Some((e2, n3)) = line_at_short(buf, n2) else {
                 return err(SipErrorKind::Truncated, buf.len());
             };
             if e2 - n2 > max_line {
@@ -168,7 +313,7 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
     }
     let mut vend = le;
     while buf.get(nx).is_some_and(|&b| is_ws(b)) {
-        let Some((e2, n2)) = line_at(buf, nx) else {
+        let Some((e2, n2)) = line_at_short(buf, nx) else {
             return err(SipErrorKind::Truncated, buf.len());
         };
         if e2 - nx > max_line {
@@ -202,7 +347,7 @@ pub(crate) fn start<'a>(buf: &'a [u8], limits: &Limits) -> Result<(Kind<'a>, usi
     if pos >= buf.len() {
         return err(SipErrorKind::Empty, pos);
     }
-    let Some((sl_end, next)) = line_at(buf, pos) else {
+    let Some((sl_end, next)) = line_at_short(buf, pos) else {
         return err(SipErrorKind::Truncated, buf.len());
     };
     if sl_end - pos > limits.max_header_line {
@@ -213,6 +358,11 @@ pub(crate) fn start<'a>(buf: &'a [u8], limits: &Limits) -> Result<(Kind<'a>, usi
 
 /// Whether a Content-Type value is `application/sdp` (parameters ignored).
 pub(crate) fn is_sdp_content_type(ct: &[u8]) -> bool {
+    // The usual bare value answers without the split and trim below (same answer: a value
+    // equal to it has no `;` and no LWS).
+    if fast_paths_on() && ct.len() == 15 && ct.eq_ignore_ascii_case(b"application/sdp") {
+        return true;
+    }
     let mt = ct.split(|&b| b == b';').next().unwrap_or(&[]);
     let (s, e) = trim_lws(mt, 0, mt.len());
     mt.get(s..e)
@@ -283,16 +433,21 @@ impl<'a, const N: usize> Message<'a, N> {
         };
         loop {
             let ls = next;
-            let (ne, vs, ve, nx) = match header_line(buf, ls, max_line)? {
-                Line::End { body_start } => {
-                    msg.headers_end = ls as u16;
-                    msg.body_start = body_start as u16;
-                    break;
-                }
-                Line::Header { ne, vs, ve, next } => (ne, vs, ve, next),
+            let (id, ne, vs, ve, nx) = match known_header_line(buf, ls, max_line) {
+                Some(k) => k,
+                None => match header_line(buf, ls, max_line)? {
+                    Line::End { body_start } => {
+                        msg.headers_end = ls as u16;
+                        msg.body_start = body_start as u16;
+                        break;
+                    }
+                    Line::Header { ne, vs, ve, next } => {
+                        let id = HeaderId::classify_token(buf.get(ls..ne).unwrap_or(&[]));
+                        (id, ne, vs, ve, next)
+                    }
+                },
             };
             next = nx;
-            let id = HeaderId::classify_token(buf.get(ls..ne).unwrap_or(&[]));
             let idx = msg.count as usize;
             if idx >= max_headers {
                 return err(SipErrorKind::TooManyHeaders, ls);
@@ -301,6 +456,7 @@ impl<'a, const N: usize> Message<'a, N> {
             if let Some(slot) = msg.entries.get_mut(idx) {
                 *slot = Entry {
                     id,
+                    _pad: 0,
                     name: Span::new(ls, ne),
                     value: Span::new(vs, ve),
                 };
@@ -402,34 +558,40 @@ impl<'a, const N: usize> Message<'a, N> {
     }
 
     /// Request (method, Request-URI) or response (code, reason).
+    #[inline]
     pub fn kind(&self) -> Kind<'a> {
         self.kind
     }
 
     /// The request method, or `None` for a response; convenience for routing switches.
+    #[inline]
     pub fn method(&self) -> Option<Method<'a>> {
         self.kind.method()
     }
 
     /// True for requests.
+    #[inline]
     pub fn is_request(&self) -> bool {
         self.kind.is_request()
     }
 
     /// The message bytes, from the start line to the end of the body (trailing datagram
     /// octets beyond Content-Length excluded).
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
     }
 
     /// The Call-ID value, or an empty slice when the header is absent (see
     /// [`Message::missing_mandatory`]); the key for affinity and dialog lookups.
+    #[inline]
     pub fn call_id(&self) -> &'a [u8] {
         self.call_id.map(|s| s.get(self.buf)).unwrap_or(&[])
     }
 
     /// The first CSeq header (always present: the scanner requires it for transaction
     /// matching).
+    #[inline]
     pub fn cseq(&self) -> CSeq<'a> {
         let c = self.cseq.unwrap_or_default();
         CSeq {
@@ -440,6 +602,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The first via-parm of the first Via header: where to answer and the transaction
     /// branch (always present: the scanner requires a Via).
+    #[inline]
     pub fn top_via(&self) -> Via<'a> {
         Via::from_raw(self.buf, &self.top_via.unwrap_or_default())
     }
@@ -462,42 +625,50 @@ impl<'a, const N: usize> Message<'a, N> {
     }
 
     /// The first From value (dialog's remote tag lives here).
+    #[inline]
     pub fn from(&self) -> Option<NameAddr<'a>> {
         self.from.map(|r| NameAddr::from_raw(self.buf, &r))
     }
 
     /// The first To value; its tag, once issued by a processor, routes in-dialog requests.
+    #[inline]
     pub fn to(&self) -> Option<NameAddr<'a>> {
         self.to.map(|r| NameAddr::from_raw(self.buf, &r))
     }
 
     /// The first Contact value (`uri` is `*` for a wildcard REGISTER).
+    #[inline]
     pub fn contact(&self) -> Option<NameAddr<'a>> {
         self.contact.map(|r| NameAddr::from_raw(self.buf, &r))
     }
 
     /// Max-Forwards (0..=255), if present; 0 means the request must not be forwarded.
+    #[inline]
     pub fn max_forwards(&self) -> Option<u8> {
         self.max_forwards
     }
 
     /// The first Content-Length value, if present (the body was cut to it).
+    #[inline]
     pub fn content_length(&self) -> Option<u32> {
         self.content_length.map(|(n, _)| n)
     }
 
     /// The first Content-Type value as written.
+    #[inline]
     pub fn content_type(&self) -> Option<&'a [u8]> {
         self.content_type.map(|s| s.get(self.buf))
     }
 
     /// Whether the body is SDP (Content-Type `application/sdp`, parameters ignored).
+    #[inline]
     pub fn has_sdp_body(&self) -> bool {
         self.content_type().is_some_and(is_sdp_content_type) && !self.body().is_empty()
     }
 
     /// The body: Content-Length octets after the blank line, or the rest of the datagram when
     /// Content-Length is absent (allowed over UDP, RFC 3261 §18.3).
+    #[inline]
     pub fn body(&self) -> &'a [u8] {
         self.buf.get(self.body_start as usize..).unwrap_or(&[])
     }
@@ -563,6 +734,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The first mandatory header (RFC 3261 §8.1.1) that is missing, so an element can answer
     /// `400 Missing <name>`; `None` when all are there (RFC 4475 insuf).
+    #[inline]
     pub fn missing_mandatory(&self) -> Option<&'static str> {
         if self.to.is_none() {
             Some("To")
@@ -579,6 +751,7 @@ impl<'a, const N: usize> Message<'a, N> {
 
     /// The Request-URI scheme, so an element can answer 416 for schemes it does not serve
     /// (RFC 4475 unkscm, novelsc); `None` for responses.
+    #[inline]
     pub fn request_uri_scheme(&self) -> Option<&'a [u8]> {
         match self.kind {
             Kind::Request { uri, .. } => uri::scheme(uri),

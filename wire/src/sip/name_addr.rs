@@ -27,6 +27,7 @@ pub struct NameAddr<'a> {
 }
 
 impl<'a> NameAddr<'a> {
+    #[inline]
     pub(crate) fn from_raw(buf: &'a [u8], r: &NameAddrRaw) -> Self {
         NameAddr {
             display: r.display.map(|s| s.get(buf)),
@@ -103,8 +104,46 @@ pub(crate) fn parse_one(
     Ok((raw, next))
 }
 
+/// Fast path of [`parse_value`] for the usual `<uri>*(;param)` value (no display name, no LWS,
+/// quotes or second list element): `Some` only where [`parse_one`] accepts the whole value
+/// with the same result, `None` to let it decide (errors and their offsets stay its own).
+#[inline(always)]
+fn parse_simple(buf: &[u8], start: usize, end: usize) -> Option<NameAddrRaw> {
+    if buf.get(start) != Some(&b'<') || end > buf.len() {
+        return None;
+    }
+    let close = crate::scan::find_in(buf, start + 1, end, b'>')?;
+    if !uri::check(buf.get(start + 1..close)?, true) {
+        return None;
+    }
+    let mut raw = NameAddrRaw {
+        uri: Span::new(start + 1, close),
+        ..NameAddrRaw::default()
+    };
+    let pend = params::parse_simple(buf, close + 1, end, |prm| {
+        if prm.name.get(buf).eq_ignore_ascii_case(b"tag") {
+            raw.tag = prm.value;
+        }
+    })?;
+    raw.end = pend as u16;
+    Some(raw)
+}
+
 /// Validates a whole header value (all list elements for Contact) and returns the first.
 pub(crate) fn parse_value(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    list: bool,
+) -> Result<NameAddrRaw, usize> {
+    if let Some(raw) = parse_simple(buf, start, end).filter(|_| super::fast_paths_on()) {
+        return Ok(raw);
+    }
+    parse_value_general(buf, start, end, list)
+}
+
+/// [`parse_value`] without its fast path: the reference the fast path is tested against.
+pub(crate) fn parse_value_general(
     buf: &[u8],
     start: usize,
     end: usize,

@@ -86,3 +86,62 @@ pub(crate) fn parse(
         }
     }
 }
+
+/// Fast path of [`parse`] for the shape nearly every message has: `*(";" token ["=" 1*value-byte])`
+/// running exactly to `end`, with no LWS, quoted values or list commas.
+///
+/// Returns `Some(end)` after making the same `on_param` calls [`parse`] would make (which then
+/// returns `Ok((end, None))`), or `None` for anything else, in which case the caller discards
+/// what `on_param` saw and runs [`parse`]: the general parser stays the one authority on errors
+/// and error offsets, and this one only has to agree with it where it answers. Skipping the
+/// LWS checks around every separator is what makes it cheaper.
+#[inline(always)]
+pub(crate) fn parse_simple(
+    buf: &[u8],
+    mut pos: usize,
+    end: usize,
+    mut on_param: impl FnMut(Param),
+) -> Option<usize> {
+    if pos > end || end > buf.len() {
+        return None;
+    }
+    while pos < end {
+        if buf.get(pos) != Some(&b';') {
+            return None;
+        }
+        let semi = pos;
+        let ns = pos + 1;
+        // `;tag=` and `;branch=` as written: the token run would end at that `=`.
+        let ne = if pos + 5 <= end && buf.get(pos..pos + 5) == Some(b";tag=") {
+            pos + 4
+        } else if pos + 8 <= end && buf.get(pos..pos + 8) == Some(b";branch=") {
+            pos + 7
+        } else {
+            skip_while(buf, ns, end, is_token)
+        };
+        if ne == ns {
+            return None;
+        }
+        let (value, last_end) = if buf.get(ne) == Some(&b'=') && ne < end {
+            let vs = ne + 1;
+            let ve = skip_while(buf, vs, end, is_value_byte);
+            if ve == vs {
+                return None;
+            }
+            (Some(Span::new(vs, ve)), ve)
+        } else {
+            (None, ne)
+        };
+        // Only `;` or the end may follow (LWS, `,`, a quote: the general parser decides).
+        if last_end < end && buf.get(last_end) != Some(&b';') {
+            return None;
+        }
+        on_param(Param {
+            whole: Span::new(semi, last_end),
+            name: Span::new(ns, ne),
+            value,
+        });
+        pos = last_end;
+    }
+    Some(end)
+}

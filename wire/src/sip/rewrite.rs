@@ -140,7 +140,7 @@ pub(crate) fn check_header_line(line: &[u8]) -> Result<(), WriteError> {
         && line
             .get(name_len..)
             .is_some_and(|r| r.trim_ascii_start().starts_with(b":"))
-        && !line.iter().any(|&b| b == b'\r' || b == b'\n');
+        && !crate::scan::has_cr_or_lf(line);
     if ok {
         Ok(())
     } else {

@@ -104,12 +104,69 @@ impl<'a> Kind<'a> {
     }
 }
 
+/// `SIP/2.0`, case-insensitively: one word compare (only the three letters fold; `x | 0x20`
+/// equals a lowercase letter exactly when `x` is that letter in either case).
+#[inline]
 fn is_version(v: &[u8]) -> bool {
-    v.eq_ignore_ascii_case(b"SIP/2.0")
+    if !super::fast_paths_on() {
+        return v.eq_ignore_ascii_case(b"SIP/2.0");
+    }
+    match v {
+        &[a, b, c, d, e, f, g] => {
+            let w = u64::from_le_bytes([a, b, c, d, e, f, g, 0]);
+            w | 0x20_2020 == u64::from_le_bytes(*b"sip/2.0\0")
+        }
+        _ => false,
+    }
 }
 
 /// Parses the start line `buf[start..end]` (terminator excluded).
+#[inline]
 pub(crate) fn parse(buf: &[u8], start: usize, end: usize) -> Result<Kind<'_>, SipError> {
+    match parse_request_simple(buf, start, end).filter(|_| super::fast_paths_on()) {
+        Some(k) => Ok(k),
+        None => parse_general(buf, start, end),
+    }
+}
+
+/// Fast path of [`parse`] for a well-formed Request-Line: the method is the token run before
+/// the first SP and the version is the last eight bytes (` SIP/2.0`), so the Request-URI is
+/// what lies between without a search for the second SP (a valid URI holds no SP, so the line
+/// still has exactly two). `None` hands the line to [`parse_general`], which owns every error.
+#[inline(always)]
+fn parse_request_simple(buf: &[u8], start: usize, end: usize) -> Option<Kind<'_>> {
+    let line = buf.get(start..end)?;
+    // The methods of every call, as written: the token scan would stop at that SP.
+    let (m, known) = if line.starts_with(b"INVITE ") {
+        (6, Some(Method::Invite))
+    } else if line.starts_with(b"ACK ") {
+        (3, Some(Method::Ack))
+    } else if line.starts_with(b"BYE ") {
+        (3, Some(Method::Bye))
+    } else {
+        (line.iter().position(|&b| !is_token(b))?, None)
+    };
+    if m == 0 || line.get(m) != Some(&b' ') {
+        return None;
+    }
+    let rest = line.get(m + 1..)?;
+    let split = rest.len().checked_sub(8)?;
+    let (ruri, ver) = rest.split_at(split);
+    if ruri.is_empty() || ver.first() != Some(&b' ') || !is_version(ver.get(1..)?) {
+        return None;
+    }
+    if !uri::check(ruri, false) {
+        return None;
+    }
+    let method = match known {
+        Some(k) => k,
+        None => Method::from_bytes(line.get(..m)?),
+    };
+    Some(Kind::Request { method, uri: ruri })
+}
+
+/// [`parse`] without its fast path: the reference the fast path is tested against.
+pub(crate) fn parse_general(buf: &[u8], start: usize, end: usize) -> Result<Kind<'_>, SipError> {
     let line = buf.get(start..end).unwrap_or(&[]);
     let err = |k, off: usize| SipError::new(k, start + off);
     if line.len() >= 4

@@ -33,6 +33,7 @@ pub struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
+    #[inline]
     pub(crate) fn from_raw(buf: &'a [u8], r: &ViaRaw) -> Via<'a> {
         Via {
             raw: r.parm.get(buf),
@@ -46,40 +47,47 @@ impl<'a> Via<'a> {
     }
 
     /// The whole via-parm as written, for logging and copying.
+    #[inline]
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }
 
     /// Transport token (`UDP`, `TCP`, `TLS`, `SCTP`, or an unknown one), as written.
+    #[inline]
     pub fn transport(&self) -> &'a [u8] {
         self.transport
     }
 
     /// `sent-by`: host (IPv6 references keep their brackets) and optional port; where the
     /// sender asked responses to go absent `received`/`rport`.
+    #[inline]
     pub fn sent_by(&self) -> (&'a [u8], Option<u16>) {
         (self.host, self.port)
     }
 
     /// The `branch` parameter: the transaction key for matching retransmissions and CANCEL.
+    #[inline]
     pub fn branch(&self) -> Option<&'a [u8]> {
         self.branch
     }
 
     /// Whether the branch carries the RFC 3261 magic cookie (plus at least one more byte); a
     /// branch without it (RFC 4475 badbranch) needs RFC 2543 transaction matching.
+    #[inline]
     pub fn has_rfc3261_branch(&self) -> bool {
         self.branch
             .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     /// The `received` parameter, if an upstream element added one.
+    #[inline]
     pub fn received(&self) -> Option<&'a [u8]> {
         self.received
     }
 
     /// RFC 3581 `rport`: `None` when absent, `Some(None)` when requested without a value,
     /// `Some(Some(p))` when a value is present.
+    #[inline]
     pub fn rport(&self) -> Option<Option<u16>> {
         self.rport
     }
@@ -159,20 +167,7 @@ pub(crate) fn parse_parm(
     }
     let mut bad_rport = None;
     let (pend, next) = params::parse(buf, p, end, true, |prm| {
-        let name = prm.name.get(buf);
-        if name.eq_ignore_ascii_case(b"branch") {
-            raw.branch = prm.value;
-        } else if name.eq_ignore_ascii_case(b"received") {
-            raw.received = Some(prm);
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            raw.rport = Some(prm);
-            if let Some(v) = prm.value {
-                match parse_digits(v.get(buf), 5) {
-                    Some(n) if n <= 65535 => raw.rport_value = Some(n as u16),
-                    _ => bad_rport = Some(v.start()),
-                }
-            }
-        }
+        on_param(buf, &mut raw, &mut bad_rport, prm)
     })?;
     if let Some(at) = bad_rport {
         return Err(at);
@@ -181,8 +176,99 @@ pub(crate) fn parse_parm(
     Ok((raw, next))
 }
 
+/// What [`parse_parm`] records for one parameter (`bad_rport`: where an unusable rport value
+/// starts, which makes the via-parm invalid).
+#[inline(always)]
+fn on_param(buf: &[u8], raw: &mut ViaRaw, bad_rport: &mut Option<usize>, prm: Param) {
+    let name = prm.name.get(buf);
+    if name.eq_ignore_ascii_case(b"branch") {
+        raw.branch = prm.value;
+    } else if name.eq_ignore_ascii_case(b"received") {
+        raw.received = Some(prm);
+    } else if name.eq_ignore_ascii_case(b"rport") {
+        raw.rport = Some(prm);
+        if let Some(v) = prm.value {
+            match parse_digits(v.get(buf), 5) {
+                Some(n) if n <= 65535 => raw.rport_value = Some(n as u16),
+                _ => *bad_rport = Some(v.start()),
+            }
+        }
+    }
+}
+
+/// Fast path of [`parse_list`] for the usual single `name/version/transport SP host[:port]
+/// *(;param)` value with no other LWS, no IPv6 reference and no second via-parm: `Some` only
+/// where [`parse_parm`] accepts the whole value with the same result, `None` to let it decide
+/// (errors and their offsets stay its own).
+#[inline(always)]
+fn parse_simple(buf: &[u8], start: usize, end: usize) -> Option<ViaRaw> {
+    if end > buf.len() || start > end {
+        return None;
+    }
+    let mut p = start;
+    // `SIP/2.0/` as written by nearly everyone is what the two token/slash steps accept.
+    if start + 8 <= end && buf.get(start..start + 8) == Some(b"SIP/2.0/") {
+        p = start + 8;
+    } else {
+        for _ in 0..2 {
+            let e = skip_while(buf, p, end, is_token);
+            if e == p || buf.get(e) != Some(&b'/') || e >= end {
+                return None;
+            }
+            p = e + 1;
+        }
+    }
+    let ts = p;
+    // Likewise `UDP ` is a token run ending at the SP.
+    let te = if ts + 4 <= end && buf.get(ts..ts + 4) == Some(b"UDP ") {
+        ts + 3
+    } else {
+        skip_while(buf, ts, end, is_token)
+    };
+    if te == ts || te >= end || buf.get(te) != Some(&b' ') {
+        return None;
+    }
+    let hs = te + 1;
+    let he = skip_while(buf, hs, end, is_host_byte);
+    if he == hs {
+        return None;
+    }
+    let mut raw = ViaRaw {
+        transport: Span::new(ts, te),
+        host: Span::new(hs, he),
+        ..ViaRaw::default()
+    };
+    let mut p = he;
+    if p < end && buf.get(p) == Some(&b':') {
+        let ps = p + 1;
+        let pe = skip_while(buf, ps, end, |b| b.is_ascii_digit());
+        match parse_digits(buf.get(ps..pe)?, 5) {
+            Some(v) if v <= 65535 => raw.port = Some(v as u16),
+            _ => return None,
+        }
+        p = pe;
+    }
+    let mut bad_rport = None;
+    let pend = params::parse_simple(buf, p, end, |prm| {
+        on_param(buf, &mut raw, &mut bad_rport, prm)
+    })?;
+    if bad_rport.is_some() {
+        return None;
+    }
+    raw.parm = Span::new(start, pend);
+    Some(raw)
+}
+
 /// Validates every via-parm in one Via header value and returns the first one.
 pub(crate) fn parse_list(buf: &[u8], start: usize, end: usize) -> Result<ViaRaw, usize> {
+    if let Some(raw) = parse_simple(buf, start, end).filter(|_| super::fast_paths_on()) {
+        return Ok(raw);
+    }
+    parse_list_general(buf, start, end)
+}
+
+/// [`parse_list`] without its fast path: the reference the fast path is tested against.
+pub(crate) fn parse_list_general(buf: &[u8], start: usize, end: usize) -> Result<ViaRaw, usize> {
     let (first, mut next) = parse_parm(buf, start, end)?;
     while let Some(p) = next {
         let (_, n) = parse_parm(buf, p, end)?;
