@@ -555,10 +555,9 @@ fn scan<'a>(
     if pos >= buf.len() {
         return err(SipErrorKind::Empty, pos);
     }
-    let Some((sl_end, mut ls)) = line_end(buf, pos) else {
+    let Some((sl_end, first_header)) = line_end(buf, pos) else {
         return err(SipErrorKind::Truncated, buf.len());
     };
-    let first_header = ls;
     if sl_end - pos > max_line {
         return err(SipErrorKind::LineTooLong, pos);
     }
@@ -568,6 +567,46 @@ fn scan<'a>(
         Scope::Routing => false,
         Scope::CompleteForInvite => method == Some(Method::Invite),
     };
+    // One copy of the header loop per scope: the routing one carries none of the
+    // session-size, Content-Type and Content-Length state, so it keeps more in registers.
+    if complete {
+        headers::<true>(
+            buf,
+            limits,
+            session,
+            session_id,
+            method,
+            status,
+            first_header,
+        )
+    } else {
+        headers::<false>(
+            buf,
+            limits,
+            session,
+            session_id,
+            method,
+            status,
+            first_header,
+        )
+    }
+}
+
+/// The header section from `first_header` on, and the [`Located`] result; `COMPLETE` is the
+/// scan's scope (see [`Scope`]).
+#[inline(always)]
+fn headers<'a, const COMPLETE: bool>(
+    buf: &'a [u8],
+    limits: &Limits,
+    session: &[u8],
+    session_id: HeaderId,
+    method: Option<Method<'a>>,
+    status: u16,
+    first_header: usize,
+) -> Result<Located<'a>, SipError> {
+    let complete = COMPLETE;
+    let max_line = limits.max_header_line;
+    let mut ls = first_header;
     // The session-size header: by folded first byte and name when it is not a header locate
     // knows by id; every line is classified generically when it is one (a rare setup).
     let session_first = match session.first() {
