@@ -522,11 +522,35 @@ fn is_name_end(b: Option<&u8>) -> bool {
     matches!(b, Some(b':' | b' ' | b'\t'))
 }
 
+/// [`skip_lws`] with the usual case (no LWS at `p`) decided by one compare.
+#[inline(always)]
+fn lws_end(buf: &[u8], p: usize, end: usize) -> usize {
+    match buf.get(p) {
+        Some(&b) if p < end && !is_lws(b) => p,
+        _ => skip_lws(buf, p, end),
+    }
+}
+
 /// `name SWS ":"` ends at `ne`: the offset after the colon, or `None`.
 #[inline(always)]
 fn after_colon(buf: &[u8], ne: usize, le: usize) -> Option<usize> {
     let c = skip_while(buf, ne, le, |b| b == b' ' || b == b'\t');
     (c < le && buf.get(c) == Some(&b':')).then_some(c + 1)
+}
+
+/// [`after_colon`] then [`trim`] for a header whose name (classified, so `buf[ne]` is `:`,
+/// SP or HT) ends at `ne`: the LWS-trimmed value up to `vend`, or `None` without the colon.
+/// The usual `Name: value` (colon, one SP, a value that neither starts nor ends with LWS) is
+/// decided by a few compares; anything else takes the general walk, with the same result.
+#[inline(always)]
+fn value_span(buf: &[u8], ne: usize, le: usize, vend: usize) -> Option<(usize, usize)> {
+    if let Some(&[b':', b' ', c]) = buf.get(ne..ne + 3) {
+        if ne + 2 < vend && !is_lws(c) && buf.get(vend - 1).is_some_and(|&b| !is_lws(b)) {
+            return Some((ne + 2, vend));
+        }
+    }
+    let vs = after_colon(buf, ne, le)?;
+    Some(trim(buf, vs, vend))
 }
 
 const VIA: u8 = 1;
@@ -660,10 +684,9 @@ fn headers<'a, const COMPLETE: bool>(
         }
         let (id, ne) = classify(buf, ls, complete);
         if id != HeaderId::Other {
-            let Some(vs) = after_colon(buf, ne, le) else {
+            let Some((vs, ve)) = value_span(buf, ne, le, vend) else {
                 return err(SipErrorKind::HeaderLine, ls);
             };
-            let (vs, ve) = trim(buf, vs, vend);
             match id {
                 HeaderId::Via if found & VIA == 0 => {
                     found |= VIA;
@@ -691,7 +714,7 @@ fn headers<'a, const COMPLETE: bool>(
                 HeaderId::CSeq if found & CSEQ == 0 => {
                     found |= CSEQ;
                     let de = skip_while(buf, vs, ve, |b| b.is_ascii_digit());
-                    let ms = skip_lws(buf, de, ve);
+                    let ms = lws_end(buf, de, ve);
                     if ms >= ve {
                         return err(SipErrorKind::CSeq, ms);
                     }
@@ -886,20 +909,23 @@ fn name_addr_tag(buf: &[u8], vs: usize, ve: usize) -> Result<Option<Span>, usize
 fn last_param(buf: &[u8], mut p: usize, end: usize, name: &[u8]) -> Option<Span> {
     let mut found = None;
     loop {
-        p = skip_lws(buf, p, end);
+        p = lws_end(buf, p, end);
         if peek(buf, p, end) != Some(b';') {
             return found;
         }
-        let ns = skip_lws(buf, p + 1, end);
+        let ns = lws_end(buf, p + 1, end);
         let ne = param_end(buf, ns, end);
-        let is_name = buf
-            .get(ns..ne)
-            .is_some_and(|n| n.eq_ignore_ascii_case(name));
-        let eq = skip_lws(buf, ne, end);
+        let is_name = ne - ns == name.len() && {
+            // `name` is lowercase letters (≤ 8): OR-ing 0x20 folds exactly the letters that
+            // match one case-insensitively, and the mask drops the bytes after the name.
+            let (pat, mask) = pattern(name);
+            (word_padded(buf, ns) | FOLD) & mask == pat
+        };
+        let eq = lws_end(buf, ne, end);
         let mut value = None;
         p = ne;
         if peek(buf, eq, end) == Some(b'=') {
-            let vs = skip_lws(buf, eq + 1, end);
+            let vs = lws_end(buf, eq + 1, end);
             p = if peek(buf, vs, end) == Some(b'"') {
                 skip_quoted(buf, vs, end).unwrap_or(end)
             } else {
