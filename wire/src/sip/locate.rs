@@ -379,9 +379,31 @@ fn below(w: u64, n: u8) -> u64 {
     w.wrapping_sub(LO * u64::from(n)) & !w & HI
 }
 
-/// The first offset in `from..to` (`to` clamped to `buf`) whose byte `flags` marks.
+/// The first offset in `from..to` (`to` clamped to `buf`) whose byte `flags` marks (its
+/// lowest flag must be exact). Loads eight bytes at a time from `from`, also past `to` while
+/// they are inside `buf` (a flag at or past `to` then means none in the range); only the last
+/// bytes of `buf` take [`find_by_tail`].
 #[inline(always)]
 fn find_by(buf: &[u8], from: usize, to: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
+    let to = to.min(buf.len());
+    let mut p = from;
+    while p < to {
+        let Some(w) = word(buf, p) else {
+            return find_by_tail(buf, p, to, flags);
+        };
+        let m = flags(w);
+        if m != 0 {
+            let i = p + (m.trailing_zeros() / 8) as usize;
+            return (i < to).then_some(i);
+        }
+        p += 8;
+    }
+    None
+}
+
+/// [`find_by`] within eight bytes of the end of `buf` (no full word left to load).
+#[inline(never)]
+fn find_by_tail(buf: &[u8], from: usize, to: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
     let to = to.min(buf.len());
     let hay = buf.get(from..to)?;
     let mut chunks = hay.chunks_exact(8);
@@ -895,7 +917,7 @@ fn name_addr_tag(buf: &[u8], vs: usize, ve: usize) -> Result<Option<Span>, usize
             Some(i) => i,
         },
     };
-    match find(buf, angle + 1, ve, b'>') {
+    match crate::scan::find(buf, angle + 1, ve, b'>') {
         Some(c) => Ok(last_param(buf, c + 1, ve, b"tag")),
         None => Err(angle),
     }
