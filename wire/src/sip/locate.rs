@@ -496,6 +496,31 @@ const fn pattern(lower: &[u8]) -> (u64, u64) {
     (w, mask)
 }
 
+/// `;name=` (`name`: lowercase letters, ≤ 6) as a little-endian word, the 0x20 fold of its
+/// letter bytes only (`;` and `=` compare exactly), and its mask; a longer name gets a
+/// pattern no word matches.
+const fn param_head(name: &[u8]) -> (u64, u64, u64) {
+    let n = name.len();
+    if n > 6 {
+        return (1, 0, 0);
+    }
+    let mut head = b';' as u64;
+    let mut fold = 0u64;
+    let mut i = 0;
+    while i < n {
+        head |= (name[i] as u64) << (8 * (i + 1));
+        fold |= 0x20 << (8 * (i + 1));
+        i += 1;
+    }
+    head |= (b'=' as u64) << (8 * (n + 1));
+    let mask = if n + 2 >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * (n + 2))) - 1
+    };
+    (head, fold, mask)
+}
+
 const P_VIA: (u64, u64) = pattern(b"via");
 const P_FROM: (u64, u64) = pattern(b"from");
 const P_TO: (u64, u64) = pattern(b"to");
@@ -929,20 +954,29 @@ fn name_addr_tag(buf: &[u8], vs: usize, ve: usize) -> Result<Option<Span>, usize
 /// [`Message::parse`] records it).
 #[inline(always)]
 fn last_param(buf: &[u8], mut p: usize, end: usize, name: &[u8]) -> Option<Span> {
+    let (head, head_fold, head_mask) = param_head(name);
     let mut found = None;
     loop {
         p = lws_end(buf, p, end);
         if peek(buf, p, end) != Some(b';') {
             return found;
         }
-        let ns = lws_end(buf, p + 1, end);
-        let ne = param_end(buf, ns, end);
-        let is_name = ne - ns == name.len() && {
-            // `name` is lowercase letters (≤ 8): OR-ing 0x20 folds exactly the letters that
-            // match one case-insensitively, and the mask drops the bytes after the name.
-            let (pat, mask) = pattern(name);
-            (word_padded(buf, ns) | FOLD) & mask == pat
-        };
+        // `;name=` with nothing between (the usual form) is one folded compare; it gives the
+        // general walk's answer: no LWS after `;`, and the name ends at the `=`.
+        let (is_name, ne) =
+            if p + name.len() + 2 <= end && (word_padded(buf, p) | head_fold) & head_mask == head {
+                (true, p + 1 + name.len())
+            } else {
+                let ns = lws_end(buf, p + 1, end);
+                let ne = param_end(buf, ns, end);
+                let is_name = ne - ns == name.len() && {
+                    // `name` is lowercase letters (≤ 8): OR-ing 0x20 folds exactly the letters
+                    // that match one case-insensitively, and the mask drops the bytes after it.
+                    let (pat, mask) = pattern(name);
+                    (word_padded(buf, ns) | FOLD) & mask == pat
+                };
+                (is_name, ne)
+            };
         let eq = lws_end(buf, ne, end);
         let mut value = None;
         p = ne;
@@ -964,6 +998,37 @@ fn last_param(buf: &[u8], mut p: usize, end: usize, name: &[u8]) -> Option<Span>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_param_fast_and_general_forms_agree() {
+        // (params, expected `branch` value)
+        let cases: [(&[u8], Option<&[u8]>); 14] = [
+            (b";branch=z9hG4bK-1", Some(b"z9hG4bK-1")),
+            (b";BrAnCh=z9", Some(b"z9")),
+            (b"; branch=z9", Some(b"z9")),
+            (b";branch =z9", Some(b"z9")),
+            (b";branch= z9", Some(b"z9")),
+            (b";branchx=z9", None),
+            (b";branc=z9", None),
+            (b";\x1bbranch=z9", None),
+            (b";branch\x1d z9", None),
+            (b";branch=a;branch=b", Some(b"b")),
+            (b";branch=a;branch", None),
+            (b";branch=a;x=1;rport", Some(b"a")),
+            (b";branch=\"q;x\"", Some(b"\"q;x\"")),
+            (b";branch=", Some(b"")),
+        ];
+        for (params, want) in cases {
+            // Padded both ways: the word loads may read past the range, never past the buffer.
+            for pad in [&b""[..], b"\r\nX-Pad: 1234567890\r\n"] {
+                let buf = [params, pad].concat();
+                let got = last_param(&buf, 0, params.len(), b"branch").map(|s| s.get(&buf));
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(params));
+            }
+        }
+        let tag = last_param(b";TAG=abc", 0, 8, b"tag").map(|s| s.get(b";TAG=abc"));
+        assert_eq!(tag, Some(&b"abc"[..]));
+    }
 
     #[test]
     fn is_sdp_agrees_with_the_full_check() {
