@@ -908,10 +908,11 @@ fn start_line(buf: &[u8], at: usize, end: usize) -> Result<(Option<Method<'_>>, 
 }
 
 /// The `branch` of the first via-parm in `vs..ve`: its parameters start at the first `;`,
-/// unless a `,` (the next via-parm) comes first.
+/// unless a `,` (the next via-parm) comes first. (By `memchr2`: a sent-protocol and sent-by
+/// are some 30 bytes, where the SIMD search beats the word loop.)
 #[inline(always)]
 fn via_branch(buf: &[u8], vs: usize, ve: usize) -> Option<Span> {
-    let i = find_by(buf, vs, ve, |w| has(w, b';') | has(w, b','))?;
+    let i = vs + memchr::memchr2(b';', b',', buf.get(vs..ve.min(buf.len()))?)?;
     if buf.get(i) != Some(&b';') {
         return None;
     }
