@@ -122,7 +122,28 @@ pub struct Snapshot {
     pub members: Vec<MemberView>,
 }
 
+/// The view of a processor the snapshot does not cover: unknown, not alive
+/// (`MemberView::default()`).
+const UNKNOWN_VIEW: MemberView = MemberView {
+    alive: false,
+    released_units: 0,
+    reported_in_use: 0,
+    reports: 0,
+    reported_capacity: 0,
+    queue_free: 0,
+    queue_capacity: 0,
+    pending_invites: 0,
+    reported_max_pending: 0,
+};
+
 impl Snapshot {
+    /// Processor `k`'s view, by reference (the hot path reads a few fields of it), or the
+    /// unknown one when the snapshot has none.
+    #[inline]
+    pub fn view(&self, k: usize) -> &MemberView {
+        self.members.get(k).unwrap_or(&UNKNOWN_VIEW)
+    }
+
     /// A snapshot of `n` processors, all unknown (not alive).
     pub fn new(n: usize) -> Self {
         Self {
@@ -294,6 +315,21 @@ impl Member {
         self.present && self.admin == Admin::Active
     }
 
+    /// Whether its queue has no room for one more message: [`Member::state`]'s `depth >=
+    /// queue_capacity`, without the rest of the state (the push path's only question).
+    #[inline]
+    pub(super) fn queue_full(&self, epoch: u64, v: &MemberView) -> bool {
+        // A remote member's queue is the LAN: never full here (depth 0, capacity MAX).
+        if self.spec.remote {
+            return false;
+        }
+        let handed = if self.epoch == epoch { self.handed } else { 0 };
+        v.queue_capacity
+            .saturating_sub(v.queue_free)
+            .saturating_add(handed)
+            >= v.queue_capacity
+    }
+
     /// The selector's view: the snapshot plus the router's own accounting. A pure read (what
     /// [`Member::refresh`] would reset reads as reset), so the selector can evaluate only the
     /// members it samples, as often as it likes, without a per-decision pass over all of them.
@@ -378,5 +414,50 @@ mod tests {
         m.handed();
         assert_eq!(m.state(1, &v).depth, 4, "full: nothing more fits");
         assert_eq!(m.state(2, &v).depth, 2, "a new snapshot counts afresh");
+    }
+
+    #[test]
+    fn the_unknown_view_is_the_default() {
+        assert_eq!(UNKNOWN_VIEW, MemberView::default());
+        assert_eq!(Snapshot::new(1).view(5), &MemberView::default());
+    }
+
+    #[test]
+    fn queue_full_agrees_with_the_state() {
+        for remote in [false, true] {
+            let spec = if remote {
+                MemberSpec::remote("192.0.2.1:5060".parse().unwrap(), 0)
+            } else {
+                MemberSpec::local(5070, 0)
+            };
+            let mut m = Member::new(spec);
+            for (free, cap) in [
+                (2usize, 4usize),
+                (0, 4),
+                (4, 4),
+                (0, 0),
+                (5, 4),
+                (usize::MAX, usize::MAX),
+            ] {
+                let v = MemberView {
+                    alive: true,
+                    queue_free: free,
+                    queue_capacity: cap,
+                    ..MemberView::default()
+                };
+                for epoch in [1, 2] {
+                    for _ in 0..3 {
+                        let s = m.state(epoch, &v);
+                        assert_eq!(
+                            m.queue_full(epoch, &v),
+                            s.depth >= s.queue_capacity,
+                            "remote {remote}, free {free}, cap {cap}, epoch {epoch}"
+                        );
+                        m.refresh(1, &v);
+                        m.handed();
+                    }
+                }
+            }
+        }
     }
 }

@@ -457,8 +457,8 @@ impl Router {
 
     /// Processor `k`'s state for the selector: the snapshot plus what we handed it since.
     fn member_state(&self, k: usize, snap: &Snapshot) -> MemberState {
-        let view = snap.members.get(k).copied().unwrap_or_default();
-        self.members[k].state(self.epoch, &view)
+        let view = snap.view(k);
+        self.members[k].state(self.epoch, view)
     }
 
     /// Whether processor `k` is currently in selection.
@@ -489,9 +489,9 @@ impl Router {
             // Evaluated lazily, for the members the policy looks at only (least-loaded: two).
             let (members, epoch) = (&self.members, self.epoch);
             let state = |k: usize| {
-                let view = snap.members.get(k).copied().unwrap_or_default();
+                let view = snap.view(k);
                 let m = &members[k];
-                let mut s = m.state(epoch, &view);
+                let mut s = m.state(epoch, view);
                 if !m.selectable() {
                     // Removed, draining or disabled: no new dialogs.
                     s.alive = false;
@@ -509,8 +509,8 @@ impl Router {
             // dispatcher thread may have taken the last units since the snapshot.
             // (Refreshed first: a new load report must be noted before this dialog's units
             // count as assigned since it.)
-            let view = snap.members.get(k).copied().unwrap_or_default();
-            self.members[k].refresh(self.epoch, &view);
+            let view = snap.view(k);
+            self.members[k].refresh(self.epoch, view);
             if !self.members[k].try_assign(size, view.released_units) {
                 self.stats.capacity_raced += 1;
                 excluded |= 1 << k;
@@ -553,8 +553,8 @@ impl Router {
         if !self.members[k].present {
             return Push::Gone;
         }
-        let st = self.member_state(k, snap);
-        if st.depth >= st.queue_capacity || !hand.has_room() {
+        let view = snap.view(k);
+        if self.members[k].queue_full(self.epoch, view) || !hand.has_room() {
             return Push::Full;
         }
         let spec = self.members[k].spec;
@@ -570,8 +570,7 @@ impl Router {
             let start = (msg.payload.as_ptr() as usize).wrapping_sub(self.base);
             hand.push_inbound(k as u16, start, msg.payload.len());
         }
-        let view = snap.members.get(k).copied().unwrap_or_default();
-        self.members[k].refresh(self.epoch, &view);
+        self.members[k].refresh(self.epoch, view);
         self.members[k].handed();
         Push::Ok
     }

@@ -97,24 +97,47 @@ pub struct Selector {
     rng: u64,
 }
 
+/// `mix(k ^ 0x5ca1_ab1e)` for every processor id: the per-member half of the rendezvous score,
+/// computed at compile time so a score costs one `mix`, not two.
+const MEMBER_SALT: [u64; MAX_PROCESSORS] = {
+    let mut t = [0u64; MAX_PROCESSORS];
+    let mut k = 0;
+    while k < MAX_PROCESSORS {
+        t[k] = wire::hash::mix(k as u64 ^ 0x5ca1_ab1e);
+        k += 1;
+    }
+    t
+};
+
 /// Rendezvous score of `key` on processor `k`: the processor with the highest score owns it.
+#[inline]
 pub fn rendezvous_score(key: u64, k: usize) -> u64 {
     use wire::hash::mix;
-    mix(key ^ mix(k as u64 ^ 0x5ca1_ab1e))
+    let salt = match MEMBER_SALT.get(k) {
+        Some(&s) => s,
+        None => mix(k as u64 ^ 0x5ca1_ab1e),
+    };
+    mix(key ^ salt)
 }
 
 /// The two members with the highest rendezvous scores for `key` among `n` (≥ 2), best first.
+/// Each member's score is computed once (scores of distinct members never tie: `mix` is a
+/// bijection and the salts differ).
 fn top_two(key: u64, n: usize) -> (usize, usize) {
     let (mut a, mut b) = (0, 1);
-    if rendezvous_score(key, 1) > rendezvous_score(key, 0) {
+    let (mut sa, mut sb) = (rendezvous_score(key, 0), rendezvous_score(key, 1));
+    if sb > sa {
         (a, b) = (1, 0);
+        (sa, sb) = (sb, sa);
     }
     for k in 2..n {
         let s = rendezvous_score(key, k);
-        if s > rendezvous_score(key, a) {
+        if s > sa {
             (a, b) = (k, a);
-        } else if s > rendezvous_score(key, b) {
+            (sa, sb) = (s, sa);
+        } else if s > sb {
             b = k;
+            sb = s;
         }
     }
     (a, b)
@@ -223,12 +246,11 @@ impl Selector {
                     let a = self.rand(n);
                     (a, (a + 1 + self.rand(n.saturating_sub(1).max(1))) % n)
                 };
-                let pick = match (usable(a), usable(b) && a != b) {
-                    (true, true) => Some(if state(b).load() < state(a).load() {
-                        b
-                    } else {
-                        a
-                    }),
+                // Each candidate's state once (it is a pure read, but not free).
+                let fit = |k: usize, s: &MemberState| excluded & (1 << k) == 0 && s.fits(size);
+                let (sa, sb) = (state(a), state(b));
+                let pick = match (fit(a, &sa), a != b && fit(b, &sb)) {
+                    (true, true) => Some(if sb.load() < sa.load() { b } else { a }),
                     (true, false) => Some(a),
                     (false, true) => Some(b),
                     (false, false) => None,
@@ -345,6 +367,20 @@ mod tests {
         assert!(counts[1] > 1600, "{counts:?}");
         assert!(counts[2] < counts[0] && counts[0] < counts[4], "{counts:?}");
         assert_eq!(counts[3], 0, "{counts:?}");
+    }
+
+    #[test]
+    fn the_salt_table_gives_the_two_mix_score() {
+        use wire::hash::mix;
+        for key in [0u64, 1, 42, 0xdead_beef, u64::MAX] {
+            for k in 0..MAX_PROCESSORS + 3 {
+                assert_eq!(
+                    rendezvous_score(key, k),
+                    mix(key ^ mix(k as u64 ^ 0x5ca1_ab1e)),
+                    "key {key} member {k}"
+                );
+            }
+        }
     }
 
     #[test]

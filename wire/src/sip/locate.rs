@@ -379,9 +379,31 @@ fn below(w: u64, n: u8) -> u64 {
     w.wrapping_sub(LO * u64::from(n)) & !w & HI
 }
 
-/// The first offset in `from..to` (`to` clamped to `buf`) whose byte `flags` marks.
+/// The first offset in `from..to` (`to` clamped to `buf`) whose byte `flags` marks (its
+/// lowest flag must be exact). Loads eight bytes at a time from `from`, also past `to` while
+/// they are inside `buf` (a flag at or past `to` then means none in the range); only the last
+/// bytes of `buf` take [`find_by_tail`].
 #[inline(always)]
 fn find_by(buf: &[u8], from: usize, to: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
+    let to = to.min(buf.len());
+    let mut p = from;
+    while p < to {
+        let Some(w) = word(buf, p) else {
+            return find_by_tail(buf, p, to, flags);
+        };
+        let m = flags(w);
+        if m != 0 {
+            let i = p + (m.trailing_zeros() / 8) as usize;
+            return (i < to).then_some(i);
+        }
+        p += 8;
+    }
+    None
+}
+
+/// [`find_by`] within eight bytes of the end of `buf` (no full word left to load).
+#[inline(never)]
+fn find_by_tail(buf: &[u8], from: usize, to: usize, flags: impl Fn(u64) -> u64) -> Option<usize> {
     let to = to.min(buf.len());
     let hay = buf.get(from..to)?;
     let mut chunks = hay.chunks_exact(8);
@@ -474,6 +496,31 @@ const fn pattern(lower: &[u8]) -> (u64, u64) {
     (w, mask)
 }
 
+/// `;name=` (`name`: lowercase letters, ≤ 6) as a little-endian word, the 0x20 fold of its
+/// letter bytes only (`;` and `=` compare exactly), and its mask; a longer name gets a
+/// pattern no word matches.
+const fn param_head(name: &[u8]) -> (u64, u64, u64) {
+    let n = name.len();
+    if n > 6 {
+        return (1, 0, 0);
+    }
+    let mut head = b';' as u64;
+    let mut fold = 0u64;
+    let mut i = 0;
+    while i < n {
+        head |= (name[i] as u64) << (8 * (i + 1));
+        fold |= 0x20 << (8 * (i + 1));
+        i += 1;
+    }
+    head |= (b'=' as u64) << (8 * (n + 1));
+    let mask = if n + 2 >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * (n + 2))) - 1
+    };
+    (head, fold, mask)
+}
+
 const P_VIA: (u64, u64) = pattern(b"via");
 const P_FROM: (u64, u64) = pattern(b"from");
 const P_TO: (u64, u64) = pattern(b"to");
@@ -522,11 +569,35 @@ fn is_name_end(b: Option<&u8>) -> bool {
     matches!(b, Some(b':' | b' ' | b'\t'))
 }
 
+/// [`skip_lws`] with the usual case (no LWS at `p`) decided by one compare.
+#[inline(always)]
+fn lws_end(buf: &[u8], p: usize, end: usize) -> usize {
+    match buf.get(p) {
+        Some(&b) if p < end && !is_lws(b) => p,
+        _ => skip_lws(buf, p, end),
+    }
+}
+
 /// `name SWS ":"` ends at `ne`: the offset after the colon, or `None`.
 #[inline(always)]
 fn after_colon(buf: &[u8], ne: usize, le: usize) -> Option<usize> {
     let c = skip_while(buf, ne, le, |b| b == b' ' || b == b'\t');
     (c < le && buf.get(c) == Some(&b':')).then_some(c + 1)
+}
+
+/// [`after_colon`] then [`trim`] for a header whose name (classified, so `buf[ne]` is `:`,
+/// SP or HT) ends at `ne`: the LWS-trimmed value up to `vend`, or `None` without the colon.
+/// The usual `Name: value` (colon, one SP, a value that neither starts nor ends with LWS) is
+/// decided by a few compares; anything else takes the general walk, with the same result.
+#[inline(always)]
+fn value_span(buf: &[u8], ne: usize, le: usize, vend: usize) -> Option<(usize, usize)> {
+    if let Some(&[b':', b' ', c]) = buf.get(ne..ne + 3) {
+        if ne + 2 < vend && !is_lws(c) && buf.get(vend - 1).is_some_and(|&b| !is_lws(b)) {
+            return Some((ne + 2, vend));
+        }
+    }
+    let vs = after_colon(buf, ne, le)?;
+    Some(trim(buf, vs, vend))
 }
 
 const VIA: u8 = 1;
@@ -555,10 +626,9 @@ fn scan<'a>(
     if pos >= buf.len() {
         return err(SipErrorKind::Empty, pos);
     }
-    let Some((sl_end, mut ls)) = line_end(buf, pos) else {
+    let Some((sl_end, first_header)) = line_end(buf, pos) else {
         return err(SipErrorKind::Truncated, buf.len());
     };
-    let first_header = ls;
     if sl_end - pos > max_line {
         return err(SipErrorKind::LineTooLong, pos);
     }
@@ -568,6 +638,46 @@ fn scan<'a>(
         Scope::Routing => false,
         Scope::CompleteForInvite => method == Some(Method::Invite),
     };
+    // One copy of the header loop per scope: the routing one carries none of the
+    // session-size, Content-Type and Content-Length state, so it keeps more in registers.
+    if complete {
+        headers::<true>(
+            buf,
+            limits,
+            session,
+            session_id,
+            method,
+            status,
+            first_header,
+        )
+    } else {
+        headers::<false>(
+            buf,
+            limits,
+            session,
+            session_id,
+            method,
+            status,
+            first_header,
+        )
+    }
+}
+
+/// The header section from `first_header` on, and the [`Located`] result; `COMPLETE` is the
+/// scan's scope (see [`Scope`]).
+#[inline(always)]
+fn headers<'a, const COMPLETE: bool>(
+    buf: &'a [u8],
+    limits: &Limits,
+    session: &[u8],
+    session_id: HeaderId,
+    method: Option<Method<'a>>,
+    status: u16,
+    first_header: usize,
+) -> Result<Located<'a>, SipError> {
+    let complete = COMPLETE;
+    let max_line = limits.max_header_line;
+    let mut ls = first_header;
     // The session-size header: by folded first byte and name when it is not a header locate
     // knows by id; every line is classified generically when it is one (a rare setup).
     let session_first = match session.first() {
@@ -621,10 +731,9 @@ fn scan<'a>(
         }
         let (id, ne) = classify(buf, ls, complete);
         if id != HeaderId::Other {
-            let Some(vs) = after_colon(buf, ne, le) else {
+            let Some((vs, ve)) = value_span(buf, ne, le, vend) else {
                 return err(SipErrorKind::HeaderLine, ls);
             };
-            let (vs, ve) = trim(buf, vs, vend);
             match id {
                 HeaderId::Via if found & VIA == 0 => {
                     found |= VIA;
@@ -652,7 +761,7 @@ fn scan<'a>(
                 HeaderId::CSeq if found & CSEQ == 0 => {
                     found |= CSEQ;
                     let de = skip_while(buf, vs, ve, |b| b.is_ascii_digit());
-                    let ms = skip_lws(buf, de, ve);
+                    let ms = lws_end(buf, de, ve);
                     if ms >= ve {
                         return err(SipErrorKind::CSeq, ms);
                     }
@@ -799,10 +908,11 @@ fn start_line(buf: &[u8], at: usize, end: usize) -> Result<(Option<Method<'_>>, 
 }
 
 /// The `branch` of the first via-parm in `vs..ve`: its parameters start at the first `;`,
-/// unless a `,` (the next via-parm) comes first.
+/// unless a `,` (the next via-parm) comes first. (By `memchr2`: a sent-protocol and sent-by
+/// are some 30 bytes, where the SIMD search beats the word loop.)
 #[inline(always)]
 fn via_branch(buf: &[u8], vs: usize, ve: usize) -> Option<Span> {
-    let i = find_by(buf, vs, ve, |w| has(w, b';') | has(w, b','))?;
+    let i = vs + memchr::memchr2(b';', b',', buf.get(vs..ve.min(buf.len()))?)?;
     if buf.get(i) != Some(&b';') {
         return None;
     }
@@ -833,7 +943,7 @@ fn name_addr_tag(buf: &[u8], vs: usize, ve: usize) -> Result<Option<Span>, usize
             Some(i) => i,
         },
     };
-    match find(buf, angle + 1, ve, b'>') {
+    match crate::scan::find(buf, angle + 1, ve, b'>') {
         Some(c) => Ok(last_param(buf, c + 1, ve, b"tag")),
         None => Err(angle),
     }
@@ -845,22 +955,34 @@ fn name_addr_tag(buf: &[u8], vs: usize, ve: usize) -> Result<Option<Span>, usize
 /// [`Message::parse`] records it).
 #[inline(always)]
 fn last_param(buf: &[u8], mut p: usize, end: usize, name: &[u8]) -> Option<Span> {
+    let (head, head_fold, head_mask) = param_head(name);
     let mut found = None;
     loop {
-        p = skip_lws(buf, p, end);
+        p = lws_end(buf, p, end);
         if peek(buf, p, end) != Some(b';') {
             return found;
         }
-        let ns = skip_lws(buf, p + 1, end);
-        let ne = param_end(buf, ns, end);
-        let is_name = buf
-            .get(ns..ne)
-            .is_some_and(|n| n.eq_ignore_ascii_case(name));
-        let eq = skip_lws(buf, ne, end);
+        // `;name=` with nothing between (the usual form) is one folded compare; it gives the
+        // general walk's answer: no LWS after `;`, and the name ends at the `=`.
+        let (is_name, ne) =
+            if p + name.len() + 2 <= end && (word_padded(buf, p) | head_fold) & head_mask == head {
+                (true, p + 1 + name.len())
+            } else {
+                let ns = lws_end(buf, p + 1, end);
+                let ne = param_end(buf, ns, end);
+                let is_name = ne - ns == name.len() && {
+                    // `name` is lowercase letters (≤ 8): OR-ing 0x20 folds exactly the letters
+                    // that match one case-insensitively, and the mask drops the bytes after it.
+                    let (pat, mask) = pattern(name);
+                    (word_padded(buf, ns) | FOLD) & mask == pat
+                };
+                (is_name, ne)
+            };
+        let eq = lws_end(buf, ne, end);
         let mut value = None;
         p = ne;
         if peek(buf, eq, end) == Some(b'=') {
-            let vs = skip_lws(buf, eq + 1, end);
+            let vs = lws_end(buf, eq + 1, end);
             p = if peek(buf, vs, end) == Some(b'"') {
                 skip_quoted(buf, vs, end).unwrap_or(end)
             } else {
@@ -877,6 +999,37 @@ fn last_param(buf: &[u8], mut p: usize, end: usize, name: &[u8]) -> Option<Span>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_param_fast_and_general_forms_agree() {
+        // (params, expected `branch` value)
+        let cases: [(&[u8], Option<&[u8]>); 14] = [
+            (b";branch=z9hG4bK-1", Some(b"z9hG4bK-1")),
+            (b";BrAnCh=z9", Some(b"z9")),
+            (b"; branch=z9", Some(b"z9")),
+            (b";branch =z9", Some(b"z9")),
+            (b";branch= z9", Some(b"z9")),
+            (b";branchx=z9", None),
+            (b";branc=z9", None),
+            (b";\x1bbranch=z9", None),
+            (b";branch\x1d z9", None),
+            (b";branch=a;branch=b", Some(b"b")),
+            (b";branch=a;branch", None),
+            (b";branch=a;x=1;rport", Some(b"a")),
+            (b";branch=\"q;x\"", Some(b"\"q;x\"")),
+            (b";branch=", Some(b"")),
+        ];
+        for (params, want) in cases {
+            // Padded both ways: the word loads may read past the range, never past the buffer.
+            for pad in [&b""[..], b"\r\nX-Pad: 1234567890\r\n"] {
+                let buf = [params, pad].concat();
+                let got = last_param(&buf, 0, params.len(), b"branch").map(|s| s.get(&buf));
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(params));
+            }
+        }
+        let tag = last_param(b";TAG=abc", 0, 8, b"tag").map(|s| s.get(b";TAG=abc"));
+        assert_eq!(tag, Some(&b"abc"[..]));
+    }
 
     #[test]
     fn is_sdp_agrees_with_the_full_check() {
