@@ -199,6 +199,15 @@ pub(crate) fn known_header_line(
         return None;
     }
     let ne = ls + k;
+    let (vs, le, nx) = plain_value(buf, ls, ne, max_line)?;
+    Some((id, ne, vs, le, nx))
+}
+
+/// The value of a header line whose name ends at the colon at `ne`, when the line is the usual
+/// `name ":" [SP] value` on one physical line (within `max_line`, not folded) with no LWS at
+/// the value's ends: `(value start, value end, next line)`. `None`: the general framing decides.
+#[inline(always)]
+fn plain_value(buf: &[u8], ls: usize, ne: usize, max_line: usize) -> Option<(usize, usize, usize)> {
     let (le, nx) = line_at_short(buf, ne + 1)?;
     let mut vs = ne + 1;
     if vs < le && buf.get(vs) == Some(&b' ') {
@@ -207,11 +216,7 @@ pub(crate) fn known_header_line(
     let lead_ok = vs >= le || buf.get(vs).is_some_and(|&b| !is_lws(b));
     let trail_ok = le <= vs || buf.get(le - 1).is_some_and(|&b| !is_lws(b));
     let folded = buf.get(nx).is_some_and(|&b| is_ws(b));
-    if le - ls <= max_line && !folded && lead_ok && trail_ok {
-        Some((id, ne, vs, le, nx))
-    } else {
-        None
-    }
+    (le - ls <= max_line && !folded && lead_ok && trail_ok).then_some((vs, le, nx))
 }
 
 /// Frames the header line at `ls` (used by [`Message::parse`]): the common one-line
@@ -239,22 +244,13 @@ pub(crate) fn header_line(buf: &[u8], ls: usize, max_line: usize) -> Result<Line
     // the value's ends: the value range is known without the trimming loops. Anything else
     // falls through to the general framing below, which decides (and reports errors) alone.
     if name_len > 0 && buf.get(ne) == Some(&b':') {
-        if let Some((le, nx)) = line_at_short(buf, ne + 1) {
-            let mut vs = ne + 1;
-            if vs < le && buf.get(vs) == Some(&b' ') {
-                vs += 1;
-            }
-            let lead_ok = vs >= le || buf.get(vs).is_some_and(|&b| !is_lws(b));
-            let trail_ok = le <= vs || buf.get(le - 1).is_some_and(|&b| !is_lws(b));
-            let folded = buf.get(nx).is_some_and(|&b| is_ws(b));
-            if le - ls <= max_line && !folded && lead_ok && trail_ok {
-                return Ok(Line::Header {
-                    ne,
-                    vs,
-                    ve: le,
-                    next: nx,
-                });
-            }
+        if let Some((vs, le, nx)) = plain_value(buf, ls, ne, max_line) {
+            return Ok(Line::Header {
+                ne,
+                vs,
+                ve: le,
+                next: nx,
+            });
         }
     }
     header_line_general(buf, ls, max_line)
