@@ -1828,10 +1828,19 @@ fn clock_tick() -> u64 {
     }
 }
 
-/// Busy time (ns) of all CPUs together from `/proc/stat`'s first line: user, nice, system,
-/// irq, softirq and steal (not idle or iowait; guest time is already in user). None when the
-/// line is not there.
-pub fn box_busy_ns(proc_stat: &str, tick: u64) -> Option<u64> {
+/// What `/proc/stat`'s first line says about all CPUs together, in ns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BoxTimes {
+    /// Busy: user, nice, system, irq and softirq (not idle, iowait or steal; guest time is
+    /// already in user).
+    pub busy_ns: u64,
+    /// Steal: time the hypervisor ran something else while one of our vCPUs wanted to run.
+    /// Not ours, so not in `busy_ns`; a stage with much of it ran on a contended host.
+    pub steal_ns: u64,
+}
+
+/// Parses `/proc/stat`'s `cpu` line ([`BoxTimes`]); None when the line is not there.
+pub fn box_times(proc_stat: &str, tick: u64) -> Option<BoxTimes> {
     let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
     let f: Vec<u64> = line
         .split_whitespace()
@@ -1841,15 +1850,45 @@ pub fn box_busy_ns(proc_stat: &str, tick: u64) -> Option<u64> {
     if f.len() < 4 {
         return None;
     }
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
-    Some(busy * 1_000_000_000 / tick.max(1))
+    let ns = |t: u64| t * 1_000_000_000 / tick.max(1);
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum();
+    Some(BoxTimes {
+        busy_ns: ns(busy),
+        steal_ns: ns(f.get(7).copied().unwrap_or(0)),
+    })
+}
+
+/// The number of CPUs `/proc/stat` lists (`cpuN` lines), at least 1.
+pub fn stat_cpus(proc_stat: &str) -> u64 {
+    let n = proc_stat
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    (n as u64).max(1)
+}
+
+/// CLOCK_MONOTONIC now, ns.
+fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// CPU counters read at the start and at the end of a stage's measured period.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuSample {
-    /// All CPUs' busy time (`/proc/stat`), ns.
+    /// All CPUs' busy time (`/proc/stat`, [`BoxTimes::busy_ns`]), ns.
     pub box_ns: u64,
+    /// All CPUs' steal time (`/proc/stat`), ns.
+    pub steal_ns: u64,
+    /// Monotonic clock, ns (after [`CpuSample::since`]: the period's length).
+    pub wall_ns: u64,
+    /// CPUs of the machine.
+    pub cpus: u64,
     /// The processors' CPU time: in-chassis `processor-*` threads of Switchyard plus every
     /// thread of the remote `switchyard-processor` processes, ns.
     pub processors_ns: u64,
@@ -1860,16 +1899,17 @@ impl CpuSample {
     /// threads count, `remote` the PIDs of remote processor processes.
     fn now(switchyard: Option<u32>, remote: &[u32]) -> Self {
         let tick = clock_tick();
-        let box_ns = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| box_busy_ns(&s, tick))
-            .unwrap_or(0);
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let times = box_times(&stat, tick).unwrap_or_default();
         let inside = switchyard.map_or(0, |p| {
             threads_cpu_ns(p, |c| c.starts_with("processor-"), tick)
         });
         let outside: u64 = remote.iter().map(|&p| process_cpu_ns(p)).sum();
         CpuSample {
-            box_ns,
+            box_ns: times.busy_ns,
+            steal_ns: times.steal_ns,
+            wall_ns: monotonic_ns(),
+            cpus: stat_cpus(&stat),
             processors_ns: inside + outside,
         }
     }
@@ -1878,8 +1918,18 @@ impl CpuSample {
     pub fn since(&self, start: &CpuSample) -> CpuSample {
         CpuSample {
             box_ns: self.box_ns.saturating_sub(start.box_ns),
+            steal_ns: self.steal_ns.saturating_sub(start.steal_ns),
+            wall_ns: self.wall_ns.saturating_sub(start.wall_ns),
+            cpus: self.cpus,
             processors_ns: self.processors_ns.saturating_sub(start.processors_ns),
         }
+    }
+
+    /// Steal as a percentage of what the CPUs could have run over the period; None for an
+    /// empty period.
+    pub fn steal_pct(&self) -> Option<f64> {
+        let cap = self.wall_ns as f64 * self.cpus.max(1) as f64;
+        (cap > 0.0).then(|| 100.0 * self.steal_ns as f64 / cap)
     }
 }
 
@@ -1942,6 +1992,9 @@ fn add_costs(
         }
     }
     row["box_cpu_ns_per_call"] = per(cpu.box_ns as f64);
+    if let Some(p) = cpu.steal_pct() {
+        row["steal_pct"] = json!(p);
+    }
     if let Some(ps) = processors {
         if !ps.is_empty() {
             row["processors_cpu_ns_per_call"] = per(cpu.processors_ns as f64);
@@ -1992,7 +2045,27 @@ const COLUMNS: &[(&str, usize, &[&str], f64, usize)] = &[
     ("gen sc", 7, &["generator_syscalls_per_call"], 1.0, 2),
     ("parks", 6, &["processor_parks_per_call"], 1.0, 2),
     ("proc sc", 7, &["processor_syscalls_per_call"], 1.0, 2),
+    ("steal%", 7, &["steal_pct"], 1.0, 1),
 ];
+
+/// The steal share (`steal%`) above which the table says the host was contended.
+pub const STEAL_NOTE_PCT: f64 = 5.0;
+
+/// A note naming the stage with the most steal when that is at least [`STEAL_NOTE_PCT`]: on a
+/// virtual machine a vCPU the hypervisor deschedules for milliseconds shows up as
+/// milliseconds of latency, so such a row's tail says more about the host than about the code.
+fn steal_note(rows: &[Value]) -> Option<String> {
+    let (stage, pct) = rows
+        .iter()
+        .filter_map(|r| Some((r["stage"].as_str()?, r.get("steal_pct")?.as_f64()?)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (pct >= STEAL_NOTE_PCT).then(|| {
+        format!(
+            "note: the hypervisor stole up to {pct:.0}% of the CPUs' time ({stage}; steal% column): \
+             p99s and knees of rows with steal measure the host as much as Switchyard"
+        )
+    })
+}
 
 fn render(rows: &[Value], ratios: &Value) -> String {
     let mut t = String::new();
@@ -2023,6 +2096,9 @@ fn render(rows: &[Value], ratios: &Value) -> String {
             t.push_str(&format!(" {cell:>w$}"));
         }
         t.push('\n');
+    }
+    if let Some(note) = steal_note(rows) {
+        t.push_str(&format!("\n{note}\n"));
     }
     t.push_str("\nratios (side by side, same run):\n");
     if let Some(m) = ratios.as_object() {
@@ -2268,14 +2344,51 @@ mod tests {
     }
 
     #[test]
-    fn box_busy_time_counts_everything_but_idle_and_iowait() {
+    fn box_busy_time_counts_everything_but_idle_iowait_and_steal() {
         // user nice system idle iowait irq softirq steal guest guest_nice
-        let stat = "cpu  100 2 30 5000 40 1 7 3 9 0\ncpu0 50 1 15 2500 20 0 3 1 0 0\nintr 1\n";
-        assert_eq!(box_busy_ns(stat, 100), Some(143 * 10_000_000));
-        assert_eq!(box_busy_ns("cpu0 1 2 3 4\n", 100), None);
-        assert_eq!(box_busy_ns("", 100), None);
+        let stat = "cpu  100 2 30 5000 40 1 7 3 9 0\ncpu0 50 1 15 2500 20 0 3 1 0 0\n\
+                    cpu1 50 1 15 2500 20 1 4 2 9 0\nintr 1\n";
+        let t = box_times(stat, 100).unwrap();
+        assert_eq!(t.busy_ns, 140 * 10_000_000);
+        assert_eq!(t.steal_ns, 3 * 10_000_000);
+        assert_eq!(stat_cpus(stat), 2);
+        assert_eq!(box_times("cpu0 1 2 3 4\n", 100), None);
+        assert_eq!(box_times("", 100), None);
+        assert_eq!(stat_cpus(""), 1);
         let here = std::fs::read_to_string("/proc/stat").unwrap();
-        assert!(box_busy_ns(&here, clock_tick()).unwrap() > 0);
+        assert!(box_times(&here, clock_tick()).unwrap().busy_ns > 0);
+    }
+
+    #[test]
+    fn the_table_names_a_contended_host() {
+        let quiet = json!({"stage": "a", "steal_pct": 1.0});
+        let busy = json!({"stage": "b", "steal_pct": 31.4});
+        assert!(render(&[quiet.clone()], &json!({})).find("note:").is_none());
+        let t = render(&[quiet, busy, json!({"stage": "c"})], &json!({}));
+        assert!(t.contains("stole up to 31% of the CPUs' time (b;"), "{t}");
+    }
+
+    #[test]
+    fn steal_is_a_share_of_what_the_cpus_could_run() {
+        let start = CpuSample {
+            steal_ns: 1_000,
+            wall_ns: 5_000_000_000,
+            cpus: 2,
+            ..CpuSample::default()
+        };
+        let end = CpuSample {
+            steal_ns: 1_000 + 500_000_000,
+            wall_ns: 6_000_000_000,
+            cpus: 2,
+            ..CpuSample::default()
+        };
+        let d = end.since(&start);
+        assert_eq!(d.wall_ns, 1_000_000_000);
+        assert_eq!(d.steal_pct(), Some(25.0));
+        assert_eq!(CpuSample::default().steal_pct(), None);
+        let mut row = json!({"stage": "x"});
+        add_costs(&mut row, 10.0, None, d, None);
+        assert_eq!(row["steal_pct"], json!(25.0));
     }
 
     #[test]
@@ -2292,6 +2405,7 @@ mod tests {
         let cpu = CpuSample {
             box_ns: 3_000_000,
             processors_ns: 1_000_000,
+            ..CpuSample::default()
         };
         let g = json!({"generator": {"loop_cpu_ns": 500_000.0, "calls": 100, "syscalls": 700}});
         add_costs(&mut row, 100.0, Some(&g), cpu, Some(&[new.clone(), new]));
@@ -2305,12 +2419,12 @@ mod tests {
         let line = table.lines().nth(2).unwrap();
         let cells: Vec<&str> = line.split_whitespace().collect();
         // stage, offered, achieved, failed, p50, p99, gen, disp, procs, box, sy proc, gen sc,
-        // parks, proc sc.
+        // parks, proc sc, steal% (unknown: an empty period).
         assert_eq!(
             cells,
             [
                 "x", "-", "-", "-", "-", "-", "5.0", "-", "10.0", "30.0", "-", "7.00", "0.20",
-                "0.80"
+                "0.80", "-"
             ]
         );
         let mut none = json!({"stage": "y"});
@@ -2359,16 +2473,25 @@ mod tests {
         assert_eq!(gen_thread_args(2), ["--threads", "2", "--core", "0,1"]);
         let a = CpuSample {
             box_ns: 10,
+            steal_ns: 2,
+            wall_ns: 100,
+            cpus: 2,
             processors_ns: 4,
         };
         let b = CpuSample {
             box_ns: 25,
+            steal_ns: 7,
+            wall_ns: 150,
+            cpus: 2,
             processors_ns: 3,
         };
         assert_eq!(
             b.since(&a),
             CpuSample {
                 box_ns: 15,
+                steal_ns: 5,
+                wall_ns: 50,
+                cpus: 2,
                 processors_ns: 0
             }
         );
