@@ -22,7 +22,7 @@ use std::{
     ffi::OsString,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{bail, Context as _};
@@ -1867,15 +1867,10 @@ pub fn stat_cpus(proc_stat: &str) -> u64 {
     (n as u64).max(1)
 }
 
-/// CLOCK_MONOTONIC now, ns.
+/// Monotonic time, ns since the first call (only differences are used).
 fn monotonic_ns() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `t`.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// CPU counters read at the start and at the end of a stage's measured period.
