@@ -95,7 +95,15 @@ fn two_queue_testbed(tag: &str) -> Testbed {
 /// Checks the per-thread rows: one per thread, each thread decided datagrams and placed new
 /// dialogs, no thread took less than `min_share` of the datagrams, and the rows add up to the
 /// summed counters. `queues`: the xdp backend's queue split (thread t serves queue t).
-fn assert_both_threads(stats: &ExitReport, min_share: f64, queues: bool, what: &str) {
+/// `each_places`: every thread placed a new dialog; not so under a shared capacity, where one
+/// thread may use up every unit before the other's first INVITE (it then answers 503s).
+fn assert_both_threads(
+    stats: &ExitReport,
+    min_share: f64,
+    queues: bool,
+    each_places: bool,
+    what: &str,
+) {
     let t = &stats.dispatcher_threads;
     assert_eq!(t.len(), THREADS, "{what}: one row per thread: {t:?}");
     let total: u64 = t.iter().map(|r| r.datagrams).sum();
@@ -112,7 +120,7 @@ fn assert_both_threads(stats: &ExitReport, min_share: f64, queues: bool, what: &
     for (i, r) in t.iter().enumerate() {
         assert_eq!(r.index, i, "{what}: {t:?}");
         assert!(
-            r.datagrams > 0 && r.new_dialogs > 0,
+            r.datagrams > 0 && (r.new_dialogs > 0 || !each_places),
             "{what}: thread {i} got nothing (a veth with one tx queue, an RSS/reuseport hash that ignores ports?): {t:?}"
         );
         assert!(
@@ -646,7 +654,7 @@ fn xdp_two_queues_two_threads_calls_from_many_ports_reach_both_threads() {
         summary["completed_calls"], stats.dispatcher_threads
     );
     assert_calls_clean(&summary, &stats, "xdp, 2 threads");
-    assert_both_threads(&stats, 0.1, true, "xdp, 2 threads");
+    assert_both_threads(&stats, 0.1, true, true, "xdp, 2 threads");
     let rx = stats.afxdp.expect("afxdp counters").rings.rx_frames;
     assert_eq!(rx, stats.datagrams(), "every frame decided: {stats:?}");
 }
@@ -663,7 +671,7 @@ fn xdp_two_threads_held_invites_keep_their_processor() {
     let held = held_invites(socks, target, "hx");
     let stats = sy.stop();
     assert_held(&held, &stats, |id| 5070 + id, "xdp, 2 threads, held");
-    assert_both_threads(&stats, 0.1, true, "xdp, 2 threads, held");
+    assert_both_threads(&stats, 0.1, true, true, "xdp, 2 threads, held");
 }
 
 #[test]
@@ -690,7 +698,7 @@ fn xdp_two_threads_never_place_more_than_capacity_on_a_processor() {
     let burst = invite_burst(socks, target, "cx");
     let stats = sy.stop();
     assert_capacity(&burst, &stats, CAP, target, "xdp, 2 threads, capacity");
-    assert_both_threads(&stats, 0.1, true, "xdp, 2 threads, capacity");
+    assert_both_threads(&stats, 0.1, true, false, "xdp, 2 threads, capacity");
 }
 
 #[test]
@@ -706,7 +714,7 @@ fn udp_two_threads_calls_from_many_ports_reach_both_threads() {
         summary["completed_calls"], stats.dispatcher_threads
     );
     assert_calls_clean(&summary, &stats, "udp, 2 threads");
-    assert_both_threads(&stats, 0.1, false, "udp, 2 threads");
+    assert_both_threads(&stats, 0.1, false, true, "udp, 2 threads");
 }
 
 #[test]
@@ -718,7 +726,7 @@ fn udp_two_threads_held_invites_keep_their_processor() {
     let stats = sy.stop();
     let base = ports.procs;
     assert_held(&held, &stats, |id| base + id, "udp, 2 threads, held");
-    assert_both_threads(&stats, 0.1, false, "udp, 2 threads, held");
+    assert_both_threads(&stats, 0.1, false, true, "udp, 2 threads, held");
 }
 
 #[test]
@@ -740,5 +748,5 @@ fn udp_two_threads_never_place_more_than_capacity_on_a_processor() {
     let burst = invite_burst(loopback_sockets(160), target, "cu");
     let stats = sy.stop();
     assert_capacity(&burst, &stats, CAP, target, "udp, 2 threads, capacity");
-    assert_both_threads(&stats, 0.1, false, "udp, 2 threads, capacity");
+    assert_both_threads(&stats, 0.1, false, false, "udp, 2 threads, capacity");
 }
