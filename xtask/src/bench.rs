@@ -77,6 +77,8 @@ pub struct BenchConfig {
     pub dispatcher_threads: Vec<usize>,
     /// Seconds of each run of the threads stage.
     pub threads_seconds: u64,
+    /// Extra flags for every `switchyard run` the bench starts, after its own.
+    pub switchyard_args: Vec<String>,
 }
 
 /// Source sockets per generator thread in the threads stage: enough source ports that the
@@ -930,6 +932,12 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
     }
     let peer_ladders = Value::Object(peer_ladders);
     let mut table = render(&rows, &ratios);
+    if !cfg.switchyard_args.is_empty() {
+        table.push_str(&format!(
+            "every switchyard run also had: {}\n",
+            cfg.switchyard_args.join(" ")
+        ));
+    }
     table.push_str(&render_peer(&peer_ladders, cfg.p99_ms));
     table.push_str(&render_threads(&rows));
     println!("{table}");
@@ -939,6 +947,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
         &files[1],
         serde_json::to_vec_pretty(&json!({
             "quick": cfg.quick,
+            "switchyard_args": cfg.switchyard_args,
             "stages": rows,
             "ratios": ratios,
             "peer_ladders": peer_ladders,
@@ -998,6 +1007,7 @@ fn start_switchyard_on(
         c.args(["--iface", &tb.disp_if]);
     }
     c.args(extra);
+    c.args(&cfg.switchyard_args);
     let child = c.spawn().context("starting switchyard")?;
     std::thread::sleep(Duration::from_millis(1500));
     Ok(Killer(Some(child)))

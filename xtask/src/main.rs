@@ -121,6 +121,16 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', value_name = "N1,N2,...",
               value_parser = clap::value_parser!(u16).range(1..=64))]
         dispatcher_threads: Vec<u16>,
+        /// One more flag for every `switchyard run` the bench starts, after its own (repeat
+        /// it for several: `--switchyard-arg=--coalesce-us=1000`), to
+        /// measure a setting side by side with the defaults in another run. The bench
+        /// records them in `bench.json` (`switchyard_args`).
+        #[arg(
+            long = "switchyard-arg",
+            value_name = "FLAG",
+            allow_hyphen_values = true
+        )]
+        switchyard_args: Vec<String>,
     },
     /// Build the release binaries (XDP program embedded) and a Debian package:
     /// target/debian/switchyard_<version>_<arch>.deb.
@@ -170,6 +180,7 @@ struct BenchArgs {
     peer_rate: Option<u64>,
     gen_threads: u16,
     dispatcher_threads: Vec<u16>,
+    switchyard_args: Vec<String>,
 }
 
 impl BenchArgs {
@@ -190,6 +201,7 @@ impl BenchArgs {
             peer_rate: None,
             gen_threads: 1,
             dispatcher_threads: Vec::new(),
+            switchyard_args: Vec::new(),
         }
     }
 }
@@ -253,6 +265,7 @@ fn main() -> anyhow::Result<()> {
             peer_rate,
             gen_threads,
             dispatcher_threads,
+            switchyard_args,
         } => {
             setup::all(true)?;
             bench(BenchArgs {
@@ -270,6 +283,7 @@ fn main() -> anyhow::Result<()> {
                 peer_rate,
                 gen_threads,
                 dispatcher_threads,
+                switchyard_args,
             })
         }
         Cmd::Run {
@@ -469,6 +483,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 .collect(),
         },
         threads_seconds: if quick { 2 } else { seconds },
+        switchyard_args: a.switchyard_args,
     })?;
     println!("bench artefacts: {}", run.dir.display());
     for f in &run.files {
