@@ -234,6 +234,27 @@ proptest! {
         }
     }
 
+    /// The splitter equals the plain model (walk every line, split at one holding only `.`),
+    /// and `param` (one indexed load) equals a search of every parameter line, on datagrams
+    /// built from pieces that make separators and near-misses likely.
+    #[test]
+    fn mgcp_split_and_param_match_models(pieces in prop::collection::vec(prop::sample::select(vec![
+        ".", "\r\n", "\n", "\r", ".\r\n", "\n.", ". ", "..", "CRCX 1 a@b MGCP 1.0", "C: 1", "c: 2",
+        "I: x", "X-Size: 3", "z2: q", "v=0", "\r\n\r\n", "200 1 OK", "K: 1",
+    ]), 0..24)) {
+        let bytes = pieces.concat().into_bytes();
+        let got: Vec<&[u8]> = mgcp::split_piggybacked(&bytes).collect();
+        prop_assert_eq!(got, split_by_lines(&bytes));
+        for part in mgcp::split_piggybacked(&bytes) {
+            if let Ok(m) = mgcp::Message::parse(part, &Limits::default()) {
+                for name in [b'C', b'c', b'I', b'K', b'Z', b'X', b'2', b'-'] {
+                    let linear = m.params().find(|p| p.name.eq_ignore_ascii_case(&[name])).map(|p| p.value);
+                    prop_assert_eq!(m.param(name), linear);
+                }
+            }
+        }
+    }
+
     #[test]
     fn tags_round_trip(id in any::<u16>(), nonce in any::<u64>(), key in any::<[u8; 16]>(), other in any::<[u8; 16]>(), bound in any::<u16>()) {
         use wire::tag::{TagError, TagKey, TagKeys};
@@ -260,4 +281,41 @@ fn corpus_mutations_never_panic() {
             }
         }
     }
+}
+
+/// The splitter's model: every line in turn, a line equal to `.` (CRLF or LF stripped) ends a
+/// segment; segments of only CR/LF are skipped.
+fn split_by_lines(buf: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let mut pos = 0;
+        let (seg, next) = loop {
+            match rest[pos..].iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let lf = pos + i;
+                    let end = if lf > pos && rest[lf - 1] == b'\r' {
+                        lf - 1
+                    } else {
+                        lf
+                    };
+                    if &rest[pos..end] == b"." {
+                        break (&rest[..pos], &rest[lf + 1..]);
+                    }
+                    pos = lf + 1;
+                }
+                None => {
+                    if &rest[pos..] == b"." {
+                        break (&rest[..pos], &[][..]);
+                    }
+                    break (rest, &[][..]);
+                }
+            }
+        };
+        rest = next;
+        if !seg.iter().all(|&b| b == b'\r' || b == b'\n') {
+            out.push(seg);
+        }
+    }
+    out
 }

@@ -1,7 +1,7 @@
 //! MGCP first lines (RFC 3435 §3.2.1 command header, §3.3 response header).
 
 use super::error::{MgcpError, MgcpErrorKind};
-use crate::scan::{is_ws, parse_digits};
+use crate::scan::{find_short, is_ws, parse_digits};
 
 /// An MGCP command verb. Unknown four-letter verbs are kept (uppercased) so a gateway can
 /// answer 504 "unknown command" with the verb it did not know.
@@ -135,15 +135,18 @@ fn tid(f: &[u8]) -> Option<u32> {
     parse_digits(f, 9).filter(|&n| n >= 1).map(|n| n as u32)
 }
 
+// The searches below are over one field of a first line (a few dozen bytes): the word loop
+// of `find_short` costs less there than a call into a vector search set up for long input.
+
 fn parse_endpoint(f: &[u8]) -> Option<Endpoint<'_>> {
-    let at = memchr::memchr(b'@', f)?;
+    let at = find_short(f, b'@')?;
     let local = f.get(..at)?;
     let rest = f.get(at + 1..)?;
     if local.is_empty() || local.iter().any(|&b| !(0x21..0x7f).contains(&b)) {
         return None;
     }
     let (domain, port_s) = if rest.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', rest)?;
+        let close = find_short(rest, b']')?;
         let inner = rest.get(1..close)?;
         if inner.is_empty()
             || !inner
@@ -154,7 +157,7 @@ fn parse_endpoint(f: &[u8]) -> Option<Endpoint<'_>> {
         }
         (rest.get(..close + 1)?, rest.get(close + 1..)?)
     } else {
-        let end = rest.iter().position(|&b| b == b':').unwrap_or(rest.len());
+        let end = find_short(rest, b':').unwrap_or(rest.len());
         let d = rest.get(..end)?;
         if d.is_empty()
             || !d.iter().all(|&b| {
@@ -182,7 +185,7 @@ fn parse_version(name: &[u8], ver: &[u8]) -> Option<(u8, u8)> {
     if !name.eq_ignore_ascii_case(b"MGCP") {
         return None;
     }
-    let dot = memchr::memchr(b'.', ver)?;
+    let dot = find_short(ver, b'.')?;
     let major = parse_digits(ver.get(..dot)?, 3).filter(|&n| n <= 255)? as u8;
     let minor = parse_digits(ver.get(dot + 1..)?, 3).filter(|&n| n <= 255)? as u8;
     Some((major, minor))

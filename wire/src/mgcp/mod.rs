@@ -21,19 +21,53 @@ pub use relay::{
 pub use response::write_response;
 pub use sniff::{leading_tid, looks_like_mgcp};
 
-use crate::scan::{eq_ic, is_ws, line_at, Span};
+use crate::scan::{is_ws, line_at_short, Span};
 use crate::session_size::{self, SessionSizeConfig};
 use crate::Limits;
 
 /// Default number of parameter lines a [`Message`] can hold.
 pub const DEFAULT_MAX_PARAMS: usize = 64;
 
-/// RFC 3435 parameter names (§3.2.2, plus the response-only ones). Anything else must be an
-/// `X-`/`X+` extension, otherwise the message is rejected with 511.
-const KNOWN_PARAMS: &[&[u8]] = &[
-    b"B", b"C", b"I", b"N", b"X", b"L", b"M", b"R", b"S", b"D", b"O", b"P", b"E", b"Z", b"Z2",
-    b"I2", b"F", b"Q", b"T", b"RM", b"RD", b"A", b"ES", b"PL", b"MD", b"K",
-];
+/// Whether `name` is an RFC 3435 parameter name (§3.2.2, plus the response-only ones),
+/// case-insensitively: `B C I N X L M R S D O P E Z Z2 I2 F Q T RM RD A ES PL MD K`. Anything
+/// else must be an `X-`/`X+` extension, otherwise the message is rejected with 511. A `match`
+/// on the folded bytes, not a search of a list: every parameter line asks.
+fn is_known_param(name: &[u8]) -> bool {
+    match *name {
+        [a] => matches!(
+            a.to_ascii_uppercase(),
+            b'B' | b'C'
+                | b'I'
+                | b'N'
+                | b'X'
+                | b'L'
+                | b'M'
+                | b'R'
+                | b'S'
+                | b'D'
+                | b'O'
+                | b'P'
+                | b'E'
+                | b'Z'
+                | b'F'
+                | b'Q'
+                | b'T'
+                | b'A'
+                | b'K'
+        ),
+        [a, b] => matches!(
+            [a.to_ascii_uppercase(), b.to_ascii_uppercase()],
+            [b'Z', b'2']
+                | [b'I', b'2']
+                | [b'R', b'M']
+                | [b'R', b'D']
+                | [b'E', b'S']
+                | [b'P', b'L']
+                | [b'M', b'D']
+        ),
+        _ => false,
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Param {
@@ -57,7 +91,18 @@ pub struct Message<'a, const N: usize = DEFAULT_MAX_PARAMS> {
     kind: Kind<'a>,
     params: [Param; N],
     count: u16,
+    /// For each letter `A`..=`Z`, one more than the index of the first single-letter
+    /// parameter of that name (0: none), so [`Message::param`] is one load: a gateway asks
+    /// for a dozen letters per command, and a search per ask cost more than the parse.
+    first: [u16; 26],
     sdp: Option<Span>,
+}
+
+/// `A`..=`Z` (either case) as 0..=25.
+#[inline]
+fn letter_index(b: u8) -> Option<usize> {
+    let l = b.to_ascii_uppercase().wrapping_sub(b'A');
+    (l < 26).then_some(usize::from(l))
 }
 
 fn fail<T>(kind: MgcpErrorKind, at: usize) -> Result<T, MgcpError> {
@@ -88,7 +133,7 @@ impl<'a, const N: usize> Message<'a, N> {
         if pos >= buf.len() {
             return fail(MgcpErrorKind::Empty, pos);
         }
-        let (le, mut next) = line_at(buf, pos).unwrap_or((buf.len(), buf.len()));
+        let (le, mut next) = line_at_short(buf, pos).unwrap_or((buf.len(), buf.len()));
         if le - pos > max_line {
             return fail(MgcpErrorKind::LineTooLong, pos);
         }
@@ -98,11 +143,12 @@ impl<'a, const N: usize> Message<'a, N> {
             kind,
             params: [Param::default(); N],
             count: 0,
+            first: [0; 26],
             sdp: None,
         };
         while next < buf.len() {
             let ls = next;
-            let (le, nx) = line_at(buf, ls).unwrap_or((buf.len(), buf.len()));
+            let (le, nx) = line_at_short(buf, ls).unwrap_or((buf.len(), buf.len()));
             next = nx;
             if le == ls {
                 if nx < buf.len() {
@@ -129,7 +175,7 @@ impl<'a, const N: usize> Message<'a, N> {
                     || name.starts_with(b"x-")
                     || name.starts_with(b"X+")
                     || name.starts_with(b"x+"));
-            if !is_ext && !KNOWN_PARAMS.iter().any(|k| eq_ic(k, name)) {
+            if !is_ext && !is_known_param(name) {
                 return fail(MgcpErrorKind::UnknownParam, ls);
             }
             let mut vs = ls + name_len + ws + 1;
@@ -151,6 +197,13 @@ impl<'a, const N: usize> Message<'a, N> {
                 };
             }
             msg.count += 1;
+            if let [letter] = *name {
+                if let Some(f) = letter_index(letter).and_then(|l| msg.first.get_mut(l)) {
+                    if *f == 0 {
+                        *f = msg.count;
+                    }
+                }
+            }
         }
         Ok(msg)
     }
@@ -187,7 +240,11 @@ impl<'a, const N: usize> Message<'a, N> {
     /// The first value of a single-letter parameter (`b'I'` for ConnectionId, `b'C'` for
     /// CallId, ...), case-insensitive.
     pub fn param(&self, name: u8) -> Option<&'a [u8]> {
-        self.param_named(&[name])
+        let Some(l) = letter_index(name) else {
+            return self.param_named(&[name]);
+        };
+        let i = usize::from(*self.first.get(l)?).checked_sub(1)?;
+        self.params.get(i).map(|p| p.value.get(self.buf))
     }
 
     /// The first value of a parameter by full name (`b"ES"`, `b"X-Size"`), case-insensitive.

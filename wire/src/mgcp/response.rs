@@ -2,6 +2,7 @@
 //! and an optional session description, into a caller buffer.
 
 use crate::out::{Out, WriteError};
+use crate::scan::has_cr_or_lf;
 
 /// Writes `<code> <tid> <commentary>` + parameter lines + optional blank line and SDP into
 /// `out`; returns the length. `params` are `(name, value)` pairs such as `(b"I", b"FDE234C8")`.
@@ -14,7 +15,7 @@ pub fn write_response(
     sdp: Option<&[u8]>,
     out: &mut [u8],
 ) -> Result<usize, WriteError> {
-    let bad_line = |s: &[u8]| s.iter().any(|&b| b == b'\r' || b == b'\n');
+    let bad_line = has_cr_or_lf;
     if code > 999 {
         return Err(WriteError::InvalidInput("return code"));
     }
