@@ -15,14 +15,13 @@ pub fn write_response(
     sdp: Option<&[u8]>,
     out: &mut [u8],
 ) -> Result<usize, WriteError> {
-    let bad_line = has_cr_or_lf;
     if code > 999 {
         return Err(WriteError::InvalidInput("return code"));
     }
     if !(1..=999_999_999).contains(&tid) {
         return Err(WriteError::InvalidInput("transaction id"));
     }
-    if bad_line(commentary) {
+    if has_cr_or_lf(commentary) {
         return Err(WriteError::InvalidInput("commentary"));
     }
     for (n, v) in params {
@@ -30,7 +29,7 @@ pub fn write_response(
             || !n
                 .iter()
                 .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'+')
-            || bad_line(v)
+            || has_cr_or_lf(v)
         {
             return Err(WriteError::InvalidInput("parameter"));
         }
