@@ -7,9 +7,29 @@
 //! stream with the configured codec.
 use std::net::IpAddr;
 
+/// The address family and address (`IP4 10.0.0.2`) an answer's `o=` and `c=` lines carry,
+/// rendered once per gateway or UAS: the address is fixed for the processor's life, and
+/// writing it per answer cost as much as the rest of the `o=` line.
+pub(crate) struct SdpAddr {
+    text: [u8; 64],
+    len: usize,
+}
+
+impl SdpAddr {
+    pub fn new(ip: IpAddr) -> Self {
+        let mut text = [0u8; 64];
+        let len = ip_text(ip, &mut text);
+        Self { text, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.text.get(..self.len).unwrap_or(&[])
+    }
+}
+
 /// Inputs to one SDP body.
-pub(crate) struct SdpParams {
-    pub ip: IpAddr,
+pub(crate) struct SdpParams<'a> {
+    pub addr: &'a SdpAddr,
     pub port: u16,
     pub session_id: u64,
     pub version: u64,
@@ -21,11 +41,11 @@ pub(crate) struct SdpParams {
     pub direction: Option<&'static str>,
 }
 
-impl SdpParams {
+impl<'a> SdpParams<'a> {
     /// Parameters for a plain SIP answer: PCMU fallback, direction from the offer.
-    pub fn sip(ip: IpAddr, port: u16, session_id: u64, version: u64) -> Self {
+    pub fn sip(addr: &'a SdpAddr, port: u16, session_id: u64, version: u64) -> Self {
         Self {
-            ip,
+            addr,
             port,
             session_id,
             version,
@@ -48,20 +68,12 @@ fn direction_answer(offer: &[u8]) -> &'static str {
     "sendrecv"
 }
 
-/// Appends the decimal digits of `n`, by hand: `fmt` machinery cost more than the rest of
-/// the answer together.
-fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+/// Appends the decimal digits of `n` ([`wire::out::decimal`]): `fmt` machinery cost more than
+/// the rest of the answer together.
+#[inline]
+fn put_u64(out: &mut Vec<u8>, n: u64) {
     let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
+    out.extend_from_slice(wire::out::decimal(n, &mut tmp));
 }
 
 /// The address family and address (`IP4 10.0.0.2`) written into `buf`; returns its length.
@@ -109,9 +121,7 @@ pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) 
     out.push(b' ');
     put_u64(out, p.version);
     out.extend_from_slice(b" IN ");
-    let mut ip = [0u8; 64];
-    let ip_len = ip_text(p.ip, &mut ip);
-    let ip = &ip[..ip_len];
+    let ip = p.addr.as_bytes();
     out.extend_from_slice(ip);
     out.extend_from_slice(b"\r\ns=-\r\nc=IN ");
     out.extend_from_slice(ip);
@@ -184,7 +194,8 @@ mod tests {
     fn answers_first_audio_and_rejects_the_rest() {
         let offer = b"v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0\r\na=sendonly\r\nm=video 4002 RTP/AVP 96\r\n";
         let mut out = vec![];
-        let p = SdpParams::sip("10.0.0.2".parse().unwrap(), 20000, 7, 1);
+        let addr = SdpAddr::new("10.0.0.2".parse().unwrap());
+        let p = SdpParams::sip(&addr, 20000, 7, 1);
         write_sdp(&mut out, Some(offer), &p);
         let s = String::from_utf8(out.clone()).unwrap();
         assert!(
@@ -202,7 +213,8 @@ mod tests {
     #[test]
     fn digits_addresses_and_ptime_match_the_formatted_text() {
         let mut out = vec![];
-        let mut p = SdpParams::sip("192.168.0.10".parse().unwrap(), 7, u64::MAX, 0);
+        let addr = SdpAddr::new("192.168.0.10".parse().unwrap());
+        let mut p = SdpParams::sip(&addr, 7, u64::MAX, 0);
         p.ptime = Some(20);
         p.direction = Some("inactive");
         write_sdp(&mut out, None, &p);
@@ -211,7 +223,8 @@ mod tests {
             u64::MAX
         );
         assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
-        let p6 = SdpParams::sip("2001:db8::1".parse().unwrap(), 20000, 1, 2);
+        let addr6 = SdpAddr::new("2001:db8::1".parse().unwrap());
+        let p6 = SdpParams::sip(&addr6, 20000, 1, 2);
         write_sdp(&mut out, Some(b"m=audio 5 RTP/AVP  8 0\r\n"), &p6);
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("o=switchyard 1 2 IN IP6 2001:db8::1\r\n"), "{s}");

@@ -37,6 +37,19 @@ pub enum WriteError {
     MissingHeader(&'static str),
 }
 
+/// `n` in decimal, written into the tail of `tmp`; returns the digits. For callers that
+/// assemble into their own buffers (SDP bodies, MGCP parameters) and need the digits without
+/// an [`Out`]: one formatter, two digits per step, no `fmt`.
+///
+/// ```
+/// let mut tmp = [0u8; 20];
+/// assert_eq!(wire::out::decimal(20_000, &mut tmp), b"20000");
+/// ```
+#[inline]
+pub fn decimal(n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    crate::scan::fmt_u64(n, tmp)
+}
+
 /// Appends to a caller-provided buffer; see the module docs.
 ///
 /// ```

@@ -165,17 +165,38 @@ pub(crate) fn parse_digits(s: &[u8], max_digits: usize) -> Option<u64> {
     Some(v)
 }
 
-/// Decimal formatting without allocation; returns the used tail of `tmp`.
+/// `"00" "01" .. "99"`: two digits per table load halve the divisions of a digit loop.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Decimal formatting without allocation; returns the used tail of `tmp`. Two digits per
+/// step: the numbers written on the data path (ports, counters, lengths, CSeq) are 1-10
+/// digits, and the loop and its divisions were most of what writing them cost.
+#[inline]
 pub(crate) fn fmt_u64(mut n: u64, tmp: &mut [u8; 20]) -> &[u8] {
     let mut i = tmp.len();
-    loop {
+    while n >= 100 && i >= 2 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        if let (Some(dst), Some(src)) = (tmp.get_mut(i..i + 2), PAIRS.get(d..d + 2)) {
+            dst.copy_from_slice(src);
+        }
+    }
+    if n >= 10 && i >= 2 {
+        let d = n as usize * 2;
+        i -= 2;
+        if let (Some(dst), Some(src)) = (tmp.get_mut(i..i + 2), PAIRS.get(d..d + 2)) {
+            dst.copy_from_slice(src);
+        }
+    } else if i >= 1 {
         i -= 1;
         if let Some(slot) = tmp.get_mut(i) {
-            *slot = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
+            *slot = b'0' + n as u8;
         }
     }
     tmp.get(i..).unwrap_or(&[])
@@ -247,6 +268,40 @@ pub(crate) fn find_short(s: &[u8], needle: u8) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// Offset of the first space or tab in `s` (`s.len()` when none), eight bytes a word: the
+/// fields of an MGCP first line end at one, and a byte loop over them cost more than the
+/// rest of the line's parse. The tail shorter than a word is zero-padded, and zero is
+/// neither byte. Exact for the same reason as [`find_short`]: each test flags its lowest
+/// match exactly, so the lowest flag of either is the first separator.
+#[inline]
+pub(crate) fn find_ws(s: &[u8]) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const SP: u64 = LO * b' ' as u64;
+    const TAB: u64 = LO * b'\t' as u64;
+    let flags = |w: u64| {
+        let a = w ^ SP;
+        let b = w ^ TAB;
+        ((a.wrapping_sub(LO) & !a) | (b.wrapping_sub(LO) & !b)) & HI
+    };
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let t = flags(le64(c));
+        if t != 0 {
+            return at + (t.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    let t = flags(pack(rest));
+    if t != 0 {
+        (at + (t.trailing_zeros() / 8) as usize).min(s.len())
+    } else {
+        s.len()
+    }
+}
+
 /// Finds the end of the physical line starting at `pos` with [`find_short`]: returns (end of
 /// content excluding a trailing CR, offset after the LF); `None` when there is no LF before
 /// the end of `buf`. Header lines are short, so the word loop beats a vector search call.
@@ -286,4 +341,29 @@ pub(crate) fn has_cr_or_lf(s: &[u8]) -> bool {
         }
     }
     chunks.remainder().iter().any(|&b| b == b'\r' || b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![Just(b' '), Just(b'\t'), Just(0u8), Just(b'a'), any::<u8>()],
+            0..40,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// The word loops equal the byte loops they replace, at every length and alignment.
+        #[test]
+        fn word_searches_equal_byte_loops(s in bytes(), needle in prop_oneof![Just(b'\n'), Just(b'@'), any::<u8>()]) {
+            let ws = s.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(s.len());
+            prop_assert_eq!(super::find_ws(&s), ws);
+            prop_assert_eq!(super::find_short(&s, needle), s.iter().position(|&b| b == needle));
+        }
+
+    }
 }

@@ -167,6 +167,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
+    fn decimal_equals_display(n in prop_oneof![any::<u64>(), 0u64..1000, Just(u64::MAX), (0u32..20).prop_map(|e| 10u64.pow(e)), (1u32..20).prop_map(|e| 10u64.pow(e) - 1)]) {
+        let mut tmp = [0u8; 20];
+        let want = n.to_string();
+        prop_assert_eq!(wire::out::decimal(n, &mut tmp), want.as_bytes());
+    }
+
+    #[test]
     fn generated_sip_round_trips(g in gen()) {
         let bytes = render(&g);
         let m = Message::parse(&bytes, &Limits::default()).map_err(|e| TestCaseError::fail(format!("{e}")))?;

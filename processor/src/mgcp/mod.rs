@@ -56,7 +56,7 @@ use crate::{
     load::LoadAccount,
     media::PortPool,
     outbox::Outbox,
-    sdp::{write_sdp, SdpParams},
+    sdp::{write_sdp, SdpAddr, SdpParams},
     table::{Key, KeyHasher, Slab, Table},
     wheel::{TimerId, Wheel},
 };
@@ -324,18 +324,8 @@ impl Answer {
 
 /// Appends `n` in decimal.
 fn put_dec(out: &mut Vec<u8>, n: u64) {
-    let mut d = [0u8; 20];
-    let mut i = d.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        d[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&d[i..]);
+    let mut tmp = [0u8; 20];
+    out.extend_from_slice(wire::out::decimal(n, &mut tmp));
 }
 
 /// `v` lowercased into `buf` (cleared first).
@@ -389,6 +379,8 @@ pub struct Gateway {
     id_seed: u64,
     counter: u64,
     sdp_buf: Vec<u8>,
+    /// `cfg.addr`'s address as the answers' `o=`/`c=` lines write it.
+    sdp_addr: SdpAddr,
     resp_buf: Vec<u8>,
 }
 
@@ -462,6 +454,7 @@ impl Gateway {
             id_seed: seed,
             counter: 0,
             sdp_buf: Vec::with_capacity(512),
+            sdp_addr: SdpAddr::new(cfg.addr.ip()),
             resp_buf: vec![0; crate::outbox::DATAGRAM_BYTES],
             cfg,
         }
@@ -927,7 +920,7 @@ impl Gateway {
             return;
         };
         let params = SdpParams {
-            ip: self.cfg.addr.ip(),
+            addr: &self.sdp_addr,
             port: c.port,
             session_id: c.session_id,
             version: c.sdp_version,

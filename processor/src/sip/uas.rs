@@ -23,7 +23,7 @@ use crate::{
     load::LoadAccount,
     media::PortPool,
     outbox::Outbox,
-    sdp::{write_sdp, SdpParams},
+    sdp::{write_sdp, SdpAddr, SdpParams},
     table::{KeyHasher, Slab, Table},
     wheel::Wheel,
 };
@@ -174,6 +174,8 @@ pub struct Uas {
     /// Reused list of due timers for [`Uas::on_timer`].
     pub(super) due: Vec<u64>,
     pub(super) sdp_buf: Vec<u8>,
+    /// `cfg.contact`'s address as the answers' `o=`/`c=` lines write it.
+    sdp_addr: SdpAddr,
 }
 
 pub(super) fn random_seed() -> u64 {
@@ -238,6 +240,7 @@ impl Uas {
             wheel: wheel_for(live, lingers, nict),
             due: Vec::with_capacity(256),
             sdp_buf: Vec::with_capacity(512),
+            sdp_addr: SdpAddr::new(cfg.contact.ip()),
             cfg,
         }
     }
@@ -625,12 +628,7 @@ impl Uas {
             return;
         };
         let offer = msg.has_sdp_body().then(|| msg.body());
-        let params = SdpParams::sip(
-            self.cfg.contact.ip(),
-            d.media_port,
-            d.session_id,
-            d.sdp_version,
-        );
+        let params = SdpParams::sip(&self.sdp_addr, d.media_port, d.session_id, d.sdp_version);
         d.established = true;
         write_sdp(&mut self.sdp_buf, offer, &params);
         let headers: &[&[u8]] = &[&self.contact_hdr, ALLOW];
@@ -905,12 +903,8 @@ impl Uas {
         if with_sdp {
             if let Some(d) = in_dialog.and_then(|(_, i)| self.dialogs.get_mut(i)) {
                 d.sdp_version += 1;
-                let params = SdpParams::sip(
-                    self.cfg.contact.ip(),
-                    d.media_port,
-                    d.session_id,
-                    d.sdp_version,
-                );
+                let params =
+                    SdpParams::sip(&self.sdp_addr, d.media_port, d.session_id, d.sdp_version);
                 write_sdp(&mut self.sdp_buf, Some(msg.body()), &params);
                 body = Some(Body {
                     content_type: SDP,
