@@ -177,6 +177,9 @@ struct Conn {
     id: Vec<u8>,
     /// The call id, lowercased.
     call_id: Vec<u8>,
+    /// `id` and `call_id` hashed into their indexes, kept for the delete.
+    id_key: Key,
+    call_key: Key,
     /// The endpoint's local name (`$` resolved), lowercased.
     endpoint: Vec<u8>,
     mode: &'static str,
@@ -204,6 +207,8 @@ impl Default for Conn {
             in_use: false,
             id: Vec::new(),
             call_id: Vec::new(),
+            id_key: [0, 0],
+            call_key: [0, 0],
             endpoint: Vec::new(),
             mode: "inactive",
             port: 0,
@@ -230,6 +235,8 @@ const MAX_PARAMS: usize = 8;
 struct Txn {
     /// Its (source, transaction id), compared exactly on every lookup.
     key: TxnKey,
+    /// `key` hashed into the history index: kept so expiry need not hash it again.
+    index_key: Key,
     /// Live (else a free slot keeping its buffers).
     in_use: bool,
     /// When it was made, in commands: names this use of the slot in the eviction order.
@@ -252,6 +259,7 @@ impl Default for Txn {
         let zero = SocketAddr::from(([0, 0, 0, 0], 0));
         Txn {
             key: (zero, 0),
+            index_key: [0, 0],
             in_use: false,
             seq: 0,
             timer: None,
@@ -480,7 +488,7 @@ impl Gateway {
         self.wheel.next_deadline()
     }
 
-    fn table_key(&self, (src, tid): TxnKey) -> crate::table::Key {
+    fn table_key(&self, (src, tid): TxnKey) -> Key {
         let mut s = self.hasher.start();
         match src.ip() {
             std::net::IpAddr::V4(a) => s.word(u64::from(u32::from(a))),
@@ -492,7 +500,13 @@ impl Gateway {
 
     /// History slot of (source, transaction id).
     fn find(&self, key: TxnKey) -> Option<u32> {
-        let i = self.history_index.get(&self.table_key(key))?;
+        self.find_keyed(key, self.table_key(key))
+    }
+
+    /// [`Gateway::find`] with `key` already hashed (a command hashes its key once for the
+    /// lookup and the insert of its answer).
+    fn find_keyed(&self, key: TxnKey, tk: Key) -> Option<u32> {
+        let i = self.history_index.get(&tk)?;
         self.history
             .get(i)
             .filter(|t| t.in_use && t.key == key)
@@ -508,11 +522,10 @@ impl Gateway {
             return;
         }
         t.in_use = false;
-        let key = t.key;
+        let tk = t.index_key;
         if let Some(id) = t.timer.take() {
             self.wheel.cancel(id);
         }
-        let tk = self.table_key(key);
         if self.history_index.get(&tk) == Some(i) {
             self.history_index.remove(&tk);
         }
@@ -612,7 +625,9 @@ impl Gateway {
     }
 
     fn on_segment(&mut self, now: u64, src: SocketAddr, seg: &[u8], out: &mut Outbox) {
-        let msg = match Message::parse(seg, &self.limits) {
+        // Borrowed out of the `Result`, not moved: the view is ~600 bytes.
+        let parsed = Message::parse(seg, &self.limits);
+        let msg = match &parsed {
             Ok(m) => m,
             Err(e) => {
                 let Some(tid) = leading_tid(seg) else {
@@ -673,7 +688,11 @@ impl Gateway {
                 }
             }
         }
-        if let Some(t) = self.find((src, tid)).and_then(|i| self.history.get(i)) {
+        let tk = self.table_key((src, tid));
+        if let Some(t) = self
+            .find_keyed((src, tid), tk)
+            .and_then(|i| self.history.get(i))
+        {
             self.stats.retransmissions_absorbed += 1;
             let bytes = if t.final_at.is_some() {
                 &t.provisional
@@ -697,16 +716,16 @@ impl Gateway {
         if (version.major, version.minor) != (1, 0) {
             self.stats.malformed += 1;
             let ans = Answer::code(528, "Incompatible protocol version");
-            self.finish(now, src, tid, ans, false, out);
+            self.finish(now, src, tid, tk, ans, false, out);
             return;
         }
         let local = endpoint.local;
         let ans = match verb {
-            Verb::Crcx => self.crcx(&msg, local),
-            Verb::Mdcx => self.mdcx(&msg),
-            Verb::Dlcx => self.dlcx(&msg, local),
-            Verb::Aucx => self.aucx(&msg),
-            Verb::Auep => self.auep(&msg, local),
+            Verb::Crcx => self.crcx(msg, local),
+            Verb::Mdcx => self.mdcx(msg),
+            Verb::Dlcx => self.dlcx(msg, local),
+            Verb::Aucx => self.aucx(msg),
+            Verb::Auep => self.auep(msg, local),
             Verb::Rqnt | Verb::Epcf => {
                 if let Some(n) = msg.param(b'N') {
                     self.notified.clear();
@@ -719,7 +738,7 @@ impl Gateway {
             }
         };
         let delayed = self.delay > 0 && matches!(verb, Verb::Crcx | Verb::Mdcx) && ans.code < 300;
-        self.finish(now, src, tid, ans, delayed, out);
+        self.finish(now, src, tid, tk, ans, delayed, out);
     }
 
     /// Writes one response into `resp_buf`; returns its length.
@@ -762,11 +781,13 @@ impl Gateway {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn finish(
         &mut self,
         now: u64,
         src: SocketAddr,
         tid: u32,
+        tk: Key,
         ans: Answer,
         delayed: bool,
         out: &mut Outbox,
@@ -802,7 +823,7 @@ impl Gateway {
             out.push(src, &self.resp_buf[..n]);
             return;
         };
-        if self.history_index.insert(self.table_key(key), i).is_err() {
+        if self.history_index.insert(tk, i).is_err() {
             self.history.free(i);
             out.push(src, &self.resp_buf[..n]);
             return;
@@ -813,6 +834,7 @@ impl Gateway {
         self.seq += 1;
         let seq = self.seq;
         txn.key = key;
+        txn.index_key = tk;
         txn.in_use = true;
         txn.seq = seq;
         txn.timer = None;
@@ -934,7 +956,12 @@ impl Gateway {
 
     /// The slot of the call whose (lowercased) id is in `key_buf`: the head of its chain.
     fn call_head(&self) -> Option<u32> {
-        let head = self.call_index.get(&id_key(&self.hasher, &self.key_buf))?;
+        self.call_head_keyed(id_key(&self.hasher, &self.key_buf))
+    }
+
+    /// [`Gateway::call_head`] with `key_buf` already hashed into `key`.
+    fn call_head_keyed(&self, key: Key) -> Option<u32> {
+        let head = self.call_index.get(&key)?;
         self.conns
             .get(head)
             .filter(|c| c.in_use && c.linked && c.call_id == self.key_buf)
@@ -984,11 +1011,8 @@ impl Gateway {
         let mut id = [0u8; wire::tag::TAG_LEN];
         let id_len = self.new_conn_id(&mut id);
         let id = &id[..id_len];
-        if self
-            .conn_index
-            .insert(id_key(&self.hasher, id), slot)
-            .is_err()
-        {
+        let conn_key = id_key(&self.hasher, id);
+        if self.conn_index.insert(conn_key, slot).is_err() {
             self.conns.free(slot);
             self.ports.free(port);
             self.stats.connections_full += 1;
@@ -1009,7 +1033,7 @@ impl Gateway {
         let endpoint_end = self.pbuf.len();
         lower_into(&mut self.key_buf, call);
         let call_key = id_key(&self.hasher, &self.key_buf);
-        let head = self.call_head();
+        let head = self.call_head_keyed(call_key);
         let collides = head.is_none() && self.call_index.contains(&call_key);
         let Some(c) = self.conns.get_mut(slot) else {
             return reject(self, 502, "Insufficient resources");
@@ -1017,6 +1041,8 @@ impl Gateway {
         c.in_use = true;
         c.id.clear();
         c.id.extend_from_slice(id);
+        c.id_key = conn_key;
+        c.call_key = call_key;
         c.call_id.clear();
         c.call_id.extend_from_slice(&self.key_buf);
         lower_into(
@@ -1137,8 +1163,7 @@ impl Gateway {
             (c.call_prev, c.call_next, c.linked, c.port, c.units);
         c.call_prev = NIL;
         c.call_next = NIL;
-        let id_k = id_key(&self.hasher, &c.id);
-        let call_k = id_key(&self.hasher, &c.call_id);
+        let (id_k, call_k) = (c.id_key, c.call_key);
         if self.conn_index.get(&id_k) == Some(slot) {
             self.conn_index.remove(&id_k);
         }
