@@ -619,3 +619,22 @@ fn ids_that_hash_alike_must_also_match_exactly() {
     );
     assert_eq!(gw.active_connections(), 1);
 }
+
+mod lowercase {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// The word-at-a-time lowercasing equals `to_ascii_lowercase`, for every byte value
+        /// and length (ids are compared and hashed lowercased, so a difference would lose a
+        /// connection).
+        #[test]
+        fn lower_into_equals_to_ascii_lowercase(v in proptest::collection::vec(
+            prop_oneof![any::<u8>(), b'@'..=b'[', b'`'..=b'{', 0x80u8..=0xff], 0..40)) {
+            let mut out = Vec::new();
+            super::lower_into(&mut out, &v);
+            prop_assert_eq!(out, v.to_ascii_lowercase());
+        }
+    }
+}

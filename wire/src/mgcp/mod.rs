@@ -120,6 +120,34 @@ impl<'a> Message<'a> {
 impl<'a, const N: usize> Message<'a, N> {
     /// Like [`Message::parse`] with a parameter array of `N` entries.
     pub fn parse_with_capacity(buf: &'a [u8], limits: &Limits) -> Result<Self, MgcpError> {
+        // Filled in place inside the returned `Result`, through one exit, as the SIP view
+        // is. The view is ~700 bytes; the compiler still builds it on the stack and copies it
+        // to the caller once (~100 instructions per message), which returning by value costs.
+        let mut out = Ok(Message {
+            buf,
+            kind: Kind::Response {
+                code: 0,
+                tid: 0,
+                commentary: &[],
+            },
+            params: [Param::default(); N],
+            count: 0,
+            first: [0; 26],
+            sdp: None,
+        });
+        if let Ok(msg) = &mut out {
+            if let Err(e) = msg.fill(limits) {
+                out = Err(e);
+            }
+        }
+        out
+    }
+
+    /// Scans the first line and the parameter lines of `self.buf` into `self`;
+    /// [`Message::parse_with_capacity`]'s body.
+    #[inline(always)]
+    fn fill(&mut self, limits: &Limits) -> Result<(), MgcpError> {
+        let buf = self.buf;
         let cap = limits.message_cap();
         if buf.len() > cap {
             return fail(MgcpErrorKind::TooLarge, cap);
@@ -133,36 +161,11 @@ impl<'a, const N: usize> Message<'a, N> {
         if pos >= buf.len() {
             return fail(MgcpErrorKind::Empty, pos);
         }
-        let (le, next) = line_at_short(buf, pos).unwrap_or((buf.len(), buf.len()));
+        let (le, mut next) = line_at_short(buf, pos).unwrap_or((buf.len(), buf.len()));
         if le - pos > max_line {
             return fail(MgcpErrorKind::LineTooLong, pos);
         }
-        let kind = line::parse(buf.get(pos..le).unwrap_or(&[]), pos)?;
-        // Filled in place inside the returned `Result`, as the SIP view is: the view is ~600
-        // bytes, and filling a local and then wrapping it in `Ok` cost a copy per message.
-        let mut out = Ok(Message {
-            buf,
-            kind,
-            params: [Param::default(); N],
-            count: 0,
-            first: [0; 26],
-            sdp: None,
-        });
-        if let Ok(msg) = &mut out {
-            msg.fill(next, max_params, max_line)?;
-        }
-        out
-    }
-
-    /// Scans the parameter lines from `next` into `self`; [`Message::parse_with_capacity`]'s
-    /// body.
-    #[inline(always)]
-    fn fill(
-        &mut self,
-        mut next: usize,
-        max_params: usize,
-        max_line: usize,
-    ) -> Result<(), MgcpError> {
+        self.kind = line::parse(buf.get(pos..le).unwrap_or(&[]), pos)?;
         let buf = self.buf;
         let msg = self;
         while next < buf.len() {
