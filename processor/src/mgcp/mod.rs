@@ -646,24 +646,26 @@ impl Gateway {
     }
 
     fn on_segment(&mut self, now: u64, src: SocketAddr, seg: &[u8], out: &mut Outbox) {
-        // Borrowed out of the `Result`, not moved: the view is ~600 bytes.
-        let parsed = Message::parse(seg, &self.limits);
-        let msg = match &parsed {
-            Ok(m) => m,
-            Err(e) => {
-                let Some(tid) = leading_tid(seg) else {
-                    self.stats.dropped += 1;
-                    trace!(%src, "unanswerable malformed MGCP segment dropped");
-                    return;
-                };
-                self.stats.malformed += 1;
-                let mut text = [0u8; 100];
-                let mut o = Out::new(&mut text);
-                o.put_display_truncating(&e.kind);
-                self.send_now(src, e.kind.return_code(), tid, o.as_bytes(), &[], None, out);
-                return;
-            }
+        // Handled where it is scanned: the view (~700 bytes) is never moved.
+        let limits = self.limits;
+        let Err(e) = Message::parse_then(seg, &limits, |msg| self.on_parsed(now, src, msg, out))
+        else {
+            return;
         };
+        let Some(tid) = leading_tid(seg) else {
+            self.stats.dropped += 1;
+            trace!(%src, "unanswerable malformed MGCP segment dropped");
+            return;
+        };
+        self.stats.malformed += 1;
+        let mut text = [0u8; 100];
+        let mut o = Out::new(&mut text);
+        o.put_display_truncating(&e.kind);
+        self.send_now(src, e.kind.return_code(), tid, o.as_bytes(), &[], None, out);
+    }
+
+    /// One well-formed segment from `src`.
+    fn on_parsed(&mut self, now: u64, src: SocketAddr, msg: &Message<'_>, out: &mut Outbox) {
         let (verb, tid, endpoint, version) = match msg.kind() {
             Kind::Response { code: 0, tid, .. } => {
                 // Response acknowledgement: stop retransmitting that final response.

@@ -122,8 +122,36 @@ impl<'a, const N: usize> Message<'a, N> {
     pub fn parse_with_capacity(buf: &'a [u8], limits: &Limits) -> Result<Self, MgcpError> {
         // Filled in place inside the returned `Result`, through one exit, as the SIP view
         // is. The view is ~700 bytes; the compiler still builds it on the stack and copies it
-        // to the caller once (~100 instructions per message), which returning by value costs.
-        let mut out = Ok(Message {
+        // to the caller once (~100 instructions per message): callers that only borrow the
+        // view use [`Message::parse_then`], which has no copy.
+        let mut out = Ok(Message::empty(buf));
+        if let Ok(msg) = &mut out {
+            if let Err(e) = msg.fill(limits) {
+                out = Err(e);
+            }
+        }
+        out
+    }
+
+    /// Scans `buf` like [`Message::parse_with_capacity`] and lends the view to `f` where it
+    /// was built; returns what `f` returns. For a caller that handles each message in place
+    /// (a gateway): the view is never moved, so its copy out is saved.
+    #[inline]
+    pub fn parse_then<R>(
+        buf: &'a [u8],
+        limits: &Limits,
+        f: impl FnOnce(&Message<'a, N>) -> R,
+    ) -> Result<R, MgcpError> {
+        let mut msg = Message::empty(buf);
+        msg.fill(limits)?;
+        Ok(f(&msg))
+    }
+
+    /// A view of `buf` with nothing scanned yet (the kind is a placeholder until
+    /// [`Message::fill`] sets it).
+    #[inline(always)]
+    fn empty(buf: &'a [u8]) -> Self {
+        Message {
             buf,
             kind: Kind::Response {
                 code: 0,
@@ -134,13 +162,7 @@ impl<'a, const N: usize> Message<'a, N> {
             count: 0,
             first: [0; 26],
             sdp: None,
-        });
-        if let Ok(msg) = &mut out {
-            if let Err(e) = msg.fill(limits) {
-                out = Err(e);
-            }
         }
-        out
     }
 
     /// Scans the first line and the parameter lines of `self.buf` into `self`;
