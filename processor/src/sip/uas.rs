@@ -319,16 +319,26 @@ impl Uas {
         units: Option<u32>,
         out: &mut Outbox,
     ) {
-        // Borrowed where it lies: moving the view out of the result is a copy of its header
-        // array (over 600 bytes) per message.
-        let parsed = Message::parse(bytes, &self.limits);
-        let msg = match &parsed {
-            Ok(m) => m,
-            Err(e) => {
-                self.malformed(bytes, &format!("Bad Request ({})", e.kind), src, out);
-                return;
-            }
-        };
+        // Handled where it is scanned: moving the view out of a result is a copy of its
+        // header array (over 600 bytes) per message.
+        let limits = self.limits;
+        let parsed = Message::parse_then(bytes, &limits, |msg| {
+            self.on_parsed(now_ns, src, msg, units, out);
+        });
+        if let Err(e) = parsed {
+            self.malformed(bytes, &format!("Bad Request ({})", e.kind), src, out);
+        }
+    }
+
+    /// One well-formed datagram from `src`; see [`Uas::on_message_sized`].
+    fn on_parsed(
+        &mut self,
+        now_ns: u64,
+        src: SocketAddr,
+        msg: &Message<'_>,
+        units: Option<u32>,
+        out: &mut Outbox,
+    ) {
         let Kind::Request { method, .. } = msg.kind() else {
             // We send no requests, so no response can match a client transaction.
             self.stats.ignored += 1;

@@ -413,8 +413,33 @@ impl<'a, const N: usize> Message<'a, N> {
         let (kind, next) = start(buf, limits)?;
         // The view is filled in place inside the `Result` that is returned (measured ~48
         // instructions per message fewer than filling a local and wrapping it in `Ok`; the
-        // final copy of the view to the caller remains).
-        let mut out = Ok(Message {
+        // final copy of the view to the caller remains: [`Message::parse_then`] has none).
+        let mut out = Ok(Message::empty(buf, kind, next));
+        if let Ok(msg) = &mut out {
+            msg.fill(next, limits)?;
+        }
+        out
+    }
+
+    /// Scans `buf` like [`Message::parse_with_capacity`] and lends the view to `f` where it
+    /// was built; returns what `f` returns. For a caller that handles each message in place
+    /// (a UAS): the view (over 600 bytes) is never moved, so its copy out is saved.
+    #[inline]
+    pub fn parse_then<R>(
+        buf: &'a [u8],
+        limits: &Limits,
+        f: impl FnOnce(&Message<'a, N>) -> R,
+    ) -> Result<R, SipError> {
+        let (kind, next) = start(buf, limits)?;
+        let mut msg = Message::empty(buf, kind, next);
+        msg.fill(next, limits)?;
+        Ok(f(&msg))
+    }
+
+    /// A view of `buf` with its start line scanned and no header recorded yet.
+    #[inline(always)]
+    fn empty(buf: &'a [u8], kind: Kind<'a>, next: usize) -> Self {
+        Message {
             buf,
             kind,
             first_header: next as u16,
@@ -431,11 +456,7 @@ impl<'a, const N: usize> Message<'a, N> {
             max_forwards: None,
             content_length: None,
             content_type: None,
-        });
-        if let Ok(msg) = &mut out {
-            msg.fill(next, limits)?;
         }
-        out
     }
 
     /// Scans the header section from `next` (the first header line) into `self`, then applies
