@@ -290,7 +290,9 @@ impl<'a, const N: usize> Message<'a, N> {
     }
 
     /// The first value of a single-letter parameter (`b'I'` for ConnectionId, `b'C'` for
-    /// CallId, ...), case-insensitive.
+    /// CallId, ...), case-insensitive. Inlined: a gateway asks a dozen times per command,
+    /// and the lookup is a few loads against a call's overhead.
+    #[inline]
     pub fn param(&self, name: u8) -> Option<&'a [u8]> {
         let Some(l) = letter_index(name) else {
             return self.param_named(&[name]);
