@@ -69,9 +69,9 @@ fn direction_answer(offer: &[u8]) -> &'static str {
 }
 
 /// Appends the decimal digits of `n` ([`wire::out::decimal`]): `fmt` machinery cost more than
-/// the rest of the answer together.
+/// the rest of an SDP answer together. Also the MGCP gateway's (endpoint names, ports).
 #[inline]
-fn put_u64(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, n: u64) {
     let mut tmp = [0u8; 20];
     out.extend_from_slice(wire::out::decimal(n, &mut tmp));
 }

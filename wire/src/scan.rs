@@ -156,6 +156,18 @@ pub(crate) fn parse_digits(s: &[u8], max_digits: usize) -> Option<u64> {
         return None;
     }
     let mut v: u64 = 0;
+    if s.len() <= 19 {
+        // Nineteen digits stay below 10^19 < 2^64: no overflow checks needed (every
+        // transaction id, port, length and CSeq number takes this loop).
+        for &b in s {
+            let d = b.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+        }
+        return Some(v);
+    }
     for &b in s {
         if !b.is_ascii_digit() {
             return None;
@@ -358,6 +370,15 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
         /// The word loops equal the byte loops they replace, at every length and alignment.
+        /// The unchecked loop for up to 19 digits equals `str::parse`, overflow included.
+        #[test]
+        fn digits_equal_str_parse(s in "[0-9]{0,22}|[0-9]{0,5}[a/: ][0-9]{0,3}", max in 0usize..24) {
+            let want = (!s.is_empty() && s.len() <= max)
+                .then(|| s.parse::<u64>().ok())
+                .flatten();
+            prop_assert_eq!(super::parse_digits(s.as_bytes(), max), want);
+        }
+
         #[test]
         fn word_searches_equal_byte_loops(s in bytes(), needle in prop_oneof![Just(b'\n'), Just(b'@'), any::<u8>()]) {
             let ws = s.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(s.len());

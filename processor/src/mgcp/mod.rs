@@ -56,7 +56,7 @@ use crate::{
     load::LoadAccount,
     media::PortPool,
     outbox::Outbox,
-    sdp::{write_sdp, SdpAddr, SdpParams},
+    sdp::{put_u64, write_sdp, SdpAddr, SdpParams},
     table::{Key, KeyHasher, Slab, Table},
     wheel::{TimerId, Wheel},
 };
@@ -330,12 +330,6 @@ impl Answer {
     }
 }
 
-/// Appends `n` in decimal.
-fn put_dec(out: &mut Vec<u8>, n: u64) {
-    let mut tmp = [0u8; 20];
-    out.extend_from_slice(wire::out::decimal(n, &mut tmp));
-}
-
 /// `v` lowercased into `buf` (cleared first), eight bytes a word: call and connection ids
 /// are lowercased for every lookup, and the byte loop was most of a lookup's cost.
 fn lower_into(buf: &mut Vec<u8>, v: &[u8]) {
@@ -454,7 +448,7 @@ impl Gateway {
         domain.extend_from_slice(b"@[");
         domain.extend_from_slice(cfg.addr.ip().to_string().as_bytes());
         domain.extend_from_slice(b"]:");
-        put_dec(&mut domain, u64::from(cfg.addr.port()));
+        put_u64(&mut domain, u64::from(cfg.addr.port()));
         Self {
             limits: Limits::default(),
             t_hist: ns(cfg.t_hist),
@@ -1048,7 +1042,7 @@ impl Gateway {
         match local.iter().position(|&b| b == b'$') {
             Some(i) => {
                 self.pbuf.extend_from_slice(&local[..i]);
-                put_dec(&mut self.pbuf, self.counter);
+                put_u64(&mut self.pbuf, self.counter);
                 self.pbuf.extend_from_slice(&local[i + 1..]);
             }
             None => self.pbuf.extend_from_slice(local),
@@ -1274,7 +1268,7 @@ impl Gateway {
                 pbuf.extend_from_slice(c.codec.0.as_bytes());
                 if let Some(p) = c.ptime {
                     pbuf.extend_from_slice(b", p:");
-                    put_dec(pbuf, u64::from(p));
+                    put_u64(pbuf, u64::from(p));
                 }
                 ans.param_from(b"L", pbuf, start);
             } else if is(b"P") {

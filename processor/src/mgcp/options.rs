@@ -28,19 +28,23 @@ const MODE_WORDS: [(u64, &str); MODES.len()] = {
     let mut i = 0;
     while i < MODES.len() {
         let m = MODES[i].as_bytes();
-        let mut w = 0u64;
-        if m.len() == 8 {
-            let mut j = 0;
-            while j < 8 {
-                w |= (m[j] as u64) << (8 * j);
-                j += 1;
-            }
-        }
-        t[i] = (w, MODES[i]);
+        t[i] = (if m.len() == 8 { le_word(m) } else { 0 }, MODES[i]);
         i += 1;
     }
     t
 };
+
+/// Up to the first eight bytes of `s` as a little-endian word (zero-padded), for the tables
+/// built at compile time.
+const fn le_word(s: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut j = 0;
+    while j < s.len() && j < 8 {
+        w |= (s[j] as u64) << (8 * j);
+        j += 1;
+    }
+    w
+}
 
 /// The SDP direction attribute that matches a connection mode.
 pub(crate) fn sdp_direction(mode: &str) -> &'static str {
@@ -81,13 +85,8 @@ const CODEC_WORDS: [(u32, usize, (&str, u8)); CODECS.len()] = {
     let mut i = 0;
     while i < CODECS.len() {
         let n = CODECS[i].0.as_bytes();
-        let mut w = 0u32;
-        let mut j = 0;
-        while j < n.len() {
-            w |= (n[j] as u32) << (8 * j);
-            j += 1;
-        }
-        t[i] = (w, n.len(), CODECS[i]);
+        // Every name is at most four bytes, so the word fits a `u32`.
+        t[i] = (le_word(n) as u32, n.len(), CODECS[i]);
         i += 1;
     }
     t

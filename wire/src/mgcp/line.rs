@@ -139,22 +139,10 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// 1..=999999999 (RFC 3435 §3.2.1.2). Nine digits cannot overflow a `u32` times ten plus
-/// nine in `u64`, so the loop needs no overflow checks.
+/// 1..=999999999 (RFC 3435 §3.2.1.2).
 #[inline]
 fn tid(f: &[u8]) -> Option<u32> {
-    if f.is_empty() || f.len() > 9 {
-        return None;
-    }
-    let mut v: u32 = 0;
-    for &b in f {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v * 10 + u32::from(d);
-    }
-    (v >= 1).then_some(v)
+    parse_digits(f, 9).filter(|&n| n >= 1).map(|n| n as u32)
 }
 
 /// Byte classes of endpoint names: the local part is any visible ASCII, the domain a host
