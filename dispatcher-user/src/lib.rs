@@ -16,7 +16,6 @@ pub mod control;
 pub mod forward;
 pub mod lan;
 pub mod links;
-pub mod mem;
 pub mod metrics;
 pub mod pool;
 pub mod processors;

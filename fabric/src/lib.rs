@@ -28,6 +28,7 @@
 //! the processor polls one descriptor however many producers feed it, and any one producer's
 //! commit wakes it.
 pub mod coalesce;
+pub mod mem;
 
 use std::{
     cell::UnsafeCell,
@@ -184,9 +185,9 @@ unsafe impl Send for Ring {}
 impl Ring {
     /// A ring of `cap` slots (a power of two) with its arena.
     fn new(cap: usize) -> Self {
-        // Zeroed by the allocator (calloc: untouched pages cost nothing until used), not byte
-        // by byte: a deep queue's arena is hundreds of MB.
-        let zeroed = vec![0u8; (cap + 2) * STRIDE].into_boxed_slice();
+        // Huge pages, every page faulted in here rather than by the first pass of the
+        // producer's copies over the arena (see `mem`).
+        let zeroed = mem::table((cap + 2) * STRIDE, 0u8);
         // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`, so the slice has the same
         // layout and the box the same allocation.
         let arena: Box<[UnsafeCell<u8>]> =

@@ -61,9 +61,8 @@ impl Affinity {
     /// A table of at least `capacity` entries (power of two), entries living `ttl_s` seconds.
     pub fn new(capacity: usize, ttl_s: u32) -> Self {
         let cap = capacity.max(WINDOW).next_power_of_two();
-        let mut slots = vec![Entry::default(); cap].into_boxed_slice();
-        // Huge pages and no page faults on the packet path (see `crate::mem`).
-        crate::mem::prepare_table(&mut slots);
+        // Huge pages and no page faults on the packet path (see `fabric::mem`).
+        let slots = fabric::mem::table(cap, Entry::default());
         Self {
             slots,
             mask: cap - 1,
