@@ -55,4 +55,35 @@ mod tests {
         assert!(t.iter().all(|e| *e == E(7, 9)));
         assert!(table(0, 0u8).is_empty());
     }
+
+    /// Pages of `t` (its page-aligned interior) that are not resident, by `mincore(2)`.
+    fn not_resident<T>(t: &[T]) -> usize {
+        let page = 4096;
+        let start = (t.as_ptr() as usize).next_multiple_of(page);
+        let end = (t.as_ptr() as usize + std::mem::size_of_val(t)) & !(page - 1);
+        let pages = (end - start) / page;
+        let mut vec = vec![0u8; pages];
+        // SAFETY: [start, end) is page-aligned and mapped (inside `t`'s allocation); `vec`
+        // has one byte per page of it.
+        let rc =
+            unsafe { libc::mincore(start as *mut libc::c_void, end - start, vec.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|&&b| b & 1 == 0).count()
+    }
+
+    #[test]
+    fn every_page_is_resident_before_the_first_use() {
+        // The property the packet path relies on: nothing faults later. A zeroed allocation
+        // (calloc) fails it: its pages are mapped on first touch.
+        let t = table(16 << 20, 0u8);
+        assert_eq!(not_resident(&t), 0);
+        // Above glibc's largest mmap threshold (32 MiB), so always a fresh mapping.
+        let lazy = vec![0u8; 40 << 20];
+        assert!(
+            not_resident(&lazy) > 0,
+            "the check can fail: calloc'd pages are lazy"
+        );
+        let t = table(1 << 20, [0u64; 2]);
+        assert_eq!(not_resident(&t), 0);
+    }
 }
