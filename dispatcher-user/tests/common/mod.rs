@@ -203,25 +203,58 @@ pub fn xdp_switchyard(tb: &Testbed, extra: &[&str], tag: &str) -> Switchyard {
     sy
 }
 
-/// A loopback UDP port that is free right now.
-pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Where test ports come from: below Linux's default ephemeral range (32768-60999), so no
+/// socket bound to port 0 (the generator's, a processor's, another test's) can take one
+/// between the moment it is picked and the moment its switchyard binds it.
+const TEST_PORTS: std::ops::Range<u16> = 30000..32700;
+
+/// The next port to try: a cursor over [`TEST_PORTS`] shared by the tests of one binary (they
+/// run in parallel), so no two of them are handed the same port; each binary starts at an
+/// offset of its own (by pid), so concurrent runs rarely meet either.
+fn next_candidate() -> u16 {
+    use std::sync::Mutex;
+    static CURSOR: Mutex<Option<u16>> = Mutex::new(None);
+    let mut c = CURSOR.lock().unwrap_or_else(|e| e.into_inner());
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let next = match *c {
+        Some(p) => p,
+        None => TEST_PORTS.start + (std::process::id() % u32::from(span)) as u16,
+    };
+    *c = Some(if next + 1 >= TEST_PORTS.end {
+        TEST_PORTS.start
+    } else {
+        next + 1
+    });
+    next
 }
 
-/// The first of two consecutive free loopback ports (for two processors; tests in one binary
-/// run in parallel, so the default 5070 would collide).
-pub fn free_pair() -> u16 {
-    for _ in 0..100 {
-        let p = free_port();
-        if p < 65000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+/// Whether nothing holds loopback port `p`, for UDP and TCP alike (the metrics listener).
+fn is_free(p: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// A loopback port (UDP and TCP) that is free now and handed to no other test of this binary.
+pub fn free_port() -> u16 {
+    for _ in 0..TEST_PORTS.len() {
+        let p = next_candidate();
+        if is_free(p) {
             return p;
         }
     }
-    panic!("no two consecutive free ports");
+    panic!("no free loopback port in {TEST_PORTS:?}");
+}
+
+/// The first of two consecutive free loopback ports (for two processors; tests in one binary
+/// run in parallel, so the default 5070 would collide); both are taken from the shared cursor.
+pub fn free_pair() -> u16 {
+    for _ in 0..TEST_PORTS.len() {
+        let p = next_candidate();
+        if p + 1 < TEST_PORTS.end && next_candidate() == p + 1 && is_free(p) && is_free(p + 1) {
+            return p;
+        }
+    }
+    panic!("no two consecutive free loopback ports in {TEST_PORTS:?}");
 }
 
 /// Loopback ports of a [`udp_switchyard`].
