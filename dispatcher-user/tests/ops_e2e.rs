@@ -17,23 +17,6 @@ fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("sy-ops-{name}-{}", std::process::id()))
 }
 
-/// `n` consecutive free loopback UDP ports.
-fn free_run(n: u16) -> u16 {
-    'next: for _ in 0..200 {
-        let p = common::free_port();
-        if p > 60000 {
-            continue;
-        }
-        for k in 1..n {
-            if std::net::UdpSocket::bind(("127.0.0.1", p + k)).is_err() {
-                continue 'next;
-            }
-        }
-        return p;
-    }
-    panic!("no {n} consecutive free ports");
-}
-
 fn start_processor(port: u16, id: u16, report_to: u16, key: &Path) -> common::Proc {
     let child = Command::new(common::processor_bin())
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -190,8 +173,9 @@ fn bed(tag: &str) -> Bed {
     let key = temp(&format!("{tag}-key"));
     std::fs::write(&key, format!("ops test key {tag}\n")).unwrap();
     Bed {
-        sip: common::free_port(),
-        procs: free_run(4),
+        // The SIP port and the next one (the config file's MGCP port).
+        sip: common::free_run(2),
+        procs: common::free_run(4),
         report: common::free_port(),
         key,
         sock: temp(&format!("{tag}.sock")),
@@ -342,11 +326,8 @@ fn config_file(b: &Bed, ids: &[u16]) -> String {
 fn reload_under_load_adds_and_removes_processors_and_refuses_a_bad_file() {
     common::require_root();
     common::require_sipp();
-    let mut b = bed("reload");
-    // The MGCP port is the SIP port + 1 in the file: make sure it is free too.
-    while std::net::UdpSocket::bind(("127.0.0.1", b.sip + 1)).is_err() {
-        b.sip = common::free_port();
-    }
+    // The MGCP port is the SIP port + 1 in the file: `bed` reserves both.
+    let b = bed("reload");
     let _p: Vec<common::Proc> = (0..3)
         .map(|k| start_processor(b.procs + k, k, b.report, &b.key))
         .collect();

@@ -208,24 +208,23 @@ pub fn xdp_switchyard(tb: &Testbed, extra: &[&str], tag: &str) -> Switchyard {
 /// between the moment it is picked and the moment its switchyard binds it.
 const TEST_PORTS: std::ops::Range<u16> = 30000..32700;
 
-/// The next port to try: a cursor over [`TEST_PORTS`] shared by the tests of one binary (they
-/// run in parallel), so no two of them are handed the same port; each binary starts at an
-/// offset of its own (by pid), so concurrent runs rarely meet either.
-fn next_candidate() -> u16 {
+/// The next `n` consecutive ports to try: a cursor over [`TEST_PORTS`] shared by the tests of
+/// one binary (they run in parallel), so no two of them are handed the same port; each binary
+/// starts at an offset of its own (by pid), so concurrent runs rarely meet either.
+fn next_candidates(n: u16) -> u16 {
     use std::sync::Mutex;
     static CURSOR: Mutex<Option<u16>> = Mutex::new(None);
     let mut c = CURSOR.lock().unwrap_or_else(|e| e.into_inner());
     let span = TEST_PORTS.end - TEST_PORTS.start;
-    let next = match *c {
+    let mut first = match *c {
         Some(p) => p,
         None => TEST_PORTS.start + (std::process::id() % u32::from(span)) as u16,
     };
-    *c = Some(if next + 1 >= TEST_PORTS.end {
-        TEST_PORTS.start
-    } else {
-        next + 1
-    });
-    next
+    if first + n > TEST_PORTS.end {
+        first = TEST_PORTS.start;
+    }
+    *c = Some(first + n);
+    first
 }
 
 /// Whether nothing holds loopback port `p`, for UDP and TCP alike (the metrics listener).
@@ -234,27 +233,27 @@ fn is_free(p: u16) -> bool {
         && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
 }
 
-/// A loopback port (UDP and TCP) that is free now and handed to no other test of this binary.
-pub fn free_port() -> u16 {
+/// The first of `n` consecutive loopback ports (UDP and TCP) that are free now and handed to
+/// no other test of this binary (a test that derives ports as `p + k` must reserve them here).
+pub fn free_run(n: u16) -> u16 {
     for _ in 0..TEST_PORTS.len() {
-        let p = next_candidate();
-        if is_free(p) {
+        let p = next_candidates(n);
+        if (p..p + n).all(is_free) {
             return p;
         }
     }
-    panic!("no free loopback port in {TEST_PORTS:?}");
+    panic!("no {n} consecutive free loopback ports in {TEST_PORTS:?}");
+}
+
+/// A loopback port (UDP and TCP) that is free now and handed to no other test of this binary.
+pub fn free_port() -> u16 {
+    free_run(1)
 }
 
 /// The first of two consecutive free loopback ports (for two processors; tests in one binary
-/// run in parallel, so the default 5070 would collide); both are taken from the shared cursor.
+/// run in parallel, so the default 5070 would collide).
 pub fn free_pair() -> u16 {
-    for _ in 0..TEST_PORTS.len() {
-        let p = next_candidate();
-        if p + 1 < TEST_PORTS.end && next_candidate() == p + 1 && is_free(p) && is_free(p + 1) {
-            return p;
-        }
-    }
-    panic!("no two consecutive free loopback ports in {TEST_PORTS:?}");
+    free_run(2)
 }
 
 /// Loopback ports of a [`udp_switchyard`].
