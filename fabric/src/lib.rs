@@ -187,7 +187,7 @@ impl Ring {
     fn new(cap: usize) -> Self {
         // Huge pages, every page faulted in here rather than by the first pass of the
         // producer's copies over the arena (see `mem`).
-        let zeroed = mem::table((cap + 2) * STRIDE, 0u8);
+        let zeroed = mem::zeroed((cap + 2) * STRIDE);
         // SAFETY: `UnsafeCell<u8>` is `repr(transparent)` over `u8`, so the slice has the same
         // layout and the box the same allocation.
         let arena: Box<[UnsafeCell<u8>]> =
