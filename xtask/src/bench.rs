@@ -315,8 +315,10 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
 
     // The generator runs on core 0, everything on the dispatcher side on core 1.
     let blast_from = |dir: &Path, target: &str, from: &str| -> anyhow::Result<Command> {
-        let flood = from != testbed::APP_V4;
-        let mut c = if flood {
+        let (mut c, threads) = if from == testbed::APP_V4 {
+            let c = Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default());
+            (c, cfg.gen_threads.max(BLAST_THREADS))
+        } else {
             // The flood source is one thread at SCHED_IDLE: it is background, not the
             // measured load. Sending a datagram through a veth costs the sender ~9 µs of
             // kernel time (skb, UDP/IP, the peer's XDP run in its softirq), which a flood
@@ -327,14 +329,7 @@ pub fn run(cfg: &BenchConfig) -> anyhow::Result<BenchRun> {
             // and the row reports the rate it reached (`flood_sent_per_s`).
             let mut c = Testbed::exec(&tb.app_ns, "chrt");
             c.args(["--idle", "0", gen.to_str().unwrap_or_default()]);
-            c
-        } else {
-            Testbed::exec(&tb.app_ns, gen.to_str().unwrap_or_default())
-        };
-        let threads = if flood {
-            1
-        } else {
-            cfg.gen_threads.max(BLAST_THREADS)
+            (c, 1)
         };
         c.args(["blast", "--target", target, "--local-ip", from, "--quiet"])
             .args(gen_thread_args(threads))
