@@ -107,9 +107,9 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     #[serde(default, deserialize_with = "de_enum")]
     pub idle: Option<Idle>,
-    /// Under load, sleep this many µs between looks at the rings instead of waking for every
-    /// datagram, so one wake-up serves a batch (0: always wake per datagram; see the README's
-    /// "Wake-ups"). [default: 250]
+    /// Under load, sleep up to this many µs between looks at the rings instead of waking for
+    /// every datagram, so one wake-up serves a batch (0: always wake per datagram; see the
+    /// README's "Wake-ups"). [default: 500]
     #[arg(long)]
     pub coalesce_us: Option<u64>,
     /// Stop after this many seconds (default: run until signalled).

@@ -76,8 +76,8 @@ struct Args {
     /// INVITE beyond it is answered 503 with Retry-After (0: unlimited). [default: 8192]
     #[arg(long)]
     max_pending_invites: Option<u32>,
-    /// Under load, sleep this many µs between rounds instead of parking until woken, so one
-    /// wake-up serves a batch (0: park and be woken per datagram). [default: 250]
+    /// Under load, sleep up to this many µs between rounds instead of parking until woken, so
+    /// one wake-up serves a batch (0: park and be woken per datagram). [default: 500]
     #[arg(long)]
     coalesce_us: Option<u64>,
     /// RTP ports, half for SIP and half for MGCP. [default: 20000-59999]
