@@ -1859,6 +1859,11 @@ pub struct BoxTimes {
     /// Steal: time the hypervisor ran something else while one of our vCPUs wanted to run.
     /// Not ours, so not in `busy_ns`; a stage with much of it ran on a contended host.
     pub steal_ns: u64,
+    /// Idle and iowait. Unlike the busy fields, which the kernel samples at each tick (and
+    /// which threads that wake thousands of times a second, in step with timers, can alias
+    /// by a factor of ten either way), a tickless kernel measures idle time exactly, so the
+    /// stages take the box's busy time as what the CPUs could run minus idle and steal.
+    pub idle_ns: u64,
 }
 
 /// Parses `/proc/stat`'s `cpu` line ([`BoxTimes`]); None when the line is not there.
@@ -1874,9 +1879,11 @@ pub fn box_times(proc_stat: &str, tick: u64) -> Option<BoxTimes> {
     }
     let ns = |t: u64| t * 1_000_000_000 / tick.max(1);
     let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum();
+    let idle: u64 = [3, 4].iter().filter_map(|&i| f.get(i)).sum();
     Some(BoxTimes {
         busy_ns: ns(busy),
         steal_ns: ns(f.get(7).copied().unwrap_or(0)),
+        idle_ns: ns(idle),
     })
 }
 
@@ -1898,8 +1905,12 @@ fn monotonic_ns() -> u64 {
 /// CPU counters read at the start and at the end of a stage's measured period.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CpuSample {
-    /// All CPUs' busy time (`/proc/stat`, [`BoxTimes::busy_ns`]), ns.
+    /// All CPUs' busy time, ns: in a sample, `/proc/stat`'s tick-sampled busy fields
+    /// ([`BoxTimes::busy_ns`]); after [`CpuSample::since`], the period's CPU capacity less
+    /// its idle and steal time (see [`BoxTimes::idle_ns`] for why).
     pub box_ns: u64,
+    /// All CPUs' idle and iowait time (`/proc/stat`), ns.
+    pub idle_ns: u64,
     /// All CPUs' steal time (`/proc/stat`), ns.
     pub steal_ns: u64,
     /// Monotonic clock, ns (after [`CpuSample::since`]: the period's length).
@@ -1924,6 +1935,7 @@ impl CpuSample {
         let outside: u64 = remote.iter().map(|&p| process_cpu_ns(p)).sum();
         CpuSample {
             box_ns: times.busy_ns,
+            idle_ns: times.idle_ns,
             steal_ns: times.steal_ns,
             wall_ns: monotonic_ns(),
             cpus: stat_cpus(&stat),
@@ -1933,10 +1945,16 @@ impl CpuSample {
 
     /// What was used between `start` and this sample.
     pub fn since(&self, start: &CpuSample) -> CpuSample {
+        let wall_ns = self.wall_ns.saturating_sub(start.wall_ns);
+        let idle_ns = self.idle_ns.saturating_sub(start.idle_ns);
+        let steal_ns = self.steal_ns.saturating_sub(start.steal_ns);
         CpuSample {
-            box_ns: self.box_ns.saturating_sub(start.box_ns),
-            steal_ns: self.steal_ns.saturating_sub(start.steal_ns),
-            wall_ns: self.wall_ns.saturating_sub(start.wall_ns),
+            box_ns: wall_ns
+                .saturating_mul(self.cpus.max(1))
+                .saturating_sub(idle_ns.saturating_add(steal_ns)),
+            idle_ns,
+            steal_ns,
+            wall_ns,
             cpus: self.cpus,
             processors_ns: self.processors_ns.saturating_sub(start.processors_ns),
         }
@@ -2368,6 +2386,7 @@ mod tests {
         let t = box_times(stat, 100).unwrap();
         assert_eq!(t.busy_ns, 140 * 10_000_000);
         assert_eq!(t.steal_ns, 3 * 10_000_000);
+        assert_eq!(t.idle_ns, 5040 * 10_000_000);
         assert_eq!(stat_cpus(stat), 2);
         assert_eq!(box_times("cpu0 1 2 3 4\n", 100), None);
         assert_eq!(box_times("", 100), None);
@@ -2490,6 +2509,7 @@ mod tests {
         assert_eq!(gen_thread_args(2), ["--threads", "2", "--core", "0,1"]);
         let a = CpuSample {
             box_ns: 10,
+            idle_ns: 60,
             steal_ns: 2,
             wall_ns: 100,
             cpus: 2,
@@ -2497,15 +2517,19 @@ mod tests {
         };
         let b = CpuSample {
             box_ns: 25,
+            idle_ns: 90,
             steal_ns: 7,
             wall_ns: 150,
             cpus: 2,
             processors_ns: 3,
         };
+        // 100 ns of capacity over 50 ns on 2 CPUs, 30 of them idle and 5 stolen: 65 busy
+        // (the tick-sampled busy fields said 15).
         assert_eq!(
             b.since(&a),
             CpuSample {
-                box_ns: 15,
+                box_ns: 65,
+                idle_ns: 30,
                 steal_ns: 5,
                 wall_ns: 50,
                 cpus: 2,
