@@ -56,16 +56,16 @@ impl<'a> SdpParams<'a> {
     }
 }
 
-fn direction_answer(offer: &[u8]) -> &'static str {
-    for l in wire::sdp::lines(offer) {
-        match l {
-            b"a=sendonly" => return "recvonly",
-            b"a=recvonly" => return "sendonly",
-            b"a=inactive" => return "inactive",
-            _ => {}
-        }
+/// The direction an answer gives to an offer line that sets one (RFC 3264 §6.1), `None` for
+/// any other line. Every answer is 8 bytes long, as is the `sendrecv` default, so
+/// [`write_sdp`] can write the default and overwrite it once the offer's lines are read.
+fn direction_answer(line: &[u8]) -> Option<&'static str> {
+    match line {
+        b"a=sendonly" => Some("recvonly"),
+        b"a=recvonly" => Some("sendonly"),
+        b"a=inactive" => Some("inactive"),
+        _ => None,
     }
-    "sendrecv"
 }
 
 /// Appends the decimal digits of `n` ([`wire::out::decimal`]): `fmt` machinery cost more than
@@ -128,8 +128,18 @@ pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) 
     out.extend_from_slice(b"\r\nt=0 0\r\n");
     let mut accepted = false;
     let mut any = false;
+    // One walk over the offer: its media lines, and (unless the caller fixes the direction)
+    // the first direction attribute anywhere in it, which may follow the accepted m= line.
+    let mut dir_at = None;
+    let mut offered_dir = None;
     if let Some(offer) = offer {
-        for m in wire::sdp::media(offer) {
+        for l in wire::sdp::lines(offer) {
+            if offered_dir.is_none() && p.direction.is_none() {
+                offered_dir = direction_answer(l);
+            }
+            let Some(m) = wire::sdp::media_line(l) else {
+                continue;
+            };
             any = true;
             if !accepted && m.port != 0 && m.media.eq_ignore_ascii_case(b"audio") {
                 accepted = true;
@@ -138,7 +148,6 @@ pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) 
                     .split(|&b| b == b' ')
                     .find(|f| !f.is_empty())
                     .unwrap_or(b"0");
-                let dir = p.direction.unwrap_or_else(|| direction_answer(offer));
                 out.extend_from_slice(b"m=audio ");
                 put_u64(out, u64::from(p.port));
                 out.push(b' ');
@@ -146,7 +155,8 @@ pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) 
                 out.push(b' ');
                 out.extend_from_slice(first);
                 out.extend_from_slice(b"\r\na=");
-                out.extend_from_slice(dir.as_bytes());
+                dir_at = Some(out.len());
+                out.extend_from_slice(p.direction.unwrap_or("sendrecv").as_bytes());
                 out.extend_from_slice(b"\r\n");
                 put_ptime(out, p.ptime);
             } else {
@@ -158,6 +168,11 @@ pub(crate) fn write_sdp(out: &mut Vec<u8>, offer: Option<&[u8]>, p: &SdpParams) 
                 out.extend_from_slice(m.formats);
                 out.extend_from_slice(b"\r\n");
             }
+        }
+    }
+    if let (Some(at), Some(dir)) = (dir_at, offered_dir) {
+        if let Some(dst) = out.get_mut(at..at + dir.len()) {
+            dst.copy_from_slice(dir.as_bytes());
         }
     }
     if !any {
@@ -189,6 +204,48 @@ fn put_ptime(out: &mut Vec<u8>, ptime: Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_direction_anywhere_in_the_offer_sets_the_answer() {
+        let addr = SdpAddr::new("10.0.0.2".parse().unwrap());
+        let mut out = vec![];
+        let cases: [(&[u8], &str); 4] = [
+            // Session level, before the m= line.
+            (
+                b"v=0\r\na=recvonly\r\nm=audio 4000 RTP/AVP 0\r\n",
+                "a=sendonly\r\n",
+            ),
+            // After it, and the first of two wins.
+            (
+                b"v=0\r\nm=audio 4000 RTP/AVP 0\r\na=inactive\r\na=sendonly\r\n",
+                "a=inactive\r\n",
+            ),
+            // Also when it follows a rejected stream.
+            (
+                b"v=0\r\nm=audio 4000 RTP/AVP 0\r\nm=video 4 RTP/AVP 96\r\na=sendonly\r\n",
+                "a=recvonly\r\n",
+            ),
+            (b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n", "a=sendrecv\r\n"),
+        ];
+        for (offer, want) in cases {
+            write_sdp(&mut out, Some(offer), &SdpParams::sip(&addr, 20000, 7, 1));
+            let s = String::from_utf8(out.clone()).unwrap();
+            assert_eq!(s.matches("a=").count(), 1, "{s}");
+            assert!(
+                s.contains(&format!("m=audio 20000 RTP/AVP 0\r\n{want}")),
+                "{s}"
+            );
+        }
+        // A direction the caller fixes (an MGCP mode) ignores the offer's.
+        let mut p = SdpParams::sip(&addr, 20000, 7, 1);
+        p.direction = Some("sendrecv");
+        write_sdp(
+            &mut out,
+            Some(b"m=audio 4000 RTP/AVP 0\r\na=sendonly\r\n"),
+            &p,
+        );
+        assert!(String::from_utf8(out).unwrap().contains("a=sendrecv\r\n"));
+    }
 
     #[test]
     fn answers_first_audio_and_rejects_the_rest() {

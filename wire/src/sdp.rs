@@ -96,7 +96,15 @@ fn parse_media(rest: &[u8]) -> Option<Media<'_>> {
 
 /// Iterates the well-formed `m=` lines of an SDP body, in order.
 pub fn media(sdp: &[u8]) -> impl Iterator<Item = Media<'_>> {
-    lines(sdp).filter_map(|l| l.strip_prefix(b"m=").and_then(parse_media))
+    lines(sdp).filter_map(media_line)
+}
+
+/// One line of [`lines`] as a media description: `None` unless it is a well-formed `m=`
+/// line. For callers that walk the lines once for several purposes (an answer needs the
+/// media and the offer's direction attribute).
+#[inline]
+pub fn media_line(line: &[u8]) -> Option<Media<'_>> {
+    line.strip_prefix(b"m=").and_then(parse_media)
 }
 
 /// Iterates the well-formed `b=` lines of an SDP body (session and media level), in order.
