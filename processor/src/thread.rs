@@ -673,18 +673,21 @@ mod tests {
         );
     }
 
-    /// Queue messages every 50 µs for 150 ms (a 20,000/s load): the thread coalesces (timed
+    /// Queue messages every 25 µs for 150 ms (a 40,000/s load): the thread coalesces (timed
     /// sleeps, so the producer writes almost no eventfd), handles every one, and once the load
-    /// stops it parks again.
+    /// stops it parks again. Twice the rate at which the default delay starts to coalesce
+    /// (`MIN_BATCH` arrivals per 500 µs) would not be enough: in CI, with the other tests
+    /// running, the spinning producer is descheduled and the averaged gap grows (at one per
+    /// 50 µs, 460 of 3,000 messages once needed an eventfd write).
     #[test]
     fn under_load_the_thread_coalesces_instead_of_parking() {
         let c = client();
         let a = c.local_addr().unwrap();
         let (paddr, mut producer, stop, h) = start(|_| {});
-        let n = 3_000u32;
+        let n = 6_000u32;
         let t0 = Instant::now();
         for i in 0..n {
-            let due = t0 + Duration::from_micros(50 * u64::from(i));
+            let due = t0 + Duration::from_micros(25 * u64::from(i));
             while Instant::now() < due {
                 std::hint::spin_loop();
             }
@@ -706,8 +709,8 @@ mod tests {
         let st = h.join().unwrap();
         assert_eq!(st.queue_messages, u64::from(n));
         assert_eq!(st.mgcp.commands, u64::from(n));
-        // Ideally ~300 sleeps (150 ms of load / 500 µs); on a loaded 2-core box the spinning
-        // producer is descheduled and messages come in bursts, so fewer (22-80 seen). The
+        // Ideally ~600 sleeps (150 ms of load / 10 gaps of 25 µs); on a loaded 2-core box the
+        // spinning producer is descheduled and messages come in bursts, so fewer. The
         // eventfd count below is what proves the thread did not park per message.
         assert!(st.coalesced_sleeps >= 10, "{st:?}");
         assert!(
