@@ -15,7 +15,7 @@
 //! at most 2/3, so the expected probe length stays below 2 for hits and 5 for misses at any
 //! size. The key `[0, 0]` marks an empty slot: [`KeyHasher`] never produces it, and an
 //! all-zero array is allocated zeroed, so untouched parts of a large table cost no memory.
-use wire::hash::mix;
+use wire::hash::{fold_mul, mix};
 
 /// A 128-bit table key; never `[0, 0]` (the empty marker).
 pub type Key = [u64; 2];
@@ -262,13 +262,6 @@ pub struct KeyHasher {
 pub struct KeyState {
     a: u64,
     b: u64,
-}
-
-/// Multiplies and folds the 128-bit product, so every input bit reaches the output.
-#[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let m = u128::from(a) * u128::from(b);
-    (m as u64) ^ ((m >> 64) as u64)
 }
 
 impl KeyHasher {

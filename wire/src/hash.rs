@@ -63,9 +63,10 @@ pub fn mgcp_tx_key(src: SocketAddr, tid: u32) -> u64 {
 const K0: u64 = 0x9e37_79b9_7f4a_7c15;
 const K1: u64 = 0xbf58_476d_1ce4_e5b9;
 
-/// Multiplies and folds the 128-bit product: every input bit reaches the output.
+/// Multiplies and folds the 128-bit product: every input bit reaches the output. Also the
+/// round of the processors' keyed table hash.
 #[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
+pub fn fold_mul(a: u64, b: u64) -> u64 {
     let m = u128::from(a) * u128::from(b);
     (m as u64) ^ ((m >> 64) as u64)
 }
